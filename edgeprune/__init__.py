@@ -1,0 +1,17 @@
+"""edgeprune: Keras 3 pruning, channel shrinking, quantization and TFLite export for edge devices.
+
+Names follow TensorFlow Model Optimization's pruning API, so a tfmot user migrates by changing an
+import: `import edgeprune as ep` in place of `tfmot.sparsity.keras`.
+"""
+
+__version__ = "0.1.0"
+
+from edgeprune.data import load_digits
+
+# --- pruning core ---
+
+# --- structured pruning ---
+
+# --- quantization and export ---
+
+# --- choosing sparsity ---
