@@ -70,9 +70,7 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1),
 
     def transform(layer):
         copy = copy_layer(layer)
-        if should_wrap(layer):
-            return PruneLowMagnitude(copy, **wrapper_args), copy, layer.get_weights()
-        return copy, copy, layer.get_weights()
+        return PruneLowMagnitude(copy, **wrapper_args) if should_wrap(layer) else copy
 
     unknown = skip - {layer.name for layer in leaf_layers(to_prune)}
     if unknown:

@@ -2,8 +2,8 @@
 
 Sequential and functional models (nested ones and shared layers included) are rebuilt with
 `keras.models.clone_model(recursive=True)`; subclassed models are re-created from their config and
-their layer attributes replaced before they are built. Weights are copied afterwards, so the
-source model is never touched.
+their layer attributes replaced before they are built. Every layer is a copy with copied weights,
+so the source model is never touched.
 """
 
 import keras
@@ -11,27 +11,18 @@ from keras.src.models.functional import Functional  # the class clone_model itse
 
 
 def rebuild(model, transform):
-    """Returns a copy of `model` in which each leaf layer L becomes `transform(L)`.
+    """Returns a copy of `model` in which each layer L (at any depth) becomes `transform(L)`.
 
-    `transform(layer)` returns `(new_layer, target, weights)`: the layer to put in the copy, the
-    layer that receives `weights` once the copy is built (the new layer or the layer it wraps),
-    and the NumPy weights to load into it.
+    `transform` must return a new layer, typically built from `copy_layer(L)`.
     """
-    loads = []
-
     def replace(layer):
-        new_layer, target, weights = transform(layer)
-        loads.append((target, weights))
-        return new_layer
+        if not isinstance(layer, keras.layers.Layer):
+            return layer  # a stateless keras.ops operation: nothing to copy
+        return transform(layer)
 
     if isinstance(model, (keras.Sequential, Functional)):
-        copy = keras.models.clone_model(model, clone_function=replace, recursive=True)
-    else:
-        copy = _rebuild_subclassed(model, replace)
-    for target, weights in loads:
-        if weights:
-            target.set_weights(weights)
-    return copy
+        return keras.models.clone_model(model, clone_function=replace, recursive=True)
+    return _rebuild_subclassed(model, replace)
 
 
 def leaf_layers(model):
@@ -57,9 +48,14 @@ def leaf_layers(model):
     yield from visit(model)
 
 
-def copy_layer(layer):
-    """A fresh, unbuilt layer of the same class and config."""
-    return layer.__class__.from_config(layer.get_config())
+def copy_layer(layer, weights=None):
+    """A new layer of the same class and config, built like `layer`, holding a copy of its
+    weights (or `weights` when given)."""
+    copy = layer.__class__.from_config(layer.get_config())
+    if layer.built:
+        copy.build_from_config(layer.get_build_config())
+        copy.set_weights(layer.get_weights() if weights is None else weights)
+    return copy
 
 
 def _rebuild_subclassed(model, replace):

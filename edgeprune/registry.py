@@ -35,7 +35,7 @@ def prunable_weights(layer, prune_depthwise=False):
     if isinstance(layer, _SEPARABLE_LAYERS):
         return [layer.pointwise_kernel]
     if isinstance(layer, _DEPTHWISE_LAYERS):
-        return [layer.depthwise_kernel] if prune_depthwise else []
+        return [layer.kernel] if prune_depthwise else []
     if isinstance(layer, L.Embedding):
         return [layer.embeddings]
     if isinstance(layer, L.MultiHeadAttention):

@@ -16,9 +16,6 @@ def strip_pruning(model):
 
     >>> final = ep.strip_pruning(pruned)  # doctest: +SKIP
     """
-    if isinstance(model, PruneLowMagnitude):
-        model = keras.Sequential([model])  # a lone wrapper: strip it through the same path
-        return rebuild(model, _unwrap).layers[0]
     if not isinstance(model, keras.Model):
         raise ValueError(f"strip_pruning takes a Keras model, got {type(model).__name__}.")
     return rebuild(model, _unwrap)
@@ -26,15 +23,11 @@ def strip_pruning(model):
 
 def _unwrap(layer):
     if not isinstance(layer, PruneLowMagnitude):
-        copy = copy_layer(layer)
-        return copy, copy, layer.get_weights()
-    inner = layer.layer
+        return copy_layer(layer)
     masked = {id(w): value for w, value in zip(layer.pruned_weights, layer.masked_weight_values())}
-    weights = [masked.get(id(w), None) for w in inner.weights]
-    weights = [ops.convert_to_numpy(w) if value is None else value
-               for w, value in zip(inner.weights, weights)]
-    copy = copy_layer(inner)
-    return copy, copy, weights
+    weights = [masked[id(w)] if id(w) in masked else ops.convert_to_numpy(w)
+               for w in layer.layer.weights]
+    return copy_layer(layer.layer, weights)
 
 
 def sparsity_report(model):
