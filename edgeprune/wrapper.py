@@ -83,6 +83,14 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         self.pruning_scope = pruning_scope
         self.weight_names = list(weight_names) if weight_names is not None else None
         self.supports_masking = layer.supports_masking
+        self.step_owner = None  # weakref to the PruningController that counts steps
+
+    def save_own_variables(self, store):
+        # The controller writes pruning_step lazily; a checkpoint taken mid-epoch needs it now.
+        controller = self.step_owner() if self.step_owner is not None else None
+        if controller is not None:
+            self.pruning_step.assign(controller.current_step)
+        super().save_own_variables(store)
 
     def build(self, input_shape=None):
         super().build(input_shape)

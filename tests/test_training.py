@@ -205,3 +205,14 @@ def test_mirrored_strategy_on_two_logical_cpus_reaches_the_same_sparsity():
     assert result.returncode == 0, result.stderr[-3000:]
     sparsities = eval(result.stdout.strip().splitlines()[-1])
     assert len(sparsities) == 4 and all(abs(s - 0.8) < 0.01 for s in sparsities)
+
+
+def test_mid_epoch_checkpoint_records_the_current_step(digits, tmp_path):
+    pruned = ep.prune_low_magnitude(make_digits_cnn())
+    path = tmp_path / "ckpt.keras"
+    checkpoint = keras.callbacks.ModelCheckpoint(path, save_freq=7)
+    compile_and_fit(pruned, digits, epochs=1, callbacks=[ep.UpdatePruningStep(), checkpoint])
+    last_save = steps_per_epoch(digits) // 7 * 7
+    restored = keras.models.load_model(path)
+    assert {int(w.pruning_step.numpy()) for w in ep.PruningController(restored).wrappers} == {
+        last_save}
