@@ -1,0 +1,175 @@
+"""Reading a recipe: YAML (`yaml.safe_load` only), `--set` overrides, schema check, defaults, files.
+
+>>> recipe = load_recipe("recipes/quickstart.yaml", overrides=["pruning.fine_tune.epochs=1"])  # doctest: +SKIP
+>>> recipe["pruning"]["fine_tune"]["epochs"]                                                   # doctest: +SKIP
+1
+"""
+
+import copy
+import hashlib
+import json
+import os
+
+import yaml
+
+from edgeprune.recipe.schema import SCHEMA, RecipeError, check, did_you_mean
+
+# Sections that exist with their defaults even when a recipe leaves them out; a missing `pruning`
+# or `benchmark` section means that stage does not run.
+ALWAYS_PRESENT = ("data", "training", "strip", "quantize", "export", "report")
+
+
+class Recipe(dict):
+    """A checked recipe with every default filled in; `path` and `folder` say where it came from.
+
+    Relative paths inside the recipe are relative to the recipe's folder (see `resolve`).
+    """
+
+    def __init__(self, document, path, overrides=()):
+        super().__init__(document)
+        self.path = os.fspath(path)
+        self.folder = os.path.dirname(os.path.abspath(self.path))
+        self.overrides = list(overrides)
+
+    @property
+    def name(self):
+        return self.get("name") or os.path.splitext(os.path.basename(self.path))[0]
+
+    def resolve(self, relative):
+        return os.path.normpath(os.path.join(self.folder, os.path.expanduser(relative)))
+
+    def fingerprint(self):
+        """Hash of the effective settings: a run folder only resumes the recipe that made it."""
+        text = json.dumps(self, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load_recipe(path, overrides=()):
+    """Reads, overrides, checks and completes the recipe at `path`; raises `RecipeError`.
+
+    `overrides` are `"key.path=value"` strings; the value is read as YAML (`1`, `true`, `[1, 4]`).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise RecipeError(f"{path}: no such recipe file")
+    with open(path, encoding="utf-8") as f:
+        try:
+            document = yaml.safe_load(f)
+        except yaml.YAMLError as error:
+            raise RecipeError(f"{path}: not valid YAML: {error}") from None
+    source = path if not overrides else f"{path} (with --set {' '.join(overrides)})"
+    for override in overrides:
+        apply_override(document, override, source)
+    check(document, source)
+    recipe = Recipe(with_defaults(SCHEMA, document), path, overrides)
+    for section in ALWAYS_PRESENT:
+        recipe[section] = with_defaults(SCHEMA["properties"][section], recipe.get(section, {}))
+    _check_references(recipe, source)
+    return recipe
+
+
+def apply_override(document, override, source):
+    """Sets `a.b.c=value` inside `document` (value parsed as YAML), creating sections on the way."""
+    key, sep, value = override.partition("=")
+    if not sep or not key:
+        raise RecipeError(f"{source}: override {override!r} must look like key.path=value")
+    parts = key.split(".")
+    node = document
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise RecipeError(f"{source}: override {override!r}: {part} is not a section")
+    try:
+        node[parts[-1]] = yaml.safe_load(value)
+    except yaml.YAMLError as error:
+        raise RecipeError(f"{source}: override {override!r}: value is not YAML: {error}") from None
+
+
+def with_defaults(schema, value):
+    """A deep copy of `value` with the schema's defaults filled into every object present."""
+    value = copy.deepcopy(value)
+    if isinstance(value, dict) and "properties" in schema:
+        for key, sub in schema["properties"].items():
+            if key not in value and "default" in sub:
+                value[key] = copy.deepcopy(sub["default"])
+            if key in value:
+                value[key] = with_defaults(sub, value[key])
+    elif isinstance(value, list) and "items" in schema:
+        value = [with_defaults(schema["items"], item) for item in value]
+    return value
+
+
+def _check_references(recipe, source):
+    """Files that must exist and settings that only make sense together."""
+    problems = []
+    model = recipe["model"]
+    if "keras_file" in model:
+        if not model["keras_file"].endswith(".keras"):
+            problems.append(f"model.keras_file: {model['keras_file']!r} must be a .keras file "
+                            "(Keras 3 format; loaded with safe_mode on)")
+        problems += _missing_file(recipe, "model.keras_file", model["keras_file"])
+    if "factory" in model:
+        problems += _missing_factory_file(recipe, "model.factory", model["factory"])
+    if "args" in model and "factory" not in model:
+        problems.append("model.args: only used with model.factory")
+    if "application" in model:
+        problems += _check_application(model["application"]["name"])
+
+    data = recipe["data"]
+    needs = {"npz": "path", "factory": "factory"}.get(data["source"])
+    if needs and needs not in data:
+        problems.append(f"data.{needs}: required when data.source is {data['source']!r}")
+    for key, source_kind in (("path", "npz"), ("factory", "factory"), ("args", "factory")):
+        if key in data and data["source"] != source_kind:
+            problems.append(f"data.{key}: only used with data.source: {source_kind}")
+    if data["source"] == "npz" and "path" in data:
+        problems += _missing_file(recipe, "data.path", data["path"])
+    if data["source"] == "factory" and "factory" in data:
+        problems += _missing_factory_file(recipe, "data.factory", data["factory"])
+
+    problems += _check_pruning(recipe.get("pruning"))
+    if recipe["export"]["c_array"] and recipe["quantize"]["sparse_storage"]:
+        problems.append("export.c_array: TFLite Micro has no DENSIFY kernel, so a C array needs "
+                        "quantize.sparse_storage: false")
+    if problems:
+        raise RecipeError(f"{source}: invalid recipe\n  " + "\n  ".join(problems))
+
+
+def _check_pruning(pruning):
+    if pruning is None:
+        return []
+    problems = []
+    for where, settings in [("pruning", pruning)] + [
+            (f"pruning.groups[{i}]", g) for i, g in enumerate(pruning.get("groups", []))]:
+        if "block_size" in settings and "sparsity_m_by_n" in settings:
+            problems.append(f"{where}: block_size and sparsity_m_by_n cannot be combined")
+        schedule = settings.get("schedule", {})
+        if schedule.get("kind", "polynomial_decay") == "polynomial_decay" and "end" in schedule \
+                and schedule["end"] <= schedule.get("begin", 0):
+            problems.append(f"{where}.schedule.end: must be after begin for polynomial_decay")
+    if pruning["structure"] == "unstructured" and pruning["criterion"] != "magnitude":
+        problems.append(f"pruning.criterion: {pruning['criterion']!r} ranks channels; "
+                        "unstructured pruning uses 'magnitude'")
+    if pruning["structure"] == "channels" and pruning["criterion"] == "magnitude":
+        problems.append("pruning.criterion: channels are ranked by l1, l2, bn_gamma or taylor")
+    return problems
+
+
+def _missing_file(recipe, key, relative):
+    if os.path.isfile(recipe.resolve(relative)):
+        return []
+    return [f"{key}: file not found: {relative} (looked for {recipe.resolve(relative)})"]
+
+
+def _missing_factory_file(recipe, key, factory):
+    module = factory.rpartition(":")[0]
+    return _missing_file(recipe, key, module) if module.endswith(".py") else []
+
+
+def _check_application(name):
+    import keras
+
+    names = [n for n in dir(keras.applications) if n[:1].isupper()]
+    if name in names:
+        return []
+    return [f"model.application.name: {name!r} is not in keras.applications{did_you_mean(name, names)}"]

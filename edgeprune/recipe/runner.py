@@ -1,0 +1,179 @@
+"""`run_recipe`: runs a recipe's stages in order into a run folder, resuming where it stopped.
+
+The run folder holds `state.json` (the recipe's fingerprint and, per finished stage, its output
+files, metrics and duration) and `stages.log` (one line per stage started, finished, skipped or
+resumed). A stage whose outputs are all present is not run again; training stages also resume from
+their last per-epoch checkpoint, so an interruption loses at most the epoch in progress.
+
+>>> from edgeprune.recipe import load_recipe, run_recipe
+>>> run_recipe(load_recipe("recipes/quickstart.yaml"), "runs/quickstart")  # doctest: +SKIP
+"""
+
+import datetime
+import functools
+import gzip
+import json
+import os
+import time
+
+import keras
+from tqdm.auto import tqdm
+
+import edgeprune as ep
+from device_bench.fileio import atomic_write
+from edgeprune.recipe import sources, training
+from edgeprune.recipe.modelstats import model_stats
+from edgeprune.recipe.report import STATE_FILE, read_state
+from edgeprune.recipe.schema import RecipeError
+from edgeprune.recipe.stages import CHECKPOINTS, enabled_stages, missing_features
+
+LOG_FILE = "stages.log"
+
+
+class RunContext:
+    """What a stage sees: the recipe, the run folder, the data, finished stages' outputs."""
+
+    def __init__(self, recipe, out, state, callbacks=()):
+        self.recipe, self.out, self.state = recipe, os.path.abspath(out), state
+        self.callbacks = list(callbacks)
+
+    def path(self, relative):
+        return os.path.join(self.out, relative)
+
+    @functools.cached_property
+    def data(self):
+        return sources.load_data(self.recipe)
+
+    def source_model(self):
+        return sources.load_model(self.recipe)
+
+    def load(self, relative):
+        return keras.models.load_model(self.path(relative), safe_mode=True)
+
+    def output_files(self, stage):
+        return self.state["finished"][stage]["outputs"]
+
+    def output(self, stage, name):
+        return self.output_files(stage)[name]
+
+    def latest_model(self):
+        """The last `model` output of the finished stages: what gets converted."""
+        return [record["outputs"]["model"] for record in self.state["finished"].values()
+                if "model" in record["outputs"]][-1]
+
+    def log(self, message):
+        log_line(self.out, message)
+
+    def note_resume(self, stage, epochs_done):
+        if epochs_done:
+            self.log(f"resume {stage} from checkpoint after epoch {epochs_done}")
+
+    def keras_result(self, stage, model, file, label, output_name="model"):
+        """Saves `model` atomically as `file`; returns the stage result with its report row."""
+        training.save_model_atomically(model, self.path(file))
+        stats = model_stats(model)
+        raw, compressed = file_sizes(self.path(file))
+        row = {"label": label, "kind": "keras", "file": file, "stage": stage,
+               "accuracy": training.accuracy(model, self.data), "raw_bytes": raw,
+               "gzip_bytes": compressed, **stats}
+        return {"outputs": {output_name: file}, "artifacts": [row]}
+
+    def tflite_row(self, tflite, model, file, label):
+        """The report row of a `.tflite`: sizes from `ep.size_report`, accuracy from
+        `ep.validate_tflite` against its Keras model on the test split."""
+        sizes = ep.size_report(tflite)
+        check = ep.validate_tflite(tflite, model, self.data.test_x, self.data.test_y)
+        return {"label": label, "kind": "tflite", "file": file, "stage": "convert",
+                "accuracy": check.tflite_accuracy, "top1_agreement": check.top1_agreement,
+                "raw_bytes": sizes.raw_bytes, "gzip_bytes": sizes.gzip_bytes}
+
+
+def file_sizes(path):
+    """Raw and gzip-compressed (level 9) size of a file, in bytes."""
+    with open(path, "rb") as f:
+        data = f.read()
+    return len(data), len(gzip.compress(data, compresslevel=9))
+
+
+def log_line(out, message):
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with open(os.path.join(out, LOG_FILE), "a", encoding="utf-8") as f:
+        f.write(f"{stamp} {message}\n")
+    tqdm.write(f"[edgeprune] {message}")
+
+
+def check_runnable(recipe):
+    """Raises `RecipeError` when this installation lacks a library function the recipe needs."""
+    missing = missing_features(recipe)
+    if missing:
+        raise RecipeError(f"{recipe.path}: cannot run here\n  " + "\n  ".join(missing))
+
+
+def run_recipe(recipe, out, until=None, restart=False, callbacks=()):
+    """Runs (or resumes) `recipe` into folder `out`; returns the final state.
+
+    Args:
+        recipe: a `Recipe` from `load_recipe`.
+        out: the run folder; created if needed.
+        until: stop after this stage (the next call continues from there).
+        restart: forget finished stages and checkpoints in `out` and start over.
+        callbacks: extra Keras callbacks for every training stage (e.g. TensorBoard).
+    """
+    stages = enabled_stages(recipe)
+    names = [stage.name for stage in stages]
+    if until is not None and until not in names:
+        raise RecipeError(f"--until {until!r}: this recipe's stages are {', '.join(names)}")
+    check_runnable(recipe)
+    os.makedirs(out, exist_ok=True)
+    state = _open_state(recipe, out, restart)
+    context = RunContext(recipe, out, state, callbacks)
+    first_to_run = _first_unfinished(state, names, out)
+    for name in names[:first_to_run]:
+        context.log(f"skip {name} (finished earlier)")
+    for name in list(state["finished"])[first_to_run:]:
+        del state["finished"][name]  # a stage redone invalidates what came after it
+    progress = tqdm(stages, desc=recipe.name, unit="stage", initial=first_to_run,
+                    total=len(stages), dynamic_ncols=True)
+    for stage in stages[first_to_run:]:
+        progress.set_postfix_str(stage.name)
+        context.log(f"start {stage.name}")
+        began = time.perf_counter()
+        result = stage.run(context)
+        state["finished"][stage.name] = {**result, "seconds": time.perf_counter() - began}
+        _write_state(out, state)
+        training.remove_checkpoints(context.path(CHECKPOINTS), stage.name)
+        context.log(f"finish {stage.name} ({state['finished'][stage.name]['seconds']:.1f} s)")
+        progress.update(1)
+        if stage.name == until:
+            break
+    progress.close()
+    return state
+
+
+def _open_state(recipe, out, restart):
+    state = read_state(out)
+    fingerprint = recipe.fingerprint()
+    if state and not restart and state["fingerprint"] != fingerprint:
+        raise RecipeError(
+            f"{out} holds a run of different settings (recipe {state['recipe']!r}, overrides "
+            f"{state['overrides']}); pass --restart to discard it or choose another --out")
+    if restart or not state:
+        training.remove_checkpoints(os.path.join(out, CHECKPOINTS), "*")
+        state = {"recipe": recipe.path, "overrides": recipe.overrides,
+                 "fingerprint": fingerprint, "name": recipe.name, "finished": {}}
+        _write_state(out, state)
+    return state
+
+
+def _first_unfinished(state, names, out):
+    """Index of the first stage that is not finished or lost one of its output files."""
+    for index, name in enumerate(names):
+        record = state["finished"].get(name)
+        if record is None or not all(os.path.exists(os.path.join(out, f))
+                                     for f in record["outputs"].values()):
+            return index
+    return len(names)
+
+
+def _write_state(out, state):
+    atomic_write(os.path.join(out, STATE_FILE), json.dumps(state, indent=2, default=float))

@@ -1,0 +1,199 @@
+"""The recipe schema (JSON Schema, checked with `jsonschema`) and its readable error messages.
+
+Every section and key a recipe may use is listed here with its type, allowed values and default;
+`check(document, source)` raises one `RecipeError` listing every problem, each with the file, the
+key path, what is allowed and, for a misspelt key or value, a "did you mean".
+
+>>> check({"model": {"factory": "models.py:cnn"}, "pruning": {"schedul": {}}}, "r.yaml")
+Traceback (most recent call last):
+...
+edgeprune.recipe.schema.RecipeError: r.yaml: invalid recipe
+  pruning.schedul: unknown key; allowed: block_size, criterion, fine_tune, groups, policy, schedule, scope, skip_layers, sparsity_m_by_n, structure (did you mean 'schedule'?)
+"""
+
+import difflib
+
+import jsonschema
+
+QUANTIZE_MODES = ["none", "dynamic", "float16", "int8", "int16x8"]
+STRUCTURES = ["unstructured", "channels"]
+CRITERIA = ["magnitude", "l1", "l2", "bn_gamma", "taylor"]
+OPTIMIZERS = ["adam", "adamw", "sgd", "rmsprop"]
+# device_bench run settings and per-target options a recipe may pass through.
+BENCHMARK_FLAGS = {
+    "num_threads": {"type": "integer", "minimum": -1},
+    "warmup_runs": {"type": "integer", "minimum": 0},
+    "warmup_min_secs": {"type": "number", "minimum": 0},
+    "num_runs": {"type": "integer", "minimum": 1},
+    "min_secs": {"type": "number", "minimum": 0},
+    "max_secs": {"type": "number", "exclusiveMinimum": 0},
+    "use_xnnpack": {"type": "boolean"},
+    "board": {"type": "string"},
+    "boards_file": {"type": "string"},
+    "known_hosts": {"type": "string"},
+    "check_host_key": {"type": "boolean"},
+    "key_filename": {"type": "string"},
+    "remote_python": {"type": "string"},
+    "timeout": {"type": "number", "exclusiveMinimum": 0},
+    "benchmark_binary": {"type": "string"},
+    "taskset_mask": {"type": "string"},
+}
+
+
+def _section(properties, required=()):
+    return {"type": "object", "properties": properties, "required": list(required),
+            "additionalProperties": False}
+
+
+_FACTORY = {"type": "string", "pattern": r"^[^:\s]+:[A-Za-z_][A-Za-z0-9_]*$",
+            "description": "module:function or path/to/file.py:function"}
+_SPARSITY = {"type": "number", "minimum": 0, "exclusiveMaximum": 1}
+_PAIR = {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2,
+         "maxItems": 2}
+_NAMES = {"type": "array", "items": {"type": "string"}}
+
+_SCHEDULE = _section({
+    "kind": {"enum": ["polynomial_decay", "constant"], "default": "polynomial_decay"},
+    "initial_sparsity": {**_SPARSITY, "default": 0.0},
+    "final_sparsity": {**_SPARSITY, "default": 0.5},
+    "begin": {"type": "integer", "minimum": 0, "default": 0},
+    "end": {"type": "integer", "minimum": -1},
+    "unit": {"enum": ["epochs", "steps"], "default": "epochs"},
+    "power": {"type": "number", "default": 3},
+    "frequency": {"type": "integer", "minimum": 1, "default": 100},
+})
+
+# Keys a pruning group may override for the layers it matches.
+_GROUP_SETTINGS = {
+    "schedule": _SCHEDULE,
+    "block_size": _PAIR,
+    "sparsity_m_by_n": _PAIR,
+    "scope": {"enum": ["layer", "global"]},
+}
+
+_TRAINING = _section({
+    "epochs": {"type": "integer", "minimum": 0, "default": 0},
+    "optimizer": {"enum": OPTIMIZERS, "default": "adam"},
+    "learning_rate": {"type": "number", "exclusiveMinimum": 0, "default": 0.001},
+    "loss": {"type": "string", "default": "sparse_categorical_crossentropy"},
+    "from_logits": {"type": "boolean", "default": True},
+})
+
+SCHEMA = _section({
+    "name": {"type": "string"},
+    "description": {"type": "string"},
+    "seed": {"type": "integer", "default": 0},
+    "model": {
+        **_section({
+            "keras_file": {"type": "string"},
+            "application": _section({
+                "name": {"type": "string"},
+                "input_shape": {"type": "array", "items": {"type": "integer", "minimum": 1}},
+                "classes": {"type": "integer", "minimum": 1},
+                "args": {"type": "object"},
+            }, required=["name", "input_shape", "classes"]),
+            "factory": _FACTORY,
+            "args": {"type": "object"},
+        }),
+        "oneOf": [{"required": ["keras_file"]}, {"required": ["application"]},
+                  {"required": ["factory"]}],
+    },
+    "data": _section({
+        "source": {"enum": ["digits", "npz", "factory"], "default": "digits"},
+        "path": {"type": "string"},
+        "factory": _FACTORY,
+        "args": {"type": "object"},
+        "batch_size": {"type": "integer", "minimum": 1, "default": 32},
+    }),
+    "training": _TRAINING,
+    "pruning": _section({
+        "structure": {"enum": STRUCTURES, "default": "unstructured"},
+        "criterion": {"enum": CRITERIA, "default": "magnitude"},
+        **_GROUP_SETTINGS,
+        "schedule": {**_SCHEDULE, "default": {}},
+        "scope": {"enum": ["layer", "global"], "default": "layer"},
+        "policy": {"enum": ["xnnpack"]},
+        "skip_layers": _NAMES,
+        "groups": {"type": "array", "items": _section(
+            {"layers": {**_NAMES, "minItems": 1}, "skip": {"type": "boolean"},
+             **_GROUP_SETTINGS}, required=["layers"])},
+        "fine_tune": {**_TRAINING, "default": {"epochs": 2}},
+    }),
+    "strip": _section({"shrink": {"type": "boolean", "default": False}}),
+    "quantize": _section({
+        "mode": {"enum": QUANTIZE_MODES, "default": "none"},
+        "int8_io": {"type": "boolean", "default": False},
+        "sparse_storage": {"type": "boolean", "default": False},
+        "calibration_samples": {"type": "integer", "minimum": 1, "default": 200},
+    }),
+    "export": _section({
+        "baseline_tflite": {"type": "boolean", "default": True},
+        "c_array": {"type": "boolean", "default": False},
+        "array_name": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
+    }),
+    "benchmark": _section({
+        "targets": {"type": "array", "items": _section(
+            {"target": {"type": "string", "pattern": r"^(local|micro|ssh://.+|adb://.*)$"},
+             **BENCHMARK_FLAGS}, required=["target"])},
+    }),
+    "report": _section({
+        "formats": {"type": "array", "items": {"enum": ["markdown", "html"]},
+                    "default": ["markdown", "html"]},
+        "title": {"type": "string"},
+    }),
+}, required=["model"])
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot run: the message names the file, the key path and what is allowed."""
+
+
+def check(document, source):
+    """Raises `RecipeError` listing every schema violation of `document` (read from `source`)."""
+    if not isinstance(document, dict):
+        raise RecipeError(f"{source}: a recipe is a YAML mapping of sections "
+                          f"({', '.join(SCHEMA['properties'])}), got {type(document).__name__}")
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    errors = sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.path)))
+    if errors:
+        problems = [line for error in errors for line in _describe(error)]
+        raise RecipeError(f"{source}: invalid recipe\n  " + "\n  ".join(problems))
+
+
+def key_path(parts):
+    """`["pruning", "groups", 0, "layers"]` -> `pruning.groups[0].layers`."""
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def did_you_mean(word, choices):
+    """` (did you mean 'x'?)` when `word` is close to one of `choices`, else ''."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _describe(error):
+    path = list(error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        return [f"{key_path(path + [key])}: unknown key; allowed: {', '.join(allowed)}"
+                f"{did_you_mean(key, allowed)}" for key in unknown]
+    where = key_path(path)
+    if error.validator == "enum":
+        allowed = error.validator_value
+        return [f"{where}: {error.instance!r} is not allowed; allowed: "
+                f"{', '.join(map(str, allowed))}{did_you_mean(error.instance, allowed)}"]
+    if error.validator == "type":
+        return [f"{where}: expected {error.validator_value}, got "
+                f"{type(error.instance).__name__} {error.instance!r}"]
+    if error.validator == "required":
+        return [f"{where}: {error.message}"]
+    if error.validator == "oneOf" and path == ["model"]:
+        return ["model: give exactly one of keras_file, application, factory"]
+    if error.validator == "pattern":
+        hint = error.schema.get("description", f"a string matching {error.validator_value}")
+        return [f"{where}: {error.instance!r} is not {hint}"]
+    return [f"{where}: {error.message}"]

@@ -1,0 +1,290 @@
+"""The stages of a recipe run, each a thin layer over edgeprune's and device_bench's public API.
+
+| stage       | runs when                   | calls                                                  |
+|-------------|-----------------------------|--------------------------------------------------------|
+| `baseline`  | always                      | the model source, `fit` when `training.epochs` > 0     |
+| `prune`     | a `pruning` section         | `ep.prune_low_magnitude`, `fit` + `ep.UpdatePruningStep` |
+| `strip`     | a `pruning` section         | `ep.strip_pruning`, `ep.shrink` (`strip.shrink`)       |
+| `convert`   | always                      | `ep.export_tflite`, `ep.size_report`, `ep.validate_tflite`, `ep.export_micro` |
+| `benchmark` | a `benchmark` section       | `device_bench.benchmark`                               |
+| `report`    | always                      | `edgeprune.recipe.report.write_report`                 |
+
+A stage returns `{"outputs": {name: file}, "artifacts": [rows]}`; files are relative to the run
+folder and written atomically. `needs(recipe)` lists the library functions a stage calls, so a
+run stops before its first stage when this installation lacks one.
+
+>>> [stage.name for stage in enabled_stages(load_recipe("recipes/quickstart.yaml"))]  # doctest: +SKIP
+['baseline', 'prune', 'strip', 'convert', 'benchmark', 'report']
+"""
+
+import dataclasses
+import fnmatch
+import importlib
+import json
+import os
+import re
+
+import keras
+
+import edgeprune as ep
+from device_bench.fileio import atomic_write
+from edgeprune.recipe import report, training
+from edgeprune.recipe.schema import RecipeError, did_you_mean
+from edgeprune.rebuild import leaf_layers
+from edgeprune.registry import is_prunable
+
+CHECKPOINTS = "checkpoints"
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    name: str
+    run: callable
+    enabled: callable = lambda recipe: True
+    needs: callable = lambda recipe: []
+
+
+def has_feature(module, attribute):
+    """True when `module.attribute` exists in this installation (a stage's library function)."""
+    try:
+        return hasattr(importlib.import_module(module), attribute)
+    except ImportError:
+        return False
+
+
+def supports_structure(structure):
+    from edgeprune import prune
+
+    return structure in prune.STRUCTURES
+
+
+# ---------------------------------------------------------------- baseline
+
+
+def run_baseline(ctx):
+    """Loads the model source, trains it densely when asked, and saves `baseline.keras`."""
+    settings = ctx.recipe["training"]
+    keras.utils.set_random_seed(ctx.recipe["seed"])
+    if settings["epochs"]:
+        def start():
+            return training.compile_for(ctx.source_model(), settings)
+
+        model, done = training.resume_or_start(ctx.path(CHECKPOINTS), "baseline", start)
+        ctx.note_resume("baseline", done)
+        training.fit(model, ctx.data, settings["epochs"], ctx.path(CHECKPOINTS), "baseline",
+                     done, ctx.callbacks)
+    else:
+        model = ctx.source_model()
+    return ctx.keras_result("baseline", model, "baseline.keras", "baseline (Keras, dense)")
+
+
+# ---------------------------------------------------------------- prune
+
+
+def make_schedule(spec, steps_per_epoch, epochs):
+    """An `ep.PolynomialDecay` or `ep.ConstantSparsity` from a recipe schedule (epochs -> steps)."""
+    scale = steps_per_epoch if spec["unit"] == "epochs" else 1
+    end = spec.get("end", epochs if spec["unit"] == "epochs" else epochs * steps_per_epoch)
+    begin, end = spec["begin"] * scale, end if end == -1 else end * scale
+    if spec["kind"] == "constant":
+        return ep.ConstantSparsity(spec["final_sparsity"], begin_step=begin, end_step=end,
+                                   frequency=spec["frequency"])
+    return ep.PolynomialDecay(spec["initial_sparsity"], spec["final_sparsity"], begin_step=begin,
+                              end_step=end, power=spec["power"], frequency=spec["frequency"])
+
+
+def pruning_passes(model, pruning):
+    """`[(settings, layer names)]`: each group's settings with the layers it matches first, then
+    the section's own settings with every other prunable layer not in `skip_layers`."""
+    names = [layer.name for layer in leaf_layers(model)]
+    unknown = [n for n in pruning.get("skip_layers", []) if n not in names]
+    if unknown:
+        raise RecipeError(f"pruning.skip_layers: the model has no layer {unknown[0]!r}"
+                          f"{did_you_mean(unknown[0], names)}; its layers: {', '.join(names)}")
+    assigned, passes = set(pruning.get("skip_layers", [])), []
+    for index, group in enumerate(pruning.get("groups", [])):
+        matched = [n for n in names if n not in assigned
+                   and any(fnmatch.fnmatchcase(n, pattern) for pattern in group["layers"])]
+        if not matched:
+            raise RecipeError(f"pruning.groups[{index}].layers: {group['layers']} match no layer "
+                              f"not already taken; the model's layers: {', '.join(names)}")
+        assigned.update(matched)
+        if not group.get("skip"):
+            passes.append(({**pruning, **group}, matched))
+    prunable = {layer.name for layer in leaf_layers(model) if is_prunable(layer)}
+    rest = [n for n in names if n not in assigned and n in prunable]
+    if rest:
+        passes.append((pruning, rest))
+    return passes
+
+
+def apply_pruning(model, pruning, steps_per_epoch, epochs):
+    """Wraps the model pass by pass with `ep.prune_low_magnitude`, one pass per settings group."""
+    for settings, chosen in pruning_passes(model, pruning):
+        others = [layer.name for layer in leaf_layers(model) if layer.name not in chosen]
+        options = {"pruning_schedule": make_schedule(settings["schedule"], steps_per_epoch,
+                                                     epochs),
+                   "pruning_scope": settings["scope"], "structure": pruning["structure"],
+                   "skip_layers": others}
+        if "block_size" in settings:
+            options["block_size"] = tuple(settings["block_size"])
+        if "sparsity_m_by_n" in settings:
+            options["sparsity_m_by_n"] = tuple(settings["sparsity_m_by_n"])
+        if pruning.get("policy") == "xnnpack":
+            options["pruning_policy"] = ep.PruneForLatencyOnXNNPack()
+        if pruning["structure"] == "channels":
+            options["criterion"] = pruning["criterion"]
+        model = ep.prune_low_magnitude(model, **options)
+    return model
+
+
+def run_prune(ctx):
+    """Prunes while fine-tuning, with a checkpoint per epoch; saves `pruned.keras` (wrapped)."""
+    pruning = ctx.recipe["pruning"]
+    tune = pruning["fine_tune"]
+    keras.utils.set_random_seed(ctx.recipe["seed"])
+
+    def start():
+        base = ctx.load(ctx.output("baseline", "model"))
+        pruned = apply_pruning(base, pruning, ctx.data.steps_per_epoch, tune["epochs"])
+        return training.compile_for(pruned, tune)
+
+    model, done = training.resume_or_start(ctx.path(CHECKPOINTS), "prune", start)
+    ctx.note_resume("prune", done)
+    training.fit(model, ctx.data, tune["epochs"], ctx.path(CHECKPOINTS), "prune", done,
+                 [ep.UpdatePruningStep(), *ctx.callbacks])
+    return ctx.keras_result("prune", model, "pruned.keras", "pruned (Keras, wrapped)",
+                            output_name="pruned")
+
+
+def prune_needs(recipe):
+    structure = recipe["pruning"]["structure"]
+    if supports_structure(structure):
+        return []
+    return [f"pruning.structure: {structure!r} needs prune_low_magnitude(structure="
+            f"{structure!r}) from structured pruning (edgeprune.structured), which this "
+            "edgeprune does not provide"]
+
+
+# ---------------------------------------------------------------- strip
+
+
+def run_strip(ctx):
+    """Bakes the masks in with `ep.strip_pruning`; with `strip.shrink`, `ep.shrink` removes the
+    all-zero channels."""
+    stripped = ep.strip_pruning(ctx.load(ctx.output("prune", "pruned")))
+    result = ctx.keras_result("strip", stripped, "stripped.keras", "pruned + stripped (Keras)")
+    if ctx.recipe["strip"]["shrink"]:
+        shrunk = ctx.keras_result("strip", ep.shrink(stripped), "shrunk.keras",
+                                  "shrunk (Keras)")
+        result["outputs"]["model"] = shrunk["outputs"]["model"]
+        result["artifacts"] += shrunk["artifacts"]
+    return result
+
+
+def strip_needs(recipe):
+    if recipe["strip"]["shrink"] and not has_feature("edgeprune", "shrink"):
+        return ["strip.shrink: needs edgeprune.shrink (structured pruning), which this "
+                "edgeprune does not provide"]
+    return []
+
+
+# ---------------------------------------------------------------- convert
+
+
+def run_convert(ctx):
+    """Exports the final model (quantized as asked) and the dense baseline to `.tflite`."""
+    quantize = ctx.recipe["quantize"]
+    mode = None if quantize["mode"] == "none" else quantize["mode"]
+    calibrated = mode in ("int8", "int16x8")
+    final = ctx.load(ctx.latest_model())
+    tflite = ep.export_tflite(
+        final, ctx.path("model.tflite"), quantize=mode,
+        representative_data=(ctx.data.calibration_samples(quantize["calibration_samples"])
+                             if calibrated else None),
+        int8_io=quantize["int8_io"], sparse_storage=quantize["sparse_storage"],
+        num_calibration_samples=quantize["calibration_samples"])
+    outputs = {"tflite": "model.tflite"}
+    artifacts = [ctx.tflite_row(tflite, final, "model.tflite", f"final .tflite ({mode or 'float32'})")]
+    export = ctx.recipe["export"]
+    if export["baseline_tflite"] and ctx.latest_model() != ctx.output("baseline", "model"):
+        baseline = ctx.load(ctx.output("baseline", "model"))
+        dense = ep.export_tflite(baseline, ctx.path("baseline.tflite"))
+        outputs["baseline_tflite"] = "baseline.tflite"
+        artifacts.insert(0, ctx.tflite_row(dense, baseline, "baseline.tflite",
+                                           "baseline .tflite (float32)"))
+    if export["c_array"]:
+        micro = ep.export_micro(tflite, ctx.path("micro/model_data"),
+                                array_name=export.get("array_name"))
+        outputs["c_header"] = os.path.relpath(micro.header_path, ctx.out)
+        outputs["c_source"] = os.path.relpath(micro.source_path, ctx.out)
+    return {"outputs": outputs, "artifacts": artifacts}
+
+
+def convert_needs(recipe):
+    wanted = ["export_tflite", "size_report", "validate_tflite"]
+    if recipe["export"]["c_array"]:
+        wanted.append("export_micro")
+    return [f"convert: needs edgeprune.{name} (quantization and export), which this edgeprune "
+            "does not provide" for name in wanted if not has_feature("edgeprune", name)]
+
+
+# ---------------------------------------------------------------- benchmark
+
+
+def run_benchmark(ctx):
+    """Benchmarks every `.tflite` of the run on each target; one device_bench JSON per target."""
+    import device_bench
+
+    files = [path for key, path in ctx.output_files("convert").items() if path.endswith(".tflite")]
+    outputs, latency = {}, {}
+    for spec in ctx.recipe["benchmark"]["targets"]:
+        target = spec["target"]
+        flags = {key: value for key, value in spec.items() if key != "target"}
+        result = device_bench.benchmark([ctx.path(f) for f in files], target=target, **flags)
+        name = f"bench/{re.sub(r'[^A-Za-z0-9]+', '_', target).strip('_')}.json"
+        atomic_write(ctx.path(name), json.dumps(result.to_dict(), indent=2))
+        outputs[name] = name
+        for file, model in zip(files, result.models):
+            latency.setdefault(file, {})[target] = {
+                "p50_us": model.latency.p50_us if model.latency else None,
+                "micro": dataclasses.asdict(model.micro) if model.micro else None}
+    return {"outputs": outputs, "latency": latency}
+
+
+def benchmark_needs(recipe):
+    if has_feature("device_bench", "benchmark"):
+        return []
+    return ["benchmark: needs device_bench.benchmark (the benchmark harness), which this "
+            "installation does not provide"]
+
+
+# ---------------------------------------------------------------- report
+
+
+def run_report(ctx):
+    """Writes report.md and report.html (plots embedded) from the run's state."""
+    formats = ctx.recipe["report"]["formats"]
+    written = report.write_report([ctx.out], ctx.path("report"), formats=formats,
+                                  title=ctx.recipe["report"].get("title"))
+    return {"outputs": {os.path.basename(p): os.path.relpath(p, ctx.out) for p in written}}
+
+
+STAGES = [
+    Stage("baseline", run_baseline),
+    Stage("prune", run_prune, lambda r: "pruning" in r, prune_needs),
+    Stage("strip", run_strip, lambda r: "pruning" in r, strip_needs),
+    Stage("convert", run_convert, needs=convert_needs),
+    Stage("benchmark", run_benchmark, lambda r: bool(r.get("benchmark", {}).get("targets")),
+          benchmark_needs),
+    Stage("report", run_report),
+]
+
+
+def enabled_stages(recipe):
+    return [stage for stage in STAGES if stage.enabled(recipe)]
+
+
+def missing_features(recipe):
+    """What this installation lacks to run `recipe`: one line per missing library function."""
+    return [line for stage in enabled_stages(recipe) for line in stage.needs(recipe)]

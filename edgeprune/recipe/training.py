@@ -1,0 +1,137 @@
+"""Training for recipe stages: compile from recipe settings, per-epoch checkpoints, progress bar.
+
+A checkpoint is the whole model (pruning wrappers with their masks and step, optimizer state) in
+one `.keras` file written atomically at every epoch end, so an interrupted run loses at most the
+epoch in progress and resumes with `resume_or_start`.
+
+>>> model, done = resume_or_start("runs/q/checkpoints", "prune", build)  # doctest: +SKIP
+>>> fit(model, data, 10, "runs/q/checkpoints", "prune", initial_epoch=done)  # doctest: +SKIP
+"""
+
+import glob
+import os
+import re
+
+import keras
+import numpy as np
+from tqdm.auto import tqdm
+
+OPTIMIZERS = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
+              "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
+LOSSES_WITH_LOGITS = {"sparse_categorical_crossentropy": keras.losses.SparseCategoricalCrossentropy,
+                      "categorical_crossentropy": keras.losses.CategoricalCrossentropy,
+                      "binary_crossentropy": keras.losses.BinaryCrossentropy}
+
+
+def save_model_atomically(model, path):
+    """`model.save(path)` through a temporary file in the same folder and one `os.replace`."""
+    folder, name = os.path.split(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    partial = os.path.join(folder, f".{name}.partial.keras")
+    try:
+        model.save(partial)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+    return path
+
+
+def compile_for(model, settings):
+    """Compiles `model` with the optimizer, learning rate and loss of a `training` section."""
+    name = settings["loss"]
+    if name in LOSSES_WITH_LOGITS:
+        loss = LOSSES_WITH_LOGITS[name](from_logits=settings["from_logits"])
+    else:
+        loss = keras.losses.get(name)
+    optimizer = OPTIMIZERS[settings["optimizer"]](learning_rate=settings["learning_rate"])
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+    return model
+
+
+def checkpoint_path(folder, prefix, epochs_done):
+    return os.path.join(folder, f"{prefix}-epoch-{epochs_done:04d}.keras")
+
+
+def latest_checkpoint(folder, prefix):
+    """`(path, epochs_done)` of the newest checkpoint of `prefix` in `folder`, or `(None, 0)`."""
+    pattern = re.compile(re.escape(prefix) + r"-epoch-(\d+)\.keras$")
+    found = [(int(m.group(1)), path) for path in glob.glob(os.path.join(folder, prefix + "-*"))
+             if (m := pattern.search(os.path.basename(path)))]
+    if not found:
+        return None, 0
+    epochs_done, path = max(found)
+    return path, epochs_done
+
+
+def remove_checkpoints(folder, prefix, keep=None):
+    for path in glob.glob(os.path.join(folder, f"{prefix}-epoch-*.keras")):
+        if path != keep:
+            os.remove(path)
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Saves the model atomically after every epoch and removes the previous checkpoint.
+
+    Put it after `UpdatePruningStep` in the callback list, so the masks are baked into the
+    weights before the save.
+    """
+
+    def __init__(self, folder, prefix):
+        super().__init__()
+        self.folder, self.prefix = folder, prefix
+
+    def on_epoch_end(self, epoch, logs=None):
+        path = save_model_atomically(self.model, checkpoint_path(self.folder, self.prefix,
+                                                                 epoch + 1))
+        remove_checkpoints(self.folder, self.prefix, keep=path)
+
+
+class ProgressBar(keras.callbacks.Callback):
+    """A tqdm bar over the batches of all remaining epochs, with the latest loss and accuracy."""
+
+    def __init__(self, description, initial_epoch=0):
+        super().__init__()
+        self.description = description
+        self.initial_epoch = initial_epoch
+        self.bar = None
+
+    def on_train_begin(self, logs=None):
+        remaining = self.params["epochs"] - self.initial_epoch
+        self.bar = tqdm(total=remaining * (self.params["steps"] or 0), desc=self.description,
+                        unit="batch", leave=False, dynamic_ncols=True)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.bar.set_description(f"{self.description} epoch {epoch + 1}/{self.params['epochs']}")
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.bar.update(1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.bar.set_postfix({k: f"{v:.4f}" for k, v in (logs or {}).items()})
+
+    def on_train_end(self, logs=None):
+        self.bar.close()
+
+
+def resume_or_start(folder, prefix, start):
+    """The newest checkpoint (loaded with safe_mode on) and its epoch count, else `start()`, 0."""
+    path, epochs_done = latest_checkpoint(folder, prefix)
+    if path is None:
+        return start(), 0
+    return keras.models.load_model(path, safe_mode=True), epochs_done
+
+
+def fit(model, data, epochs, folder, prefix, initial_epoch=0, callbacks=()):
+    """Trains up to `epochs` from `initial_epoch` with checkpoints; returns the History logs."""
+    progress = ProgressBar(prefix, initial_epoch)
+    history = model.fit(**data.fit_arguments(), epochs=epochs, initial_epoch=initial_epoch,
+                        verbose=0, callbacks=[*callbacks, EpochCheckpoint(folder, prefix),
+                                              progress])
+    return history.history
+
+
+def accuracy(model, data):
+    """Top-1 accuracy of `model` on the test split (argmax of its outputs; no compile needed)."""
+    outputs = model.predict(data.test_x, batch_size=256, verbose=0)
+    return float(np.mean(np.argmax(outputs.reshape(len(outputs), -1), axis=1) == data.test_y))

@@ -1,0 +1,55 @@
+"""Model and data factories the recipes in `recipes/` name (`../examples/models.py:digits_cnn`).
+
+A recipe's `factory: path/to/file.py:function` is imported only when a recipe names it; the
+function returns a Keras 3 model (model factories) or `(train, test)` tf.data Datasets (data
+factories).
+
+>>> model = digits_cnn()
+>>> model.output.shape
+(None, 10)
+"""
+
+import keras
+import numpy as np
+
+
+def digits_cnn(filters=16, dense_units=64):
+    """The quickstart CNN on 8x8x1 digits: two convolutions and a dense head, logits out."""
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name="conv1")(inputs)
+    x = keras.layers.Conv2D(filters * 2, 3, activation="relu", name="conv2")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(dense_units, activation="relu", name="fc")(x)
+    outputs = keras.layers.Dense(10, name="classifier")(x)
+    return keras.Model(inputs, outputs, name="digits_cnn")
+
+
+def tiny_mcu_cnn(filters=8):
+    """A microcontroller-sized digits model (a few kB int8): conv, depthwise, pooling, dense."""
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name="conv1")(inputs)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu", name="depthwise")(x)
+    x = keras.layers.Conv2D(filters * 2, 1, activation="relu", name="pointwise")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = keras.layers.Dense(10, name="classifier")(x)
+    return keras.Model(inputs, outputs, name="tiny_mcu_cnn")
+
+
+def digits_rgb(size=32, batch_size=32, seed=0):
+    """Digits upscaled to `size` x `size` x 3 as `(train, test)` tf.data Datasets of batches.
+
+    A stand-in image task for keras.applications models, which need at least 32x32 RGB input.
+    """
+    import tensorflow as tf
+
+    from edgeprune.data import load_digits
+
+    (x, y), (test_x, test_y) = load_digits(seed=seed)
+
+    def to_rgb(images):
+        resized = tf.image.resize(images, (size, size), method="nearest")
+        return np.repeat(resized.numpy(), 3, axis=-1)
+
+    train = tf.data.Dataset.from_tensor_slices((to_rgb(x), y)).shuffle(len(x), seed=seed)
+    test = tf.data.Dataset.from_tensor_slices((to_rgb(test_x), test_y))
+    return train.batch(batch_size), test.batch(batch_size)
