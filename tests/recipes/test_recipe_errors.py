@@ -1,0 +1,151 @@
+"""Bad recipes fail up front with the documented messages: file, key path, what is allowed."""
+
+import numpy as np
+import pytest
+
+from edgeprune import cli
+from edgeprune.recipe import RecipeError, load_recipe
+from edgeprune.recipe.sources import import_factory, load_data
+from edgeprune.recipe.stages import pruning_passes
+
+from .conftest import QUICKSTART
+
+MINIMAL = """
+model:
+  factory: ../models.py:build
+"""
+
+
+def error_of(path, overrides=()):
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path, overrides)
+    return str(info.value)
+
+
+def test_typo_in_a_key_names_file_path_allowed_keys_and_suggestion(write_recipe):
+    path = write_recipe("""
+        model: {application: {name: MobileNetV2, input_shape: [32, 32, 3], classes: 10}}
+        pruning:
+          schedule: {final_sparsity: 0.5}
+          fine_tune: {epohcs: 2}
+        """)
+    message = error_of(path)
+    assert path in message
+    assert "pruning.fine_tune.epohcs: unknown key" in message
+    assert "allowed: epochs, from_logits, learning_rate, loss, optimizer" in message
+    assert "did you mean 'epochs'?" in message
+
+
+def test_wrong_type_and_wrong_value_are_all_reported_at_once(write_recipe):
+    path = write_recipe("""
+        model: {application: {name: MobileNetV2, input_shape: [32, 32, 3], classes: 10}}
+        training: {epochs: three}
+        quantize: {mode: int9}
+        pruning: {block_size: [1, 4, 2], schedule: {final_sparsity: 1.5}}
+        """)
+    message = error_of(path)
+    assert "training.epochs: expected integer, got str 'three'" in message
+    assert ("quantize.mode: 'int9' is not allowed; allowed: none, dynamic, float16, int8, "
+            "int16x8 (did you mean 'int8'?)") in message
+    assert "pruning.block_size:" in message
+    assert "pruning.schedule.final_sparsity:" in message
+
+
+def test_model_needs_exactly_one_source(write_recipe):
+    message = error_of(write_recipe("model: {}\n"))
+    assert "model: give exactly one of keras_file, application, factory" in message
+
+
+def test_missing_files_are_named_with_where_they_were_looked_for(write_recipe, tmp_path):
+    path = write_recipe("""
+        model: {keras_file: models/missing.keras}
+        data: {source: npz, path: data/digits.npz}
+        """)
+    message = error_of(path)
+    assert f"model.keras_file: file not found: models/missing.keras (looked for " \
+           f"{tmp_path / 'models' / 'missing.keras'})" in message
+    assert "data.path: file not found: data/digits.npz" in message
+
+
+def test_missing_factory_file_and_misspelt_factory_function(write_recipe, tmp_path):
+    assert "model.factory: file not found: ../models.py" in error_of(write_recipe(MINIMAL))
+    (tmp_path / "models.py").write_text("def build_model():\n    return None\n")
+    with pytest.raises(RecipeError, match=r"has no function 'build_modle' \(did you mean "
+                                          r"'build_model'\?\)"):
+        import_factory("models.py:build_modle", str(tmp_path))
+
+
+def test_unknown_application_gets_a_suggestion(write_recipe):
+    path = write_recipe("model: {application: {name: MobileNetV22, input_shape: [32, 32, 3], "
+                        "classes: 10}}\n")
+    assert "model.application.name: 'MobileNetV22' is not in keras.applications " \
+           "(did you mean 'MobileNetV2'?)" in error_of(path)
+
+
+def test_settings_that_do_not_go_together(write_recipe):
+    path = write_recipe("""
+        model: {application: {name: MobileNetV2, input_shape: [32, 32, 3], classes: 10}}
+        data: {source: npz}
+        pruning: {block_size: [1, 4], sparsity_m_by_n: [2, 4], criterion: l1}
+        quantize: {sparse_storage: true}
+        export: {c_array: true}
+        """)
+    message = error_of(path)
+    assert "data.path: required when data.source is 'npz'" in message
+    assert "pruning: block_size and sparsity_m_by_n cannot be combined" in message
+    assert "pruning.criterion: 'l1' ranks channels" in message
+    assert "export.c_array: TFLite Micro has no DENSIFY kernel" in message
+
+
+def test_overrides_are_checked_like_the_file():
+    message = error_of(QUICKSTART, ["pruning.fine_tune.epochs=many"])
+    assert "(with --set pruning.fine_tune.epochs=many)" in message
+    assert "pruning.fine_tune.epochs: expected integer, got str 'many'" in message
+    assert "must look like key.path=value" in error_of(QUICKSTART, ["pruning.fine_tune.epochs"])
+
+
+def test_yaml_is_read_with_safe_load_only(write_recipe):
+    path = write_recipe("model: !!python/object/apply:os.system ['echo owned']\n")
+    assert "not valid YAML" in error_of(path)
+
+
+def test_skip_layers_typo_is_caught_against_the_model():
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="hidden"),
+                              keras.layers.Dense(2, name="classifier")])
+    with pytest.raises(RecipeError, match=r"no layer 'clasifier' \(did you mean 'classifier'\?\)"):
+        pruning_passes(model, {"skip_layers": ["clasifier"]})
+
+
+def test_npz_without_the_expected_arrays(write_recipe, tmp_path):
+    np.savez(tmp_path / "d.npz", x_train=np.zeros((4, 2)), y_train=np.zeros(4))
+    recipe = load_recipe(write_recipe("""
+        model: {application: {name: MobileNetV2, input_shape: [32, 32, 3], classes: 10}}
+        data: {source: npz, path: d.npz}
+        """))
+    with pytest.raises(RecipeError, match=r"lacks arrays \['x_test', 'y_test'\]"):
+        load_data(recipe)
+
+
+def test_cli_validate_prints_the_errors_and_fails(write_recipe, capsys):
+    path = write_recipe("model: {factroy: m.py:f}\n")
+    assert cli.main(["validate", path]) == 1
+    err = capsys.readouterr().err
+    assert "model.factroy: unknown key" in err and "did you mean 'factory'?" in err
+
+
+def test_a_stage_whose_library_function_is_missing_is_refused_by_name(monkeypatch):
+    import edgeprune
+    from edgeprune import prune
+    from edgeprune.recipe import check_runnable
+
+    monkeypatch.delattr(edgeprune, "export_tflite", raising=False)
+    monkeypatch.setattr(prune, "STRUCTURES", ("unstructured",))
+    recipe = load_recipe(QUICKSTART, ["pruning.structure=channels", "pruning.criterion=l1"])
+    with pytest.raises(RecipeError) as info:
+        check_runnable(recipe)
+    message = str(info.value)
+    assert "cannot run here" in message
+    assert "pruning.structure: 'channels' needs prune_low_magnitude(structure='channels')" in message
+    assert "convert: needs edgeprune.export_tflite" in message
