@@ -11,6 +11,8 @@ the numbers describe the model that would be exported.
 (1490, 2736)
 """
 
+import gzip
+
 import numpy as np
 from keras import ops
 
@@ -34,7 +36,8 @@ def model_stats(model):
     """Totals and one row per layer with weights: params, zeros, kernel sparsity, MACs.
 
     `nonzero_macs` scales each layer's MACs by its kernel density: what a sparse kernel could
-    skip (dense CPU kernels still do all `macs`).
+    skip (dense CPU kernels still do all `macs`). `weight_bytes` / `weight_gzip_bytes` are the
+    raw and gzip-compressed size of all weights: what pruning saves once compressed.
     """
     if pruning_wrappers(model):
         model = strip_pruning(model)
@@ -55,7 +58,10 @@ def model_stats(model):
                      "nonzero_macs": int(round(macs * (1 - sparsity)))})
     params = model.count_params()
     zeros = sum(row["zeros"] for row in rows)
+    weight_bytes = b"".join(ops.convert_to_numpy(w).tobytes() for w in model.weights)
     return {"name": model.name, "params": int(params), "nonzero_params": int(params - zeros),
+            "weight_bytes": len(weight_bytes),
+            "weight_gzip_bytes": len(gzip.compress(weight_bytes, compresslevel=9)),
             "macs": sum(r["macs"] for r in rows),
             "nonzero_macs": sum(r["nonzero_macs"] for r in rows), "layers": rows}
 

@@ -21,6 +21,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from device_bench.fileio import atomic_write  # noqa: E402
 
 STATE_FILE = "state.json"
+SIZE_NOTE = ("Sizes: Keras rows count the weights alone (no optimizer state, no file format); "
+             ".tflite rows are the files. Latency is the median of device_bench's runs.")
 
 
 def read_state(folder):
@@ -58,13 +60,14 @@ def targets_of(runs):
 
 def stage_table(rows, targets):
     """Rows of strings for the per-artifact table (same content in Markdown and HTML)."""
-    header = ["artifact", "accuracy", "params", "nonzero params", "MACs", "raw size",
-              "gzip size"] + [f"latency {t}" for t in targets]
+    header = ["artifact", "accuracy", "params", "nonzero params", "MACs", "MACs on nonzero weights",
+              "raw size", "gzip size"] + [f"p50 latency {t}" for t in targets]
     body = []
     for row in rows:
         body.append([row["label"], _percent(row.get("accuracy")), _count(row.get("params")),
                      _count(row.get("nonzero_params")), _count(row.get("macs")),
-                     _bytes(row["raw_bytes"]), _bytes(row["gzip_bytes"])]
+                     _count(row.get("nonzero_macs")), _bytes(row["raw_bytes"]),
+                     _bytes(row["gzip_bytes"])]
                     + [_latency(row["latency"].get(t)) for t in targets])
     return header, body
 
@@ -138,7 +141,7 @@ def _markdown(title, runs, targets, images):
         lines += [f"## {name}", "", "| " + " | ".join(header) + " |",
                   "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(cells) + " |" for cells in body]
-        lines += ["", _micro_lines(rows), _timing_line(seconds), ""]
+        lines += ["", SIZE_NOTE, "", _micro_lines(rows), _timing_line(seconds), ""]
         if f"sparsity_{index}.png" in images:
             lines += [f"![per-layer sparsity](sparsity_{index}.png)", ""]
     lines += ["## Accuracy, size and latency", "", "![accuracy vs size](tradeoff.png)", ""]
@@ -161,7 +164,7 @@ def _html(title, runs, targets, images):
                      + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
         parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
                   for cells in body]
-        parts.append("</table>")
+        parts.append(f"</table><p>{html.escape(SIZE_NOTE)}</p>")
         parts += [f"<p>{html.escape(text)}</p>" for text in (_micro_lines(rows),
                                                              _timing_line(seconds)) if text]
         if f"sparsity_{index}.png" in images:

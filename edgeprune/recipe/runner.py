@@ -11,7 +11,6 @@ their last per-epoch checkpoint, so an interruption loses at most the epoch in p
 
 import datetime
 import functools
-import gzip
 import json
 import os
 import time
@@ -72,27 +71,21 @@ class RunContext:
         """Saves `model` atomically as `file`; returns the stage result with its report row."""
         training.save_model_atomically(model, self.path(file))
         stats = model_stats(model)
-        raw, compressed = file_sizes(self.path(file))
         row = {"label": label, "kind": "keras", "file": file, "stage": stage,
-               "accuracy": training.accuracy(model, self.data), "raw_bytes": raw,
-               "gzip_bytes": compressed, **stats}
+               "accuracy": training.accuracy(model, self.data), "raw_bytes": stats["weight_bytes"],
+               "gzip_bytes": stats["weight_gzip_bytes"], **stats}
         return {"outputs": {output_name: file}, "artifacts": [row]}
 
     def tflite_row(self, tflite, model, file, label):
         """The report row of a `.tflite`: sizes from `ep.size_report`, accuracy from
-        `ep.validate_tflite` against its Keras model on the test split."""
+        `ep.validate_tflite` against its Keras model on the test split, MACs of that model."""
         sizes = ep.size_report(tflite)
         check = ep.validate_tflite(tflite, model, self.data.test_x, self.data.test_y)
+        stats = model_stats(model)
         return {"label": label, "kind": "tflite", "file": file, "stage": "convert",
                 "accuracy": check.tflite_accuracy, "top1_agreement": check.top1_agreement,
-                "raw_bytes": sizes.raw_bytes, "gzip_bytes": sizes.gzip_bytes}
-
-
-def file_sizes(path):
-    """Raw and gzip-compressed (level 9) size of a file, in bytes."""
-    with open(path, "rb") as f:
-        data = f.read()
-    return len(data), len(gzip.compress(data, compresslevel=9))
+                "raw_bytes": sizes.raw_bytes, "gzip_bytes": sizes.gzip_bytes,
+                "macs": stats["macs"], "nonzero_macs": stats["nonzero_macs"]}
 
 
 def log_line(out, message):
@@ -133,12 +126,16 @@ def run_recipe(recipe, out, until=None, restart=False, callbacks=()):
     for name in list(state["finished"])[first_to_run:]:
         del state["finished"][name]  # a stage redone invalidates what came after it
     progress = tqdm(stages, desc=recipe.name, unit="stage", initial=first_to_run,
-                    total=len(stages), dynamic_ncols=True)
+                    total=len(stages), dynamic_ncols=True, disable=None)
     for stage in stages[first_to_run:]:
         progress.set_postfix_str(stage.name)
         context.log(f"start {stage.name}")
         began = time.perf_counter()
-        result = stage.run(context)
+        try:
+            result = stage.run(context)
+        except KeyboardInterrupt:
+            context.log(f"interrupted {stage.name}")
+            raise
         state["finished"][stage.name] = {**result, "seconds": time.perf_counter() - began}
         _write_state(out, state)
         training.remove_checkpoints(context.path(CHECKPOINTS), stage.name)

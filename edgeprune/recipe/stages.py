@@ -204,15 +204,18 @@ def run_convert(ctx):
                              if calibrated else None),
         int8_io=quantize["int8_io"], sparse_storage=quantize["sparse_storage"],
         num_calibration_samples=quantize["calibration_samples"])
-    outputs = {"tflite": "model.tflite"}
-    artifacts = [ctx.tflite_row(tflite, final, "model.tflite", f"final .tflite ({mode or 'float32'})")]
+    outputs, artifacts = {}, []
     export = ctx.recipe["export"]
     if export["baseline_tflite"] and ctx.latest_model() != ctx.output("baseline", "model"):
+        # First, so that device_bench compares the final model against it.
         baseline = ctx.load(ctx.output("baseline", "model"))
         dense = ep.export_tflite(baseline, ctx.path("baseline.tflite"))
         outputs["baseline_tflite"] = "baseline.tflite"
-        artifacts.insert(0, ctx.tflite_row(dense, baseline, "baseline.tflite",
-                                           "baseline .tflite (float32)"))
+        artifacts.append(ctx.tflite_row(dense, baseline, "baseline.tflite",
+                                        "baseline .tflite (float32)"))
+    outputs["tflite"] = "model.tflite"
+    artifacts.append(ctx.tflite_row(tflite, final, "model.tflite",
+                                    f"final .tflite ({mode or 'float32'})"))
     if export["c_array"]:
         micro = ep.export_micro(tflite, ctx.path("micro/model_data"),
                                 array_name=export.get("array_name"))

@@ -99,7 +99,7 @@ class ProgressBar(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         remaining = self.params["epochs"] - self.initial_epoch
         self.bar = tqdm(total=remaining * (self.params["steps"] or 0), desc=self.description,
-                        unit="batch", leave=False, dynamic_ncols=True)
+                        unit="batch", leave=False, dynamic_ncols=True, disable=None)
 
     def on_epoch_begin(self, epoch, logs=None):
         self.bar.set_description(f"{self.description} epoch {epoch + 1}/{self.params['epochs']}")
@@ -133,5 +133,8 @@ def fit(model, data, epochs, folder, prefix, initial_epoch=0, callbacks=()):
 
 def accuracy(model, data):
     """Top-1 accuracy of `model` on the test split (argmax of its outputs; no compile needed)."""
-    outputs = model.predict(data.test_x, batch_size=256, verbose=0)
+    # Eager calls in batches: `predict` would trace a new function for every model of the run.
+    outputs = np.concatenate([
+        keras.ops.convert_to_numpy(model(data.test_x[start:start + 256], training=False))
+        for start in range(0, len(data.test_x), 256)])
     return float(np.mean(np.argmax(outputs.reshape(len(outputs), -1), axis=1) == data.test_y))
