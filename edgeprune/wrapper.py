@@ -17,9 +17,13 @@ MISSING_CALLBACK = (
 
 
 def relative_weight_name(layer, variable):
-    """A variable's path inside `layer` ("kernel", "query/kernel"): stable across save/load."""
+    """A variable's path inside `layer` ("kernel", "query/kernel"): stable across save/load.
+
+    Variables of sublayers created outside the layer's name scope (a Bidirectional's copies)
+    keep their full path.
+    """
     prefix = layer.path + "/"
-    return variable.path[len(prefix):] if variable.path.startswith(prefix) else variable.name
+    return variable.path[len(prefix):] if variable.path.startswith(prefix) else variable.path
 
 
 @keras.saving.register_keras_serializable(package="edgeprune")
