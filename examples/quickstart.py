@@ -1,80 +1,36 @@
-"""Quickstart: train a small CNN on the bundled digits set, prune it to 80% while it trains,
-strip the wrappers and convert to TensorFlow Lite. Runs in about a minute on 2 CPU cores.
+"""Quickstart in Python: the flow of recipes/quickstart.yaml written against the API.
 
-    python examples/quickstart.py [--out runs/quickstart]
+Train a digits CNN, prune it to 80% while fine-tuning, strip it, export int8 TFLite and time it.
+
+    python examples/quickstart.py
 """
 
-import argparse
-import gzip
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import device_bench
+import edgeprune as ep
+from models import accuracy, compiled, digits_cnn
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+OUT = "runs/quickstart_example"
+(x, y), (test_x, test_y) = ep.load_digits()
 
-import edgeprune as ep  # noqa: E402
-from device_bench.fileio import atomic_write  # noqa: E402
+model = compiled(digits_cnn(), 2e-3)
+model.fit(x, y, epochs=10, batch_size=32, verbose=0)
+print(f"dense accuracy {accuracy(model, test_x, test_y):.4f}")
 
+steps = len(x) // 32 + 1  # batches per epoch
+pruned = ep.prune_low_magnitude(
+    model, skip_layers=["classifier"],
+    pruning_schedule=ep.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=4 * steps, frequency=10))
+compiled(pruned).fit(x, y, epochs=6, batch_size=32, verbose=0,
+                     callbacks=[ep.UpdatePruningStep()])
+final = ep.strip_pruning(pruned)
+for row in ep.sparsity_report(final):
+    print(f"{row['layer']:>12} {row['weight']:>8} sparsity {row['sparsity']:.1%}")
 
-def digits_cnn():
-    return keras.Sequential([
-        keras.Input((8, 8, 1)),
-        keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
-        keras.layers.Conv2D(32, 3, activation="relu"),
-        keras.layers.Flatten(),
-        keras.layers.Dense(64, activation="relu"),
-        keras.layers.Dense(10),
-    ])
-
-
-def accuracy(model, x, y):
-    return float(np.mean(np.argmax(model.predict(x, verbose=0), axis=-1) == y))
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="runs/quickstart")
-    parser.add_argument("--epochs", type=int, default=10)
-    args = parser.parse_args()
-    (x, y), (x_test, y_test) = ep.load_digits()
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-    keras.utils.set_random_seed(0)
-    dense = digits_cnn()
-    dense.compile("adam", loss, metrics=["accuracy"])
-    dense.fit(x, y, batch_size=32, epochs=args.epochs, verbose=0)
-
-    steps = int(np.ceil(len(x) / 32)) * args.epochs
-    pruned = ep.prune_low_magnitude(dense, pruning_schedule=ep.PolynomialDecay(
-        initial_sparsity=0.0, final_sparsity=0.8, begin_step=0, end_step=steps // 2,
-        frequency=10))
-    pruned.compile("adam", loss, metrics=["accuracy"])
-    pruned.fit(x, y, batch_size=32, epochs=args.epochs, verbose=0,
-               callbacks=[ep.UpdatePruningStep(),
-                          ep.PruningSummaries(os.path.join(args.out, "logs"))])
-    final = ep.strip_pruning(pruned)
-
-    os.makedirs(args.out, exist_ok=True)
-    final.save(os.path.join(args.out, "pruned.keras"))
-    sizes = {}
-    for name, model in (("dense", dense), ("pruned", final)):
-        tflite = tf.lite.TFLiteConverter.from_keras_model(model).convert()
-        atomic_write(os.path.join(args.out, f"{name}.tflite"), tflite)
-        sizes[name] = (len(tflite), len(gzip.compress(tflite, 9)))
-
-    print(f"{'model':<8}{'accuracy':>10}{'tflite KB':>11}{'gzip KB':>9}")
-    for name, model in (("dense", dense), ("pruned", final)):
-        raw, packed = sizes[name]
-        print(f"{name:<8}{accuracy(model, x_test, y_test) * 100:>9.2f}%{raw / 1024:>11.1f}"
-              f"{packed / 1024:>9.1f}")
-    print("\nper-layer sparsity of the pruned model:")
-    for row in ep.sparsity_report(final):
-        print(f"  {row['layer']:<12}{row['weight']:<8}{str(row['shape']):<18}"
-              f"{row['sparsity'] * 100:6.1f}%")
-    print(f"\nartifacts in {args.out}/ (TensorBoard: tensorboard --logdir {args.out}/logs)")
-
-
-if __name__ == "__main__":
-    main()
+os.makedirs(OUT, exist_ok=True)
+tflite = ep.export_tflite(final, f"{OUT}/model.tflite", quantize="int8", representative_data=x[:200])
+check = ep.validate_tflite(tflite, final, test_x, test_y)
+print(f"int8 .tflite accuracy {check.tflite_accuracy:.4f}; {ep.size_report(tflite)}")
+result = device_bench.benchmark(f"{OUT}/model.tflite", target="local", num_threads=1)
+print(f"median latency {result.models[0].latency.p50_us:.1f} us")

@@ -81,11 +81,23 @@ def run_baseline(ctx):
 # ---------------------------------------------------------------- prune
 
 
-def make_schedule(spec, steps_per_epoch, epochs):
-    """An `ep.PolynomialDecay` or `ep.ConstantSparsity` from a recipe schedule (epochs -> steps)."""
+def make_schedule(spec, steps_per_epoch, epochs, where="pruning.schedule", check_updates=True):
+    """An `ep.PolynomialDecay` or `ep.ConstantSparsity` from a recipe schedule (epochs -> steps).
+
+    With `check_updates`, raises `RecipeError` when no mask update would happen during the
+    fine-tuning: a frequency longer than the schedule's span leaves the model dense without a
+    word. (N:M masks ignore the schedule: they are set at step 1.)
+    """
     scale = steps_per_epoch if spec["unit"] == "epochs" else 1
     end = spec.get("end", epochs if spec["unit"] == "epochs" else epochs * steps_per_epoch)
     begin, end = spec["begin"] * scale, end if end == -1 else end * scale
+    last_step = epochs * steps_per_epoch if end == -1 else min(end, epochs * steps_per_epoch)
+    if check_updates and begin + spec["frequency"] > last_step:
+        raise RecipeError(
+            f"{where}: the first mask update would be at step {begin + spec['frequency']} "
+            f"(begin {begin} + frequency {spec['frequency']}), but pruning stops at step "
+            f"{last_step} ({epochs} epochs of {steps_per_epoch} steps); lower frequency, begin "
+            "earlier or fine-tune longer")
     if spec["kind"] == "constant":
         return ep.ConstantSparsity(spec["final_sparsity"], begin_step=begin, end_step=end,
                                    frequency=spec["frequency"])
@@ -94,8 +106,9 @@ def make_schedule(spec, steps_per_epoch, epochs):
 
 
 def pruning_passes(model, pruning):
-    """`[(settings, layer names)]`: each group's settings with the layers it matches first, then
-    the section's own settings with every other prunable layer not in `skip_layers`."""
+    """`[(key path, settings, layer names)]`: each group's settings with the layers it matches
+    first, then the section's own settings with every other prunable layer not in
+    `skip_layers`."""
     names = [layer.name for layer in leaf_layers(model)]
     unknown = [n for n in pruning.get("skip_layers", []) if n not in names]
     if unknown:
@@ -110,20 +123,21 @@ def pruning_passes(model, pruning):
                               f"not already taken; the model's layers: {', '.join(names)}")
         assigned.update(matched)
         if not group.get("skip"):
-            passes.append(({**pruning, **group}, matched))
+            passes.append((f"pruning.groups[{index}]", {**pruning, **group}, matched))
     prunable = {layer.name for layer in leaf_layers(model) if is_prunable(layer)}
     rest = [n for n in names if n not in assigned and n in prunable]
     if rest:
-        passes.append((pruning, rest))
+        passes.append(("pruning", pruning, rest))
     return passes
 
 
 def apply_pruning(model, pruning, steps_per_epoch, epochs):
     """Wraps the model pass by pass with `ep.prune_low_magnitude`, one pass per settings group."""
-    for settings, chosen in pruning_passes(model, pruning):
+    for where, settings, chosen in pruning_passes(model, pruning):
         others = [layer.name for layer in leaf_layers(model) if layer.name not in chosen]
         options = {"pruning_schedule": make_schedule(settings["schedule"], steps_per_epoch,
-                                                     epochs),
+                                                     epochs, f"{where}.schedule",
+                                                     "sparsity_m_by_n" not in settings),
                    "pruning_scope": settings["scope"], "structure": pruning["structure"],
                    "skip_layers": others}
         if "block_size" in settings:

@@ -1,14 +1,16 @@
 """Bad recipes fail up front with the documented messages: file, key path, what is allowed."""
 
+import os
+
 import numpy as np
 import pytest
 
 from edgeprune import cli
 from edgeprune.recipe import RecipeError, load_recipe
 from edgeprune.recipe.sources import import_factory, load_data
-from edgeprune.recipe.stages import pruning_passes
+from edgeprune.recipe.stages import enabled_stages, pruning_passes
 
-from .conftest import QUICKSTART
+from .conftest import QUICKSTART, RECIPES
 
 MINIMAL = """
 model:
@@ -149,3 +151,12 @@ def test_a_stage_whose_library_function_is_missing_is_refused_by_name(monkeypatc
     assert "cannot run here" in message
     assert "pruning.structure: 'channels' needs prune_low_magnitude(structure='channels')" in message
     assert "convert: needs edgeprune.export_tflite" in message
+
+
+@pytest.mark.parametrize("name", sorted(os.listdir(RECIPES)))
+def test_every_shipped_recipe_validates(name):
+    recipe = load_recipe(os.path.join(RECIPES, name))
+    stages = [stage.name for stage in enabled_stages(recipe)]
+    assert stages[0] == "baseline" and stages[-2:] in (["convert", "report"],
+                                                       ["benchmark", "report"])
+    assert ("prune" in stages) == ("pruning" in recipe)

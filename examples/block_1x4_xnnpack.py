@@ -1,0 +1,25 @@
+"""Block 1x4 pruning of MobileNetV2's 1x1 convolutions for XNNPACK sparse inference
+(recipes/block_1x4_xnnpack.yaml). XNNPACK uses the sparsity on ARM only.
+
+    python examples/block_1x4_xnnpack.py
+"""
+
+import keras
+
+import edgeprune as ep
+from models import compiled, digits_rgb
+
+train, test = digits_rgb(size=32)
+model = compiled(keras.applications.MobileNetV2(
+    weights=None, input_shape=(32, 32, 3), classes=10, alpha=0.35, classifier_activation=None), 2e-3)
+model.fit(train, epochs=8, verbose=0)
+
+steps = int(train.cardinality())
+pruned = ep.prune_low_magnitude(
+    model, block_size=(1, 4), pruning_policy=ep.PruneForLatencyOnXNNPack(),
+    pruning_schedule=ep.PolynomialDecay(0.0, 0.75, begin_step=0, end_step=4 * steps, frequency=20))
+compiled(pruned, 5e-4).fit(train, epochs=6, verbose=0, callbacks=[ep.UpdatePruningStep()])
+final = ep.strip_pruning(pruned)
+print(f"test accuracy {compiled(final).evaluate(test, verbose=0)[1]:.4f}")
+tflite = ep.export_tflite(final, "runs/block_1x4_example.tflite", sparse_storage=True)
+print(ep.size_report(tflite))
