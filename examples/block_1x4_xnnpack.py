@@ -4,15 +4,10 @@
     python examples/block_1x4_xnnpack.py
 """
 
-import keras
-
 import edgeprune as ep
-from models import compiled, digits_rgb
+from models import compiled, trained_mobilenet_v2
 
-train, test = digits_rgb(size=32)
-model = compiled(keras.applications.MobileNetV2(
-    weights=None, input_shape=(32, 32, 3), classes=10, alpha=0.35, classifier_activation=None), 2e-3)
-model.fit(train, epochs=8, verbose=0)
+model, train, test = trained_mobilenet_v2(alpha=0.35)
 
 steps = int(train.cardinality())
 pruned = ep.prune_low_magnitude(

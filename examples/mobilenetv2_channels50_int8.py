@@ -5,15 +5,10 @@
     python examples/mobilenetv2_channels50_int8.py
 """
 
-import keras
-
 import edgeprune as ep
-from models import compiled, digits_rgb
+from models import compiled, trained_mobilenet_v2
 
-train, test = digits_rgb(size=32)
-model = compiled(keras.applications.MobileNetV2(
-    weights=None, input_shape=(32, 32, 3), classes=10, alpha=0.5, classifier_activation=None), 2e-3)
-model.fit(train, epochs=8, verbose=0)
+model, train, test = trained_mobilenet_v2(alpha=0.5)
 
 steps = int(train.cardinality())
 pruned = ep.prune_low_magnitude(

@@ -66,3 +66,13 @@ def compiled(model, learning_rate=1e-3):
 def accuracy(model, x, y):
     """Top-1 accuracy of a Keras model on arrays."""
     return float(np.mean(np.argmax(model.predict(x, verbose=0), axis=1) == y))
+
+
+def trained_mobilenet_v2(alpha, epochs=8, size=32):
+    """MobileNetV2 (random init, logits out) trained on `digits_rgb`; returns (model, train, test)."""
+    train, test = digits_rgb(size=size)
+    model = compiled(keras.applications.MobileNetV2(
+        weights=None, input_shape=(size, size, 3), classes=10, alpha=alpha,
+        classifier_activation=None), 2e-3)
+    model.fit(train, epochs=epochs, verbose=0)
+    return model, train, test
