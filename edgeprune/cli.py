@@ -46,7 +46,7 @@ def _parser():
 
 
 def _run(args):
-    from edgeprune.recipe import load_recipe, run_recipe
+    from edgeprune.recipe import StageFailed, load_recipe, run_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
     out = args.out or os.path.join("runs", recipe.name)
@@ -56,6 +56,10 @@ def _run(args):
         print(f"\ninterrupted: finished stages and the last epoch checkpoint are kept in {out}; "
               "run the same command again to resume", file=sys.stderr)
         return 130
+    except StageFailed as error:
+        print(f"edgeprune run: {error}\nfinished stages are kept in {out}; fix the cause and run "
+              "the same command again to resume", file=sys.stderr)
+        return 1
     reports = state["finished"].get("report", {}).get("outputs", {})
     print(f"done: {', '.join(state['finished'])} in {out}")
     for file in reports.values():

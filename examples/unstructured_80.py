@@ -24,7 +24,5 @@ compiled(pruned, 5e-4).fit(x, y, epochs=10, batch_size=32, verbose=0,
 final = ep.strip_pruning(pruned)
 print(f"accuracy {accuracy(model, test_x, test_y):.4f} dense, "
       f"{accuracy(final, test_x, test_y):.4f} pruned")
-dense, sparse = ep.export_tflite(model), ep.export_tflite(final, quantize="dynamic",
-                                                          sparse_storage=True)
-print(f"dense float .tflite: {ep.size_report(dense)}\npruned dynamic-range, sparse storage: "
-      f"{ep.size_report(sparse)}")
+dense, sparse = ep.export_tflite(model), ep.export_tflite(final, sparse_storage=True)
+print(f"dense .tflite: {ep.size_report(dense)}\npruned, sparse storage: {ep.size_report(sparse)}")

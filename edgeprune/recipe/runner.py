@@ -88,6 +88,14 @@ class RunContext:
                 "macs": stats["macs"], "nonzero_macs": stats["nonzero_macs"]}
 
 
+class StageFailed(RuntimeError):
+    """A stage raised; the finished stages before it stay, and a new run resumes there."""
+
+    def __init__(self, stage, error):
+        super().__init__(f"stage {stage} failed: {type(error).__name__}: {error}")
+        self.stage = stage
+
+
 def log_line(out, message):
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     with open(os.path.join(out, LOG_FILE), "a", encoding="utf-8") as f:
@@ -95,9 +103,10 @@ def log_line(out, message):
     tqdm.write(f"[edgeprune] {message}")
 
 
-def check_runnable(recipe):
-    """Raises `RecipeError` when this installation lacks a library function the recipe needs."""
-    missing = missing_features(recipe)
+def check_runnable(recipe, until=None):
+    """Raises `RecipeError` when this installation lacks a library function the recipe needs
+    (in the stages up to `until`, when given)."""
+    missing = missing_features(recipe, until)
     if missing:
         raise RecipeError(f"{recipe.path}: cannot run here\n  " + "\n  ".join(missing))
 
@@ -116,7 +125,7 @@ def run_recipe(recipe, out, until=None, restart=False, callbacks=()):
     names = [stage.name for stage in stages]
     if until is not None and until not in names:
         raise RecipeError(f"--until {until!r}: this recipe's stages are {', '.join(names)}")
-    check_runnable(recipe)
+    check_runnable(recipe, until)
     os.makedirs(out, exist_ok=True)
     state = _open_state(recipe, out, restart)
     context = RunContext(recipe, out, state, callbacks)
@@ -136,6 +145,9 @@ def run_recipe(recipe, out, until=None, restart=False, callbacks=()):
         except KeyboardInterrupt:
             context.log(f"interrupted {stage.name}")
             raise
+        except Exception as error:
+            context.log(f"failed {stage.name}: {type(error).__name__}: {error}")
+            raise StageFailed(stage.name, error) from error
         state["finished"][stage.name] = {**result, "seconds": time.perf_counter() - began}
         _write_state(out, state)
         training.remove_checkpoints(context.path(CHECKPOINTS), stage.name)

@@ -302,6 +302,11 @@ def enabled_stages(recipe):
     return [stage for stage in STAGES if stage.enabled(recipe)]
 
 
-def missing_features(recipe):
-    """What this installation lacks to run `recipe`: one line per missing library function."""
-    return [line for stage in enabled_stages(recipe) for line in stage.needs(recipe)]
+def missing_features(recipe, until=None):
+    """What this installation lacks to run `recipe` (up to stage `until`): one line per missing
+    library function."""
+    stages = enabled_stages(recipe)
+    names = [stage.name for stage in stages]
+    if until in names:
+        stages = stages[:names.index(until) + 1]
+    return [line for stage in stages for line in stage.needs(recipe)]

@@ -160,3 +160,12 @@ def test_every_shipped_recipe_validates(name):
     assert stages[0] == "baseline" and stages[-2:] in (["convert", "report"],
                                                        ["benchmark", "report"])
     assert ("prune" in stages) == ("pruning" in recipe)
+
+
+def test_a_failing_stage_is_reported_and_logged(write_recipe, tmp_path, capsys):
+    (tmp_path / "models.py").write_text("def build():\n    raise ValueError('no such width')\n")
+    path = write_recipe("model: {factory: models.py:build}\n")
+    assert cli.main(["run", path, "--out", str(tmp_path / "run"), "--until", "baseline"]) == 1
+    assert ("edgeprune run: stage baseline failed: ValueError: no such width"
+            in capsys.readouterr().err)
+    assert "failed baseline: ValueError: no such width" in (tmp_path / "run" / "stages.log").read_text()
