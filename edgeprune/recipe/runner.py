@@ -9,6 +9,7 @@ their last per-epoch checkpoint, so an interruption loses at most the epoch in p
 >>> run_recipe(load_recipe("recipes/quickstart.yaml"), "runs/quickstart")  # doctest: +SKIP
 """
 
+import contextlib
 import datetime
 import functools
 import json
@@ -27,6 +28,7 @@ from edgeprune.recipe.schema import RecipeError
 from edgeprune.recipe.stages import CHECKPOINTS, enabled_stages, missing_features
 
 LOG_FILE = "stages.log"
+LOCK_FILE = ".edgeprune.lock"
 
 
 class RunContext:
@@ -127,6 +129,12 @@ def run_recipe(recipe, out, until=None, restart=False, callbacks=()):
         raise RecipeError(f"--until {until!r}: this recipe's stages are {', '.join(names)}")
     check_runnable(recipe, until)
     os.makedirs(out, exist_ok=True)
+    with _run_lock(out):
+        return _run_stages(recipe, out, stages, until, restart, callbacks)
+
+
+def _run_stages(recipe, out, stages, until, restart, callbacks):
+    names = [stage.name for stage in stages]
     state = _open_state(recipe, out, restart)
     context = RunContext(recipe, out, state, callbacks)
     first_to_run = _first_unfinished(state, names, out)
@@ -157,6 +165,39 @@ def run_recipe(recipe, out, until=None, restart=False, callbacks=()):
             break
     progress.close()
     return state
+
+
+@contextlib.contextmanager
+def _run_lock(out):
+    """One run per folder: a second `edgeprune run` into it would mix their files."""
+    path = os.path.join(out, LOCK_FILE)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            with open(path) as f:
+                owner = f.read().strip()
+            if owner.isdigit() and _alive(int(owner)):
+                raise RecipeError(f"{out} is in use by another edgeprune run (pid {owner}); "
+                                  "wait for it or choose another --out") from None
+            os.remove(path)  # left by a run that was killed
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    try:
+        yield
+    finally:
+        os.remove(path)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, owned by another user
+    return True
 
 
 def _open_state(recipe, out, restart):

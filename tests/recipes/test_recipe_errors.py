@@ -169,3 +169,18 @@ def test_a_failing_stage_is_reported_and_logged(write_recipe, tmp_path, capsys):
     assert ("edgeprune run: stage baseline failed: ValueError: no such width"
             in capsys.readouterr().err)
     assert "failed baseline: ValueError: no such width" in (tmp_path / "run" / "stages.log").read_text()
+
+
+def test_a_folder_in_use_by_a_live_run_is_refused_and_a_stale_lock_is_taken_over(tmp_path):
+    from edgeprune.recipe import run_recipe
+
+    recipe = load_recipe(QUICKSTART, ["training.epochs=0"])
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".edgeprune.lock").write_text(str(os.getpid()))
+    with pytest.raises(RecipeError, match=r"is in use by another edgeprune run \(pid \d+\)"):
+        run_recipe(recipe, out, until="baseline")
+    (out / ".edgeprune.lock").write_text("999999999")  # no such process
+    state = run_recipe(recipe, out, until="baseline")
+    assert list(state["finished"]) == ["baseline"]
+    assert not (out / ".edgeprune.lock").exists()
