@@ -25,9 +25,10 @@ from edgeprune.recipe import sources, training
 from edgeprune.recipe.modelstats import model_stats
 from edgeprune.recipe.report import STATE_FILE, read_state
 from edgeprune.recipe.schema import RecipeError
-from edgeprune.recipe.stages import CHECKPOINTS, enabled_stages, missing_features
+from edgeprune.recipe.stages import enabled_stages, missing_features
 
 LOG_FILE = "stages.log"
+CHECKPOINTS = "checkpoints"
 LOCK_FILE = ".edgeprune.lock"
 
 
@@ -65,9 +66,15 @@ class RunContext:
     def log(self, message):
         log_line(self.out, message)
 
-    def note_resume(self, stage, epochs_done):
+    def train(self, stage, start, epochs, callbacks=()):
+        """Trains the model `start()` builds, or resumes the stage's last epoch checkpoint."""
+        folder = self.path(CHECKPOINTS)
+        model, epochs_done = training.resume_or_start(folder, stage, start)
         if epochs_done:
             self.log(f"resume {stage} from checkpoint after epoch {epochs_done}")
+        training.fit(model, self.data, epochs, folder, stage, epochs_done,
+                     [*callbacks, *self.callbacks])
+        return model
 
     def keras_result(self, stage, model, file, label, output_name="model"):
         """Saves `model` atomically as `file`; returns the stage result with its report row."""

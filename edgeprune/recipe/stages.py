@@ -28,13 +28,11 @@ import keras
 
 import edgeprune as ep
 from device_bench.fileio import atomic_write
+from edgeprune import prune as prune_module
 from edgeprune.recipe import report, training
 from edgeprune.recipe.schema import RecipeError, did_you_mean
 from edgeprune.rebuild import leaf_layers
 from edgeprune.registry import is_prunable
-
-CHECKPOINTS = "checkpoints"
-
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
@@ -53,9 +51,7 @@ def has_feature(module, attribute):
 
 
 def supports_structure(structure):
-    from edgeprune import prune
-
-    return structure in prune.STRUCTURES
+    return structure in prune_module.STRUCTURES
 
 
 # ---------------------------------------------------------------- baseline
@@ -66,13 +62,8 @@ def run_baseline(ctx):
     settings = ctx.recipe["training"]
     keras.utils.set_random_seed(ctx.recipe["seed"])
     if settings["epochs"]:
-        def start():
-            return training.compile_for(ctx.source_model(), settings)
-
-        model, done = training.resume_or_start(ctx.path(CHECKPOINTS), "baseline", start)
-        ctx.note_resume("baseline", done)
-        training.fit(model, ctx.data, settings["epochs"], ctx.path(CHECKPOINTS), "baseline",
-                     done, ctx.callbacks)
+        model = ctx.train("baseline", lambda: training.compile_for(ctx.source_model(), settings),
+                          settings["epochs"])
     else:
         model = ctx.source_model()
     return ctx.keras_result("baseline", model, "baseline.keras", "baseline (Keras, dense)")
@@ -163,10 +154,7 @@ def run_prune(ctx):
         pruned = apply_pruning(base, pruning, ctx.data.steps_per_epoch, tune["epochs"])
         return training.compile_for(pruned, tune)
 
-    model, done = training.resume_or_start(ctx.path(CHECKPOINTS), "prune", start)
-    ctx.note_resume("prune", done)
-    training.fit(model, ctx.data, tune["epochs"], ctx.path(CHECKPOINTS), "prune", done,
-                 [ep.UpdatePruningStep(), *ctx.callbacks])
+    model = ctx.train("prune", start, tune["epochs"], [ep.UpdatePruningStep()])
     return ctx.keras_result("prune", model, "pruned.keras", "pruned (Keras, wrapped)",
                             output_name="pruned")
 
