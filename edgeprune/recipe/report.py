@@ -105,7 +105,8 @@ def tradeoff_plot(runs, targets):
         for x, y, row, value in zip(xs, ys, points, latencies):
             text = row["label"] + (f"\n{value:.0f} µs" if value else "")
             axes.annotate(text, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=7)
-    axes.set_xlabel("gzip size (KiB)")
+    axes.set_xscale("log")  # sizes of compared runs span orders of magnitude
+    axes.set_xlabel("gzip size (KiB, log scale)")
     axes.set_ylabel("accuracy (%)")
     axes.set_title("accuracy vs size" + (f" (marker area: p50 latency on {target})"
                                          if target else ""))
