@@ -25,12 +25,13 @@ def digits_cnn(filters=16, dense_units=64):
 
 
 def tiny_mcu_cnn(filters=8):
-    """A microcontroller-sized digits model (a few kB int8): conv, depthwise, pooling, dense."""
+    """A microcontroller-sized digits model (a few kB int8): conv, depthwise, pointwise, pool, dense."""
     inputs = keras.Input((8, 8, 1))
     x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name="conv1")(inputs)
     x = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu", name="depthwise")(x)
     x = keras.layers.Conv2D(filters * 2, 1, activation="relu", name="pointwise")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.MaxPooling2D(2, name="pool")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
     outputs = keras.layers.Dense(10, name="classifier")(x)
     return keras.Model(inputs, outputs, name="tiny_mcu_cnn")
 
