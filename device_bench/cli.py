@@ -4,6 +4,8 @@
     device-bench --graph=a.tflite,b.tflite --target=ssh://pi@raspberrypi.local --num_threads=4
     device-bench --graph=m.tflite --target=adb://SERIAL --benchmark_binary=./benchmark_model
     device-bench --graph=m.tflite --target=micro --board=nano33ble
+
+Exit status: 0 done, 1 a model cannot run on or does not fit the board (micro), 2 an error.
 """
 
 import argparse
@@ -110,7 +112,8 @@ def main(argv=None):
     except BenchError as error:
         print(f"device-bench: error: {error}", file=sys.stderr)
         return 2
-    return 0
+    # A model that cannot run on, or does not fit, the board fails the command (useful in CI).
+    return 1 if any(m.micro is not None and m.micro.fits is False for m in result.models) else 0
 
 
 if __name__ == "__main__":

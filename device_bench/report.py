@@ -45,7 +45,7 @@ def format_table(result):
     for m in result.models:
         if m.micro is not None:
             lines.append(f"{os.path.basename(m.graph)}: {m.micro.verdict}")
-            lines += [f"  note: {note}" for note in m.micro.notes]
+            lines += [f"  note: {note}" for note in m.micro.notes if note not in m.micro.verdict]
     lines += [f"warning: {w}" for w in result.warnings]
     return "\n".join(lines)
 
