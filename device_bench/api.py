@@ -19,7 +19,8 @@ from device_bench.targets import parse_target
 _TARGET_CLASSES = {"local": ("device_bench.targets.local", "LocalTarget"),
                    "ssh": ("device_bench.targets.ssh", "SshTarget"),
                    "adb": ("device_bench.targets.adb", "AdbTarget"),
-                   "micro": ("device_bench.targets.micro", "MicroTarget")}
+                   "micro": ("device_bench.targets.micro", "MicroTarget"),
+                   "serial": ("device_bench.targets.serial", "SerialTarget")}
 SETTING_NAMES = frozenset(f.name for f in dataclasses.fields(RunSettings))
 
 
@@ -42,8 +43,8 @@ def benchmark(graphs, target="local", **options):
     `options` are RunSettings fields (num_threads, warmup_runs, warmup_min_secs, num_runs,
     min_secs, max_secs, use_xnnpack, input_shapes, seed) and the target's own options (ssh:
     known_hosts, check_host_key, key_filename, remote_python, timeout, remote_temp_root;
-    adb: benchmark_binary, taskset_mask, adb; micro: board, boards_file). Returns a
-    schema.BenchmarkResult.
+    adb: benchmark_binary, taskset_mask, adb; micro: board, boards_file; serial: baudrate,
+    timeout, board, boards_file). Returns a schema.BenchmarkResult.
     """
     graphs = [graphs] if isinstance(graphs, (str, os.PathLike)) else list(graphs)
     if not graphs:

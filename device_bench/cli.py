@@ -4,6 +4,7 @@
     device-bench --graph=a.tflite,b.tflite --target=ssh://pi@raspberrypi.local --num_threads=4
     device-bench --graph=m.tflite --target=adb://SERIAL --benchmark_binary=./benchmark_model
     device-bench --graph=m.tflite --target=micro --board=nano33ble
+    device-bench --graph=m.tflite --target=serial:///dev/ttyACM0 --board=nano33ble
 
 Exit status: 0 done, 1 a model cannot run on or does not fit the board (micro), 2 an error.
 """
@@ -69,23 +70,26 @@ def build_parser():
     ssh.add_argument("--ssh_known_hosts", help="known_hosts file (default ~/.ssh/known_hosts)")
     ssh.add_argument("--ssh_no_host_key_check", action="store_true",
                      help="accept any host key (insecure; trusted networks only)")
-    ssh.add_argument("--ssh_timeout", type=float, help="seconds to connect (default 10)")
     ssh.add_argument("--remote_temp_root", help="where the board's temp dir goes (default /tmp)")
     adb = p.add_argument_group("adb target")
     adb.add_argument("--benchmark_binary", help="the official benchmark_model binary for the phone")
     adb.add_argument("--taskset", help="CPU mask for taskset, e.g. f0 for the big cores")
     adb.add_argument("--adb", help="adb executable (default: adb on PATH)")
-    micro = p.add_argument_group("micro target")
+    micro = p.add_argument_group("micro and serial targets")
     micro.add_argument("--board", help="board name (built-in or from --boards_file)")
     micro.add_argument("--boards_file", help="YAML file with your own boards")
+    micro.add_argument("--baudrate", type=int, help="serial target: baud rate (default 115200)")
+    p.add_argument("--timeout", type=float,
+                   help="ssh: seconds to connect (default 10); serial: seconds to wait for the "
+                        "board's results (default 60)")
     return p
 
 
 _TARGET_FLAGS = {"remote_python": "remote_python", "ssh_key": "key_filename",
-                 "ssh_known_hosts": "known_hosts", "ssh_timeout": "timeout",
+                 "ssh_known_hosts": "known_hosts", "timeout": "timeout",
                  "remote_temp_root": "remote_temp_root",
                  "benchmark_binary": "benchmark_binary", "taskset": "taskset_mask", "adb": "adb",
-                 "board": "board", "boards_file": "boards_file"}
+                 "board": "board", "boards_file": "boards_file", "baudrate": "baudrate"}
 
 
 def options_from_args(args):
