@@ -6,7 +6,7 @@ the output (benchmark_model_output.py) into the result schema and removes the fo
 
 >>> shell_command("/data/local/tmp/d/benchmark_model", "/data/local/tmp/d/m.tflite",
 ...               RunSettings(num_threads=4, num_runs=10), "f0")[:60]
-"taskset f0 /data/local/tmp/d/benchmark_model '--graph=/data/l"
+'taskset f0 /data/local/tmp/d/benchmark_model --graph=/data/l'
 """
 
 import os
