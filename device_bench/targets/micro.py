@@ -38,10 +38,14 @@ def _schema():
     return schema_py_generated
 
 
-def inspect_model(data):
+def inspect_model(data, name):
     """What the flatbuffer says: op names (with float32 ones), dynamic inputs, sparse tensors."""
     schema = _schema()
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
+    try:
+        model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
+    except Exception as error:  # the flatbuffer reader fails in many ways on a damaged file
+        raise BenchError(f"{name}: truncated or corrupted flatbuffer ({type(error).__name__}: "
+                         f"{error}); re-export the model") from None
     names = {code: name for name, code in vars(schema.BuiltinOperator).items()
              if not name.startswith("_")}
     op_names, float_ops, sparse = [], collections.Counter(), False
@@ -114,7 +118,7 @@ class MicroTarget:
 
     def report(self, graph):
         data = read_tflite(graph)
-        facts = inspect_model(data)
+        facts = inspect_model(data, graph)
         probe = self._probe(graph)
         micro = MicroReport(ops=facts["ops"], arena_used_bytes=probe.get("arena_used_bytes"),
                             arena_min_bytes=probe.get("arena_min_bytes"),

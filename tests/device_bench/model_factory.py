@@ -1,6 +1,7 @@
 """Builds tiny .tflite files for the device_bench tests (TensorFlow is used here only to MAKE them)."""
 
 import os
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -20,7 +21,9 @@ def _convert(model, quantize=None, representative=None, sparse=False):
         converter.inference_output_type = io_type
     if sparse:
         converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
-    return converter.convert()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Statistics for quantized inputs")
+        return converter.convert()
 
 
 def _dense_model(units=16, inputs=8, seed=0):
