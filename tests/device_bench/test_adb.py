@@ -100,3 +100,50 @@ def test_real_phone(models):
         benchmark_binary=os.environ["EDGEPRUNE_BENCHMARK_MODEL"], num_runs=20, min_secs=0.2)
     assert all(m.latency.count >= 20 and m.latency.mean_us > 0 for m in result.models)
     assert result.comparisons[0].ratio.median > 0
+
+
+def stand_in_adb(tmp_path, fail_on=None):
+    """An `adb` executable that logs its arguments and answers benchmark_model runs with a real
+    output sample; it checks the push/run/cleanup sequence where no phone is attached."""
+    log = tmp_path / "adb.log"
+    script = tmp_path / "adb"
+    script.write_text(f"""#!{sys.executable}
+import json, sys
+args = sys.argv[1:]
+with open({str(log)!r}, "a") as f:
+    f.write(json.dumps(args) + "\\n")
+if {fail_on!r} and {fail_on!r} in " ".join(args):
+    sys.exit("error: device offline")
+if args[2] == "shell" and "--graph=" in args[3]:
+    sys.stdout.write(open({os.path.join(SAMPLES, "v2_15_info_prefix.txt")!r}).read())
+""")
+    script.chmod(0o755)
+    return str(script), log
+
+
+def logged(log):
+    import json
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_pushes_runs_parses_and_cleans_up(models, tmp_path):
+    adb, log = stand_in_adb(tmp_path)
+    result = device_bench.benchmark([models["float"], models["int8"]], target="adb://R5CT1",
+                                    benchmark_binary=sys.executable, adb=adb, taskset_mask="f0")
+    calls = logged(log)
+    assert all(call[:2] == ["-s", "R5CT1"] for call in calls)
+    verbs = [call[2] + (" " + call[3].split()[0] if call[2] == "shell" else "") for call in calls]
+    assert verbs == ["shell mkdir", "push", "shell chmod", "push", "shell taskset", "push",
+                     "shell taskset", "shell rm"]
+    folder = shlex.split(calls[0][3])[-1]
+    assert shlex.split(calls[-1][3]) == ["rm", "-rf", folder]
+    assert result.models[0].latency.count == 86 and result.comparisons[0].ratio.pairs == 0
+    assert any("not interleaved" in w for w in result.warnings)
+
+
+def test_cleans_up_when_a_step_fails(models, tmp_path):
+    adb, log = stand_in_adb(tmp_path, fail_on="chmod")
+    with pytest.raises(BenchError, match="adb://R5CT1: `adb shell chmod.*device offline"):
+        device_bench.benchmark(models["float"], target="adb://R5CT1",
+                               benchmark_binary=sys.executable, adb=adb)
+    assert logged(log)[-1][3].startswith("rm -rf /data/local/tmp/device_bench_")
