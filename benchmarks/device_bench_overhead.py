@@ -68,6 +68,11 @@ def harness_vs_bare(path, rounds, block):
     return statistics.median(measured), statistics.median(loop), statistics.median(bare)
 
 
+def spread_line(label, ratios):
+    worst = max(abs(r - 1) for r in ratios)
+    return f"{label} min {min(ratios):.4f} max {max(ratios):.4f} (largest |r-1| {worst:.2%})"
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=10)
@@ -99,13 +104,11 @@ def main():
         medians = [r.median for r in interleaved]
         print(f"\n## 2. Two identical MobileNetV2 files, {args.repeats} repetitions of "
               f"{args.num_runs} runs each")
-        print("interleaved, median per-pair ratio: min {:.4f} max {:.4f} (worst {:+.2%})".format(
-            min(medians), max(medians), max(abs(m - 1) for m in medians)))
+        print(spread_line("interleaved, median per-pair ratio:", medians))
         print("interleaved, pair ratios p5-p95 within a run (median over repetitions): "
               f"{statistics.median(r.p5 for r in interleaved):.3f}-"
               f"{statistics.median(r.p95 for r in interleaved):.3f}")
-        print("separate runs, ratio of medians: min {:.4f} max {:.4f} (worst {:+.2%})".format(
-            min(separate), max(separate), max(abs(s - 1) for s in separate)))
+        print(spread_line("separate runs, ratio of medians:   ", separate))
     finally:
         shutil.rmtree(folder)
 

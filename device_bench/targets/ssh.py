@@ -48,9 +48,9 @@ class SshTarget:
         self.user, self.host, self.port = parse_address(address)
         self.name = f"ssh://{address}"
         self.remote_python = remote_python
-        self.known_hosts = known_hosts
+        self.known_hosts = known_hosts and os.path.expanduser(known_hosts)
         self.check_host_key = check_host_key
-        self.key_filename = key_filename
+        self.key_filename = key_filename and os.path.expanduser(key_filename)
         self.timeout = timeout
         self.remote_temp_root = remote_temp_root
 
