@@ -124,13 +124,25 @@ class TimedModel:
         self.invoke = self.interpreter.invoke
 
     def _resize_dynamic_inputs(self, input_shapes):
-        for detail in self.interpreter.get_input_details():
+        details = self.interpreter.get_input_details()
+        unknown = sorted(set(input_shapes) - {d["name"] for d in details})
+        if unknown:
+            raise RunnerError("bad_input_shape", f"{self.path}: no input named "
+                              f"{', '.join(unknown)}; its inputs are "
+                              f"{', '.join(d['name'] for d in details)}")
+        for detail in details:
             signature = [int(d) for d in detail["shape_signature"]]
             wanted = input_shapes.get(detail["name"])
             if wanted is None and -1 not in signature:
                 continue
             shape = list(wanted) if wanted is not None else [1 if d < 0 else d for d in signature]
-            self.interpreter.resize_tensor_input(detail["index"], shape, strict=False)
+            try:
+                self.interpreter.resize_tensor_input(detail["index"], shape, strict=False)
+                self.interpreter.allocate_tensors()
+            except (ValueError, RuntimeError) as error:
+                raise RunnerError("bad_input_shape", f"{self.path}: input {detail['name']} "
+                                  f"(signature {signature}) cannot take shape {shape}: "
+                                  f"{error}") from None
 
     def time_once_us(self):
         start = time.perf_counter_ns()

@@ -110,13 +110,17 @@ def read_port(port, baudrate=115200, timeout=60.0):
     deadline = time.monotonic() + timeout
     try:
         with serial.Serial(port, baudrate=baudrate, timeout=0.2) as connection:
+            pending = b""  # readline() returns what it has when its timeout strikes mid-line
             while not parser.done:
                 if time.monotonic() > deadline:
                     raise BenchError(
                         f"{port}: no DB1 END within {timeout:g} s ({len(parser.samples_us)} runs "
                         f"read{'' if parser.model else ', no DB1 BEGIN seen'}); is the benchmark "
                         f"sketch running, and is {baudrate} its baud rate?")
-                parser.feed(connection.readline().decode("ascii", errors="replace"))
+                pending += connection.readline()
+                if pending.endswith(b"\n"):
+                    parser.feed(pending.decode("ascii", errors="replace"))
+                    pending = b""
     except serial.SerialException as error:
         raise BenchError(f"{port}: cannot open or read the serial port ({error}); check the "
                          "port name (ls /dev/tty*) and that no serial monitor holds it") from None

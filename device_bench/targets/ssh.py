@@ -14,6 +14,7 @@ import os
 import posixpath
 import shlex
 import socket
+import warnings
 
 from device_bench import results, runner
 from device_bench.errors import BenchError
@@ -69,7 +70,7 @@ class SshTarget:
                 raw = self._run_runner(client, tmp, settings.runner_config(remote_graphs), graphs,
                                        settings.max_secs + LOAD_ALLOWANCE_SECS * len(graphs))
             finally:
-                self._exec(client, f"rm -rf -- {shlex.quote(tmp)}", self.timeout)
+                self._remove_temp_dir(client, tmp)
         finally:
             client.close()
         return results.from_runner(raw, self.name, settings, list(graphs))
@@ -148,6 +149,13 @@ class SshTarget:
         if status != 0 or not out.strip():
             raise BenchError(f"{self.where}: cannot create a temp dir with mktemp -d: {err.strip()}")
         return out.strip()
+
+    def _remove_temp_dir(self, client, tmp):
+        """Best effort: a failed clean-up warns rather than hide the error that got us here."""
+        try:
+            self._exec(client, f"rm -rf -- {shlex.quote(tmp)}", self.timeout)
+        except Exception as error:  # the connection may be gone already
+            warnings.warn(f"{self.where}: could not remove the temp dir {tmp}: {error}")
 
     def _upload(self, client, tmp, graphs):
         remote = []

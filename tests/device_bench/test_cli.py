@@ -48,6 +48,7 @@ def test_input_layer_shape_reaches_the_runner(models, tmp_path):
     (["--board=pico"], "board do not apply to the local target"),
     (["--target=ftp://x"], "is not a target"),
     (["--target=micro", "--board=uno"], "unknown board 'uno'"),
+    (["--target=micro", "--boards_file=b.yaml"], "--boards_file given without --board"),
 ])
 def test_bad_flags_get_clear_errors(models, capsys, flags, message):
     assert cli.main([f"--graph={models['float']}", *flags]) == 2

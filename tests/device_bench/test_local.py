@@ -41,6 +41,14 @@ def test_dynamic_model_runs_with_default_and_given_shape(models, fast_settings):
     assert given.inputs[0]["shape"] == [2, 7, 5]
 
 
+def test_bad_input_shapes_are_explained(models):
+    with pytest.raises(device_bench.BenchError, match="no input named nope; its inputs are"):
+        device_bench.benchmark(models["float"], input_shapes={"nope": [1, 8]})
+    name = device_bench.benchmark(models["float"], num_runs=1, min_secs=0).models[0].inputs[0]
+    with pytest.raises(device_bench.BenchError, match="cannot take shape \\[1, 9\\]"):
+        device_bench.benchmark(models["float"], input_shapes={name["name"]: [1, 9]})
+
+
 def test_num_runs_and_min_secs_are_both_honoured(models):
     result = device_bench.benchmark(models["float"], num_runs=7, min_secs=0.0, warmup_runs=3,
                                     warmup_min_secs=0.0)

@@ -21,11 +21,11 @@ def board():
     path = os.ttyname(slave)
     threads = []
 
-    def write(lines, delay=0.01):
+    def write(lines, delay=0.01, newline_after=lambda line: True):
         def play():
             time.sleep(0.2)  # let the reader open the port first, like a board after reset
             for line in lines:
-                os.write(master, (line + "\r\n").encode())
+                os.write(master, (line + ("\r\n" if newline_after(line) else "")).encode())
                 time.sleep(delay)
         threads.append(threading.Thread(target=play, daemon=True))
         threads[-1].start()
@@ -48,6 +48,15 @@ def test_reads_a_benchmark_through_the_pty(board, models):
     assert model.latency.p50_us == 1020
     assert result.runtime["board_model_name"] == "kws_int8"
     assert model.micro.ram.needed_bytes == 1500 and model.micro.fits is True
+
+
+def test_line_split_across_read_timeouts_is_joined(board, models):
+    path, write = board
+    # "DB1 RUN 1 2000" arrives in two pieces, further apart than the reader's 0.2 s poll.
+    write(["DB1 BEGIN model=m", "DB1 RUN 0 1000", "DB1 RU", "N 1 2000", "DB1 END"], delay=0.5,
+          newline_after=lambda line: line != "DB1 RU")
+    result = device_bench.benchmark(models["int8"], target=f"serial://{path}", timeout=10)
+    assert result.models[0].latency.max_us == 2000
 
 
 def test_board_error_line_is_reported(board, models):

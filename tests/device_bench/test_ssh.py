@@ -66,9 +66,13 @@ def test_board_without_ai_edge_litert_gives_clear_error(sshd, models, tmp_path):
     wrapper = tmp_path / "python_without_litert"
     wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={shadow} exec {sys.executable} \"$@\"\n")
     wrapper.chmod(0o755)
+    remote_root = tmp_path / "remote"
+    remote_root.mkdir()
     with pytest.raises(device_bench.BenchError) as caught:
         device_bench.benchmark(models["float"], target=sshd.target,
-                               **ssh_options(sshd, remote_python=str(wrapper)))
+                               **ssh_options(sshd, remote_python=str(wrapper),
+                                             remote_temp_root=str(remote_root)))
+    assert list(remote_root.iterdir()) == []  # cleaned up after the failure too
     message = str(caught.value)
     assert "ai_edge_litert" in message and "pip install ai-edge-litert" in message
     assert f"127.0.0.1:{sshd.port}" in message
