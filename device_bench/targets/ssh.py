@@ -78,6 +78,8 @@ class SshTarget:
     def _connect(self):
         import paramiko  # only this target needs it
 
+        if self.key_filename and not os.path.isfile(self.key_filename):
+            raise BenchError(f"SSH key file {self.key_filename} not found; check --ssh_key")
         client = paramiko.SSHClient()
         if self.check_host_key:
             self._load_known_hosts(client)
@@ -100,8 +102,10 @@ class SshTarget:
         except paramiko.SSHException as error:
             if "known_hosts" in str(error):
                 raise BenchError(self._unknown_host_message()) from None
-            raise BenchError(f"{self.where}: SSH failed ({error}); is an SSH server listening "
-                             f"on port {self.port}? (no answer within {self.timeout:g} s)") from None
+            if "banner" in str(error):
+                raise BenchError(f"{self.where}: no SSH answer within {self.timeout:g} s; is an "
+                                 f"SSH server listening on port {self.port}?") from None
+            raise BenchError(f"{self.where}: SSH failed ({error})") from None
         except (socket.timeout, TimeoutError):
             raise BenchError(f"{self.where}: timed out after {self.timeout:g} s connecting; "
                              "is the board on and on this network?") from None

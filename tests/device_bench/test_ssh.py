@@ -1,6 +1,7 @@
 """The ssh:// target against a real sshd on 127.0.0.1 (see conftest.sshd)."""
 
 import socket
+import subprocess
 import sys
 import threading
 
@@ -46,6 +47,22 @@ def test_unknown_host_key_is_refused(sshd, models, tmp_path):
     message = str(caught.value)
     assert f"127.0.0.1:{sshd.port}" in message and "ssh-keyscan" in message
     assert "--ssh_no_host_key_check" in message
+
+
+def test_changed_host_key_is_refused(sshd, models, tmp_path):
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(f"[127.0.0.1]:{sshd.port} {(tmp_path / 'other_key.pub').read_text()}")
+    with pytest.raises(device_bench.BenchError, match="host key differs.*ssh-keygen -R"):
+        device_bench.benchmark(models["float"], target=sshd.target,
+                               **ssh_options(sshd, known_hosts=str(known_hosts)))
+
+
+def test_missing_key_file_is_named(sshd, models):
+    with pytest.raises(device_bench.BenchError, match="SSH key file /no/key not found"):
+        device_bench.benchmark(models["float"], target=sshd.target,
+                               **ssh_options(sshd, key_filename="/no/key"))
 
 
 def test_opting_out_of_host_key_check_connects(sshd, models, fast_settings, tmp_path):
@@ -99,7 +116,7 @@ def test_silent_server_times_out_with_clear_error(models):
         server.listen()
         accepted = []
         threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True).start()
-        with pytest.raises(device_bench.BenchError, match="no answer within 1 s"):
+        with pytest.raises(device_bench.BenchError, match="no SSH answer within 1 s"):
             device_bench.benchmark(models["float"],
                                    target=f"ssh://me@127.0.0.1:{server.getsockname()[1]}",
                                    timeout=1)
