@@ -152,7 +152,10 @@ class TimedModel:
 
 def warm_up(model, config, deadline_ns):
     """First inference and warmup runs (at least warmup_runs and warmup_min_secs, max_secs cap)."""
-    first_us = model.time_once_us()
+    try:
+        first_us = model.time_once_us()
+    except (ValueError, RuntimeError) as error:
+        raise RunnerError("invoke", f"{model.path}: inference failed: {error}") from None
     samples, start = [], time.perf_counter_ns()
     while time.perf_counter_ns() < deadline_ns and (
             len(samples) < config["warmup_runs"] or elapsed_s(start) < config["warmup_min_secs"]):
@@ -161,10 +164,11 @@ def warm_up(model, config, deadline_ns):
 
 
 def timed_runs(models, config, deadline_ns):
-    """Interleaved timed runs until every model has num_runs and min_secs passed, or max_secs."""
+    """Interleaved timed runs until every model has num_runs and min_secs passed, or max_secs
+    (at least one round, so a slow warmup still leaves a figure)."""
     samples = [[] for _ in models]
     start, round_index = time.perf_counter_ns(), 0
-    while time.perf_counter_ns() < deadline_ns and (
+    while not samples[0] or time.perf_counter_ns() < deadline_ns and (
             len(samples[0]) < config["num_runs"] or elapsed_s(start) < config["min_secs"]):
         order = range(len(models)) if round_index % 2 == 0 else reversed(range(len(models)))
         for i in order:

@@ -58,6 +58,11 @@ def test_num_runs_and_min_secs_are_both_honoured(models):
     assert slow.models[0].latency.count > 1
 
 
+def test_max_secs_still_leaves_one_timed_run(models):
+    result = device_bench.benchmark(models["float"], max_secs=1e-6, num_runs=1000)
+    assert result.models[0].latency.count == 1
+
+
 def test_without_xnnpack(models, fast_settings):
     result = device_bench.benchmark(models["float"], use_xnnpack=False, num_threads=1,
                                     **fast_settings)
