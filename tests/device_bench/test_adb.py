@@ -93,11 +93,14 @@ def test_missing_adb_is_explained(models):
 
 
 @pytest.mark.skipif(not os.environ.get("EDGEPRUNE_ADB_SERIAL"),
-                    reason="needs a phone: set EDGEPRUNE_ADB_SERIAL and EDGEPRUNE_BENCHMARK_MODEL")
+                    reason="needs a phone: set EDGEPRUNE_ADB_SERIAL (and EDGEPRUNE_BENCHMARK_MODEL)")
 def test_real_phone(models):
+    binary = os.environ.get("EDGEPRUNE_BENCHMARK_MODEL") or pytest.fail(
+        "EDGEPRUNE_ADB_SERIAL is set: also set EDGEPRUNE_BENCHMARK_MODEL to the path of LiteRT's "
+        "android_aarch64 benchmark_model binary")
     result = device_bench.benchmark(
         [models["float"], models["int8"]], target="adb://" + os.environ["EDGEPRUNE_ADB_SERIAL"],
-        benchmark_binary=os.environ["EDGEPRUNE_BENCHMARK_MODEL"], num_runs=20, min_secs=0.2)
+        benchmark_binary=binary, num_runs=20, min_secs=0.2)
     assert all(m.latency.count >= 20 and m.latency.mean_us > 0 for m in result.models)
     assert result.comparisons[0].ratio.median > 0
 
