@@ -36,7 +36,7 @@ def test_benchmarks_with_tensorflow_blocked(models, tmp_path):
     env = {**os.environ, "PYTHONPATH": f"{shadow}{os.pathsep}{ROOT}"}
     assert python(["-c", "import tensorflow"], env=env).returncode != 0  # the block works
     out = tmp_path / "result.json"
-    local = python(["-m", "device_bench.cli", f"--graph={models['float']},{models['int8']}",
+    local = python(["-m", "device_bench", f"--graph={models['float']},{models['int8']}",
                     "--num_runs=10", "--min_secs=0", "--warmup_min_secs=0",
                     f"--output_json={out}"], env=env)
     assert local.returncode == 0, local.stderr
