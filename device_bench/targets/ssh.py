@@ -102,7 +102,8 @@ class SshTarget:
         except paramiko.SSHException as error:
             if "known_hosts" in str(error):
                 raise BenchError(self._unknown_host_message()) from None
-            if "banner" in str(error):
+            # paramiko reports a handshake cut short by the timeout in either of these ways.
+            if "banner" in str(error) or "No existing session" in str(error):
                 raise BenchError(f"{self.where}: no SSH answer within {self.timeout:g} s; is an "
                                  f"SSH server listening on port {self.port}?") from None
             raise BenchError(f"{self.where}: SSH failed ({error})") from None
