@@ -1,6 +1,8 @@
 """Fixtures: tiny .tflite models (built once with TensorFlow) and a real sshd on 127.0.0.1."""
 
+import fcntl
 import getpass
+import json
 import os
 import shutil
 import socket
@@ -16,8 +18,20 @@ SSHD = "/usr/sbin/sshd"
 
 @pytest.fixture(scope="session")
 def models(tmp_path_factory):
-    """{name: path}: float, float_twin, int8, uint8, two_inputs, dynamic, sparse."""
-    return build_models(str(tmp_path_factory.mktemp("models")))
+    """{name: path}: float, float_twin, int8, uint8, two_inputs, dynamic, sparse.
+
+    Built once per test session: pytest-xdist workers share them through their common base temp
+    folder, the first one building while the others wait on a file lock.
+    """
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder, index = shared / "device_bench_models", shared / "device_bench_models.json"
+    with open(shared / "device_bench_models.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not index.exists():
+            folder.mkdir()
+            index.write_text(json.dumps(build_models(str(folder))))
+    return json.loads(index.read_text())
 
 
 def free_port():
