@@ -150,8 +150,13 @@ def _check_pruning(pruning):
     if pruning["structure"] == "unstructured" and pruning["criterion"] != "magnitude":
         problems.append(f"pruning.criterion: {pruning['criterion']!r} ranks channels; "
                         "unstructured pruning uses 'magnitude'")
-    if pruning["structure"] == "channels" and pruning["criterion"] == "magnitude":
-        problems.append("pruning.criterion: channels are ranked by l1, l2, bn_gamma or taylor")
+    if pruning["structure"] == "channels":
+        if pruning["criterion"] == "magnitude":
+            problems.append("pruning.criterion: channels are ranked by l1, l2 or bn_gamma")
+        problems += [f"pruning.{key}: does not apply to structure: channels (whole coupled "
+                     "channels are removed, ranked over the model's graph)"
+                     for key in ("block_size", "sparsity_m_by_n", "policy", "groups")
+                     if key in pruning]
     return problems
 
 

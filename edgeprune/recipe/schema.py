@@ -17,7 +17,8 @@ import jsonschema
 
 QUANTIZE_MODES = ["none", "dynamic", "float16", "int8", "int16x8"]
 STRUCTURES = ["unstructured", "channels"]
-CRITERIA = ["magnitude", "l1", "l2", "bn_gamma", "taylor"]
+# Channel criteria of gradual pruning (first-order Taylor needs gradients on data: one-shot only).
+CRITERIA = ["magnitude", "l1", "l2", "bn_gamma"]
 OPTIMIZERS = ["adam", "adamw", "sgd", "rmsprop"]
 # device_bench run settings and per-target options a recipe may pass through.
 BENCHMARK_FLAGS = {
@@ -113,6 +114,8 @@ SCHEMA = _section({
         "schedule": {**_SCHEDULE, "default": {}},
         "scope": {"enum": ["layer", "global"], "default": "layer"},
         "policy": {"enum": ["xnnpack"]},
+        "round_to": {"type": "integer", "minimum": 1, "default": 1},
+        "min_channels": {"type": "integer", "minimum": 1, "default": 1},
         "skip_layers": _NAMES,
         "groups": {"type": "array", "items": _section(
             {"layers": {**_NAMES, "minItems": 1}, "skip": {"type": "boolean"},

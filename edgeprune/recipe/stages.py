@@ -138,7 +138,9 @@ def apply_pruning(model, pruning, steps_per_epoch, epochs):
         if pruning.get("policy") == "xnnpack":
             options["pruning_policy"] = ep.PruneForLatencyOnXNNPack()
         if pruning["structure"] == "channels":
-            options["criterion"] = pruning["criterion"]
+            options.update(criterion=pruning["criterion"], round_to=pruning["round_to"],
+                           min_channels=pruning["min_channels"],
+                           ranking={"layer": "per_layer", "global": "global"}[settings["scope"]])
         model = ep.prune_low_magnitude(model, **options)
     return model
 

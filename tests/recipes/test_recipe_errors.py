@@ -184,3 +184,12 @@ def test_a_folder_in_use_by_a_live_run_is_refused_and_a_stale_lock_is_taken_over
     state = run_recipe(recipe, out, until="baseline")
     assert list(state["finished"]) == ["baseline"]
     assert not (out / ".edgeprune.lock").exists()
+
+
+def test_channel_pruning_refuses_weight_granularity_settings():
+    message = error_of(QUICKSTART, ["pruning.structure=channels", "pruning.criterion=l2",
+                                    "pruning.block_size=[1, 4]", "pruning.groups=[{layers: [fc]}]"])
+    assert "pruning.block_size: does not apply to structure: channels" in message
+    assert "pruning.groups: does not apply to structure: channels" in message
+    assert "'taylor'" in error_of(QUICKSTART, ["pruning.structure=channels",
+                                               "pruning.criterion=taylor"])
