@@ -4,11 +4,11 @@ Every section and key a recipe may use is listed here with its type, allowed val
 `check(document, source)` raises one `RecipeError` listing every problem, each with the file, the
 key path, what is allowed and, for a misspelt key or value, a "did you mean".
 
->>> check({"model": {"factory": "models.py:cnn"}, "pruning": {"schedul": {}}}, "r.yaml")
+>>> check({"model": {"factory": "models.py:cnn"}, "quantize": {"mdoe": "int8"}}, "r.yaml")
 Traceback (most recent call last):
 ...
 edgeprune.recipe.schema.RecipeError: r.yaml: invalid recipe
-  pruning.schedul: unknown key; allowed: block_size, criterion, fine_tune, groups, policy, schedule, scope, skip_layers, sparsity_m_by_n, structure (did you mean 'schedule'?)
+  quantize.mdoe: unknown key; allowed: calibration_samples, int8_io, mode, sparse_storage (did you mean 'mode'?)
 """
 
 import difflib

@@ -123,24 +123,27 @@ def pruning_passes(model, pruning):
 
 
 def apply_pruning(model, pruning, steps_per_epoch, epochs):
-    """Wraps the model pass by pass with `ep.prune_low_magnitude`, one pass per settings group."""
+    """Wraps the model with `ep.prune_low_magnitude`: channels in one call over the whole graph,
+    unstructured in one call per settings group (already wrapped layers are left alone)."""
+    if pruning["structure"] == "channels":
+        return ep.prune_low_magnitude(
+            model, structure="channels", criterion=pruning["criterion"],
+            ranking={"layer": "per_layer", "global": "global"}[pruning["scope"]],
+            round_to=pruning["round_to"], min_channels=pruning["min_channels"],
+            skip_layers=pruning.get("skip_layers", []),
+            pruning_schedule=make_schedule(pruning["schedule"], steps_per_epoch, epochs))
     for where, settings, chosen in pruning_passes(model, pruning):
         others = [layer.name for layer in leaf_layers(model) if layer.name not in chosen]
         options = {"pruning_schedule": make_schedule(settings["schedule"], steps_per_epoch,
                                                      epochs, f"{where}.schedule",
                                                      "sparsity_m_by_n" not in settings),
-                   "pruning_scope": settings["scope"], "structure": pruning["structure"],
-                   "skip_layers": others}
+                   "pruning_scope": settings["scope"], "skip_layers": others}
         if "block_size" in settings:
             options["block_size"] = tuple(settings["block_size"])
         if "sparsity_m_by_n" in settings:
             options["sparsity_m_by_n"] = tuple(settings["sparsity_m_by_n"])
         if pruning.get("policy") == "xnnpack":
             options["pruning_policy"] = ep.PruneForLatencyOnXNNPack()
-        if pruning["structure"] == "channels":
-            options.update(criterion=pruning["criterion"], round_to=pruning["round_to"],
-                           min_channels=pruning["min_channels"],
-                           ranking={"layer": "per_layer", "global": "global"}[settings["scope"]])
         model = ep.prune_low_magnitude(model, **options)
     return model
 
