@@ -92,7 +92,7 @@ class Data:
         if self.is_arrays:
             return {"x": self.train[0], "y": self.train[1], "batch_size": self.batch_size,
                     "shuffle": True}
-        return {"x": self.train}
+        return {"x": self.train, "shuffle": False}  # a dataset shuffles itself (Keras warns)
 
     def calibration_samples(self, count):
         """Up to `count` training inputs: what the quantizer sees at inference time."""
