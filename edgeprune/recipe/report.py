@@ -91,6 +91,8 @@ def sparsity_chart(name, rows):
 def tradeoff_plot(runs, targets):
     """Accuracy vs gzip size of every `.tflite`; marker area grows with latency on the first
     target. One colour per run, so several recipes compare in one picture."""
+    if not any(row["kind"] == "tflite" for _, rows, _ in runs for row in rows):
+        return None  # runs stopped before convert
     figure, axes = plt.subplots(figsize=(7, 4.5))
     target = targets[0] if targets else None
     for name, rows, _ in runs:
@@ -120,11 +122,10 @@ def write_report(folders, out, formats=("markdown", "html"), title=None):
     runs = [load_run(folder) for folder in folders]
     targets = targets_of(runs)
     title = title or "edgeprune report: " + ", ".join(name for name, _, _ in runs)
-    images = {"tradeoff.png": tradeoff_plot(runs, targets)}
-    for index, (name, rows, _) in enumerate(runs):
-        chart = sparsity_chart(name, rows)
-        if chart:
-            images[f"sparsity_{index}.png"] = chart
+    charts = {"tradeoff.png": tradeoff_plot(runs, targets)}
+    charts.update((f"sparsity_{index}.png", sparsity_chart(name, rows))
+                  for index, (name, rows, _) in enumerate(runs))
+    images = {file: data for file, data in charts.items() if data}
     written = [atomic_write(os.path.join(out, file), data) for file, data in images.items()]
     if "markdown" in formats:
         written.append(atomic_write(os.path.join(out, "report.md"),
@@ -145,7 +146,8 @@ def _markdown(title, runs, targets, images):
         lines += ["", SIZE_NOTE, "", _micro_lines(rows), _timing_line(seconds), ""]
         if f"sparsity_{index}.png" in images:
             lines += [f"![per-layer sparsity](sparsity_{index}.png)", ""]
-    lines += ["## Accuracy, size and latency", "", "![accuracy vs size](tradeoff.png)", ""]
+    if "tradeoff.png" in images:
+        lines += ["## Accuracy, size and latency", "", "![accuracy vs size](tradeoff.png)", ""]
     return "\n".join(line for line in lines if line is not None)
 
 
@@ -170,8 +172,9 @@ def _html(title, runs, targets, images):
                                                              _timing_line(seconds)) if text]
         if f"sparsity_{index}.png" in images:
             parts.append(image(f"sparsity_{index}.png", "per-layer sparsity"))
-    parts += ["<h2>Accuracy, size and latency</h2>", image("tradeoff.png", "accuracy vs size"),
-              "</body></html>"]
+    if "tradeoff.png" in images:
+        parts += ["<h2>Accuracy, size and latency</h2>", image("tradeoff.png", "accuracy vs size")]
+    parts.append("</body></html>")
     return "\n".join(parts)
 
 

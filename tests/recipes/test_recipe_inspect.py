@@ -24,3 +24,16 @@ def test_inspect_prints_layers_sparsity_and_macs(tmp_path, capsys):
     assert lines[-1] == "nonzero parameters 756; MACs with zero weights skipped 2,016"
     assert cli.main(["inspect", str(tmp_path / "missing.keras")]) == 1
     assert "missing.keras: no such file" in capsys.readouterr().err
+
+
+def test_report_of_a_run_stopped_before_convert(tmp_path, capsys):
+    from edgeprune.recipe import load_recipe, run_recipe
+
+    from .conftest import QUICKSTART
+
+    out = tmp_path / "run"
+    run_recipe(load_recipe(QUICKSTART, ["training.epochs=0"]), out, until="baseline")
+    assert cli.main(["report", str(out)]) == 0
+    markdown = (out / "report" / "report.md").read_text()
+    assert "| baseline (Keras, dense) |" in markdown and "tradeoff.png" not in markdown
+    assert (out / "report" / "report.html").read_text().count("data:image/png;base64,") == 1
