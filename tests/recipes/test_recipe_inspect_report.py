@@ -1,4 +1,4 @@
-"""`edgeprune inspect`: layers, parameters, sparsity and MACs of a .keras file."""
+"""`edgeprune inspect` (layers, parameters, sparsity, MACs) and `edgeprune report` of partial runs."""
 
 import keras
 import numpy as np
