@@ -1,4 +1,5 @@
-"""Prune to 75%, int8, and benchmark on a Raspberry Pi over SSH (recipes/raspberry_pi.yaml).
+"""Prune to 75%, quantization-aware int8, benchmark on a Raspberry Pi over SSH
+(recipes/raspberry_pi.yaml).
 
     python examples/raspberry_pi.py pi@raspberrypi.local
 """
@@ -19,8 +20,10 @@ pruned = ep.prune_low_magnitude(model, skip_layers=["classifier"], pruning_sched
     0.0, 0.75, begin_step=0, end_step=4 * steps, frequency=10))
 compiled(pruned, 5e-4).fit(x, y, epochs=6, batch_size=32, verbose=0,
                            callbacks=[ep.UpdatePruningStep()])
+qat = compiled(ep.quantize_model(ep.strip_pruning(pruned)), 1e-4)  # int8-aware, zeros kept
+qat.fit(x, y, epochs=2, batch_size=32, verbose=0)
 ep.export_tflite(model, "runs/pi_example/dense.tflite")
-ep.export_tflite(ep.strip_pruning(pruned), "runs/pi_example/pruned_int8.tflite", quantize="int8",
+ep.export_tflite(qat, "runs/pi_example/pruned_int8.tflite", quantize="int8",
                  representative_data=x[:200])
 result = device_bench.benchmark(["runs/pi_example/dense.tflite", "runs/pi_example/pruned_int8.tflite"],
                                 target=f"ssh://{host}", num_threads=4)

@@ -128,6 +128,10 @@ def _check_references(recipe, source):
         problems += _missing_factory_file(recipe, "data.factory", data["factory"])
 
     problems += _check_pruning(recipe.get("pruning"))
+    quantize = recipe["quantize"]
+    if quantize["aware_training"]["epochs"] and quantize["mode"] != "int8":
+        problems.append("quantize.aware_training: quantization-aware training is for "
+                        f"mode: int8, not {quantize['mode']!r}")
     if recipe["export"]["c_array"] and recipe["quantize"]["sparse_storage"]:
         problems.append("export.c_array: TFLite Micro has no DENSIFY kernel, so a C array needs "
                         "quantize.sparse_storage: false")

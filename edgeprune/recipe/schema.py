@@ -128,6 +128,7 @@ SCHEMA = _section({
         "int8_io": {"type": "boolean", "default": False},
         "sparse_storage": {"type": "boolean", "default": False},
         "calibration_samples": {"type": "integer", "minimum": 1, "default": 200},
+        "aware_training": {**_TRAINING, "default": {}},
     }),
     "export": _section({
         "baseline_tflite": {"type": "boolean", "default": True},

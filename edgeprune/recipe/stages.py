@@ -5,6 +5,7 @@
 | `baseline`  | always                      | the model source, `fit` when `training.epochs` > 0     |
 | `prune`     | a `pruning` section         | `ep.prune_low_magnitude`, `fit` + `ep.UpdatePruningStep` |
 | `strip`     | a `pruning` section         | `ep.strip_pruning`, `ep.shrink` (`strip.shrink`)       |
+| `qat`       | `quantize.aware_training`   | `ep.quantize_model` (sparsity kept), `fit`             |
 | `convert`   | always                      | `ep.export_tflite`, `ep.size_report`, `ep.validate_tflite`, `ep.export_micro` |
 | `benchmark` | a `benchmark` section       | `device_bench.benchmark`                               |
 | `report`    | always                      | `edgeprune.recipe.report.write_report`                 |
@@ -196,6 +197,33 @@ def strip_needs(recipe):
     return []
 
 
+# ---------------------------------------------------------------- qat
+
+
+def run_qat(ctx):
+    """Quantization-aware fine-tuning with `ep.quantize_model` (zeros kept); saves `qat.keras`
+    and, for conversion, `ep.strip_quantization` of it (kernels on the int8 grid)."""
+    settings = ctx.recipe["quantize"]["aware_training"]
+    keras.utils.set_random_seed(ctx.recipe["seed"])
+
+    def start():
+        return training.compile_for(ep.quantize_model(ctx.load(ctx.latest_model())), settings)
+
+    model = ctx.train("qat", start, settings["epochs"])
+    training.save_model_atomically(model, ctx.path("qat.keras"))
+    result = ctx.keras_result("qat", ep.strip_quantization(model), "qat_stripped.keras",
+                              "quantization-aware + stripped (Keras)")
+    result["outputs"]["qat"] = "qat.keras"
+    return result
+
+
+def qat_needs(recipe):
+    if has_feature("edgeprune", "quantize_model"):
+        return []
+    return ["quantize.aware_training: needs edgeprune.quantize_model (quantization-aware "
+            "training), which this edgeprune does not provide"]
+
+
 # ---------------------------------------------------------------- convert
 
 
@@ -284,6 +312,7 @@ STAGES = [
     Stage("baseline", run_baseline),
     Stage("prune", run_prune, lambda r: "pruning" in r, prune_needs),
     Stage("strip", run_strip, lambda r: "pruning" in r, strip_needs),
+    Stage("qat", run_qat, lambda r: r["quantize"]["aware_training"]["epochs"] > 0, qat_needs),
     Stage("convert", run_convert, needs=convert_needs),
     Stage("benchmark", run_benchmark, lambda r: bool(r.get("benchmark", {}).get("targets")),
           benchmark_needs),

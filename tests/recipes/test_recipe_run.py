@@ -88,7 +88,9 @@ class EpochRecorder(keras.callbacks.Callback):
 
 def test_resume_after_ctrl_c_in_training_redoes_nothing_finished(tmp_path):
     out = tmp_path / "run"
-    recipe = load_recipe(QUICKSTART, FAST + ["pruning.fine_tune.epochs=3"])
+    recipe = load_recipe(QUICKSTART, FAST + ["pruning.fine_tune.epochs=3",
+                                             "quantize.aware_training.epochs=1",
+                                             "quantize.aware_training.learning_rate=0.0001"])
     first = EpochRecorder()
     with pytest.raises(KeyboardInterrupt):
         run_recipe(recipe, out, callbacks=[first, InterruptPruning(epoch=2)])
@@ -116,8 +118,13 @@ def test_resume_after_ctrl_c_in_training_redoes_nothing_finished(tmp_path):
         "resume prune from checkpoint after epoch 2", "finish prune", "start strip",
         "finish strip",
         "skip baseline (finished earlier)", "skip prune (finished earlier)",
-        "skip strip (finished earlier)", "start convert", "finish convert", "start benchmark",
-        "finish benchmark", "start report", "finish report"]
+        "skip strip (finished earlier)", "start qat", "finish qat", "start convert",
+        "finish convert", "start benchmark", "finish benchmark", "start report", "finish report"]
+    # Quantization-aware training kept every zero of the pruned model.
+    rows = {row["label"]: row for record in state["finished"].values()
+            for row in record.get("artifacts", [])}
+    assert (rows["quantization-aware + stripped (Keras)"]["nonzero_params"]
+            == rows["pruned + stripped (Keras)"]["nonzero_params"])
 
 
 def test_a_folder_of_other_settings_is_not_resumed(tmp_path):
