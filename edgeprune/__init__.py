@@ -13,5 +13,9 @@ from edgeprune.data import load_digits
 # --- structured pruning ---
 
 # --- quantization and export ---
+from edgeprune.export import QUANTIZE_MODES, export_tflite
+from edgeprune.micro import export_micro, op_resolver_lines
+from edgeprune.qat import QuantizeWrapper, quantize_model, strip_quantization
+from edgeprune.validate import run_tflite, size_report, validate_tflite
 
 # --- choosing sparsity ---
