@@ -24,6 +24,8 @@ How the fake quantization mirrors the TFLite converter:
 import keras
 from keras import ops
 
+from edgeprune.rebuild import copy_layer, rebuild
+
 _WEIGHT_BITS_MAX = 127.0  # symmetric "narrow range" int8, as the converter quantizes weights
 _ACTIVATION_LEVELS = 255.0
 _OUTPUT_QUANTIZED = (keras.layers.BatchNormalization, keras.layers.ReLU, keras.layers.Activation,
@@ -198,22 +200,26 @@ def quantize_model(model, preserve_sparsity=True, ema_decay=0.99):
     >>> type(qat.layers[0]).__name__
     'QuantizeWrapper'
     """
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Wrapper):
+    from edgeprune.wrapper import PruneLowMagnitude
+
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, PruneLowMagnitude):
             raise ValueError(
-                f"layer {layer.name!r} is a {type(layer).__name__}; remove wrappers before "
-                "quantize_model (for a pruned model: ep.strip_pruning(model)).")
+                f"layer {layer.name!r} is still wrapped for pruning; quantize the stripped model: "
+                "quantize_model(ep.strip_pruning(pruned)).")
+        if isinstance(layer, QuantizeWrapper):
+            raise ValueError(f"layer {layer.name!r} is already quantization-aware.")
     fused = _layers_fused_into_producer(model)
 
     def wrap(layer):
-        copy = _copy_layer(layer)
+        copy = copy_layer(layer)
         if _has_quantizable_kernel(layer) or isinstance(layer, _OUTPUT_QUANTIZED):
             return QuantizeWrapper(copy, quantize_output=layer.name not in fused,
                                    preserve_sparsity=preserve_sparsity, ema_decay=ema_decay,
                                    name=f"quant_{layer.name}")
         return copy
 
-    return keras.models.clone_model(model, clone_function=wrap)
+    return rebuild(model, wrap)
 
 
 def strip_quantization(model):
@@ -225,27 +231,21 @@ def strip_quantization(model):
 
     def unwrap(layer):
         if not isinstance(layer, QuantizeWrapper):
-            return _copy_layer(layer)
-        inner = _copy_layer(layer.layer, layer.input.shape)
-        if layer.quantizes_kernel:
-            inner.kernel.assign(layer.quantized_kernel())
-        return inner
+            return copy_layer(layer)
+        inner = layer.layer
+        if not layer.quantizes_kernel:
+            return copy_layer(inner)
+        kernel = ops.convert_to_numpy(layer.quantized_kernel())
+        return copy_layer(inner, [kernel if w is inner.kernel else ops.convert_to_numpy(w)
+                                  for w in inner.weights])
 
-    return keras.models.clone_model(model, clone_function=unwrap)
+    return rebuild(model, unwrap)
 
 
 def is_quantize_aware(model):
     """Whether `model` contains `QuantizeWrapper` layers (made by `quantize_model`)."""
-    return any(isinstance(layer, QuantizeWrapper) for layer in getattr(model, "layers", ()))
-
-
-def _copy_layer(layer, input_shape=None):
-    """A new layer with the same config and weights; the original is left untouched."""
-    copy = layer.__class__.from_config(layer.get_config())
-    if layer.weights:
-        copy.build(input_shape or layer.input.shape)
-        copy.set_weights(layer.get_weights())
-    return copy
+    return any(isinstance(layer, QuantizeWrapper)
+               for layer in model._flatten_layers(include_self=False))
 
 
 def _layers_fused_into_producer(model):

@@ -1,0 +1,60 @@
+"""Shared tiny models for the quantization and export tests: a digits CNN, dense and 80% sparse."""
+
+import keras
+import numpy as np
+import pytest
+
+SPARSITY = 0.8
+
+
+def digits_cnn():
+    """Conv -> BN -> ReLU -> DepthwiseConv -> ReLU -> Flatten -> Dense: every fusion TFLite does."""
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(8, 3, use_bias=False)(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(10)(x)
+    return keras.Model(inputs, outputs)
+
+
+def zero_smallest(model, fraction=SPARSITY):
+    """Sets the smallest-magnitude `fraction` of every kernel to 0, as a stripped pruned model has."""
+    for layer in model.layers:
+        if hasattr(layer, "kernel"):
+            kernel = layer.kernel.numpy()
+            threshold = np.quantile(np.abs(kernel), fraction)
+            layer.kernel.assign(np.where(np.abs(kernel) <= threshold, 0.0, kernel))
+    return model
+
+
+def kernel_sparsities(model):
+    """Fraction of zeros in each kernel of a Keras model, by layer name."""
+    return {layer.name: float(np.mean(layer.kernel.numpy() == 0))
+            for layer in model.layers if hasattr(layer, "kernel")}
+
+
+def compile_for_digits(model, learning_rate=1e-3):
+    model.compile(keras.optimizers.Adam(learning_rate),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    return model
+
+
+@pytest.fixture(scope="session")
+def trained_cnn(digits):
+    """A digits CNN trained for a few epochs (the `digits` fixture comes from tests/conftest.py)."""
+    (x, y), _ = digits
+    keras.utils.set_random_seed(1)
+    model = compile_for_digits(digits_cnn())
+    model.fit(x, y, epochs=6, batch_size=32, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="session")
+def sparse_cnn(trained_cnn):
+    """A copy of `trained_cnn` with 80% of each kernel set to zero (a stripped pruned model)."""
+    model = keras.models.clone_model(trained_cnn)
+    model.set_weights(trained_cnn.get_weights())
+    return zero_smallest(model)
