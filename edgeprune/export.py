@@ -60,7 +60,6 @@ def export_tflite(model, path=None, quantize=None, representative_data=None, int
     """
     from edgeprune.qat import is_quantize_aware, strip_quantization
 
-    _check_mode(quantize, int8_io, sparse_storage)
     if is_quantize_aware(model):
         if quantize not in (None, "int8"):
             raise ValueError(
@@ -69,6 +68,7 @@ def export_tflite(model, path=None, quantize=None, representative_data=None, int
                 "strip_quantization(model) in another mode.")
         quantize = "int8"
         model = strip_quantization(model)
+    _check_mode(quantize, int8_io, sparse_storage)
     input_spec = _input_spec(model, batch_size, input_shape)
     samples = None
     if quantize in _CALIBRATED_MODES:
