@@ -72,7 +72,8 @@ def export_tflite(model, path=None, quantize=None, representative_data=None, int
     input_spec = _input_spec(model, batch_size, input_shape)
     samples = None
     if quantize in _CALIBRATED_MODES:
-        samples = representative_samples(representative_data, input_spec, num_calibration_samples)
+        samples = representative_samples(representative_data, input_spec.shape[1:],
+                                         input_spec.dtype, num_calibration_samples)
     elif representative_data is not None:
         raise ValueError(
             f"representative_data is only used with quantize='int8' or 'int16x8', not "
@@ -130,12 +131,19 @@ def _input_spec(model, batch_size, input_shape):
     return _InputSpec((batch_size,) + tuple(inputs[0].shape[1:]), inputs[0].dtype)
 
 
-def representative_samples(representative_data, input_spec, limit):
-    """Normalises `representative_data` to a list of float arrays of shape `(1, *input_shape)`.
+def representative_samples(representative_data, sample_shape, dtype="float32", limit=200):
+    """Normalises `representative_data` to a list of at most `limit` arrays `(1, *sample_shape)`.
 
     Every sample is checked here, before conversion, so that bad data fails with a `ValueError`
-    instead of an error from inside the converter's calibration loop.
+    instead of an error from inside the converter's calibration loop. `None` in `sample_shape`
+    accepts any size.
+
+    >>> import numpy as np
+    >>> samples = representative_samples(np.zeros((5, 3), "float32"), (3,), limit=2)
+    >>> len(samples), samples[0].shape
+    (2, (1, 3))
     """
+    input_spec = _InputSpec((1,) + tuple(sample_shape), dtype)
     if representative_data is None:
         raise ValueError(
             "representative_data is required for full-integer quantization: pass a few hundred "

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 import edgeprune as ep
+from edgeprune.export import representative_samples
 from edgeprune.flatbuffer import weight_tensors
 from edgeprune.validate import make_interpreter
 from tests.quantize.conftest import digits_cnn
@@ -133,13 +134,21 @@ def _representative_forms(x, y):
     }
 
 
-def test_every_representative_data_form_calibrates_like_the_array(trained_cnn, digits):
+def test_every_representative_data_form_yields_the_same_samples(digits):
     (x, y), _ = digits
     x, y = x[:40], y[:40]
-    expected = ep.export_tflite(trained_cnn, quantize="int8", representative_data=x)
     for form, data in _representative_forms(x, y).items():
-        assert ep.export_tflite(trained_cnn, quantize="int8", representative_data=data) \
-            == expected, form
+        samples = representative_samples(data, (8, 8, 1), limit=100)
+        np.testing.assert_array_equal(np.concatenate(samples), x, err_msg=form)
+    assert len(representative_samples(x, (8, 8, 1), limit=7)) == 7
+
+
+def test_a_dataset_calibrates_like_the_array(trained_cnn, digits):
+    (x, y), _ = digits
+    x, y = x[:40], y[:40]
+    from_array = ep.export_tflite(trained_cnn, quantize="int8", representative_data=x)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(7)
+    assert ep.export_tflite(trained_cnn, quantize="int8", representative_data=dataset) == from_array
 
 
 @pytest.mark.parametrize("kwargs, message", [
