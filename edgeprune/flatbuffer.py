@@ -3,6 +3,7 @@
 Uses the schema module that ships with `ai-edge-litert`, so no TensorFlow import is needed.
 """
 
+import dataclasses
 import os
 
 import numpy as np
@@ -47,23 +48,19 @@ def operator_names(tflite):
     return names
 
 
+@dataclasses.dataclass
 class WeightTensor:
     """A constant tensor of rank >= 2 (a kernel) as stored in the flatbuffer.
 
-    Attributes: `name`, `shape`, `dtype` (e.g. "int8"), `sparsity` (fraction of elements that are
-    zero, read from the stored values), `sparse_storage` (stored in TFLite's sparse encoding).
+    `sparsity` is the fraction of elements that are zero, read from the stored values;
+    `sparse_storage` says whether the tensor uses TFLite's sparse encoding.
     """
 
-    def __init__(self, name, shape, dtype, sparsity, sparse_storage):
-        self.name = name
-        self.shape = shape
-        self.dtype = dtype
-        self.sparsity = sparsity
-        self.sparse_storage = sparse_storage
-
-    def __repr__(self):
-        return (f"WeightTensor({self.name!r}, shape={self.shape}, dtype={self.dtype}, "
-                f"sparsity={self.sparsity:.4f}, sparse_storage={self.sparse_storage})")
+    name: str
+    shape: tuple
+    dtype: str
+    sparsity: float
+    sparse_storage: bool
 
 
 def weight_tensors(tflite):

@@ -4,6 +4,7 @@ The array is 16-byte aligned (TFLite Micro reads the flatbuffer in place) and th
 `MicroMutableOpResolver` lines the model needs, so the op resolver holds only the kernels used.
 """
 
+import dataclasses
 import os
 import re
 
@@ -49,18 +50,14 @@ def _resolver_method(op_name):
         word.title() for word in op_name.split("_"))
 
 
+@dataclasses.dataclass
 class MicroExport:
-    """What `export_micro` wrote: `header_path`, `source_path`, `array_name` and `op_resolver_lines`."""
+    """What `export_micro` wrote, and the op-resolver lines the firmware needs."""
 
-    def __init__(self, header_path, source_path, array_name, op_resolver_lines):
-        self.header_path = header_path
-        self.source_path = source_path
-        self.array_name = array_name
-        self.op_resolver_lines = op_resolver_lines
-
-    def __repr__(self):
-        return (f"MicroExport(header_path={self.header_path!r}, source_path={self.source_path!r}, "
-                f"array_name={self.array_name!r})")
+    header_path: str
+    source_path: str
+    array_name: str
+    op_resolver_lines: list
 
 
 def export_micro(tflite, path, array_name=None, alignment=16):

@@ -4,6 +4,7 @@
 will see (quantization included), not the Keras model's.
 """
 
+import dataclasses
 import gzip
 
 import numpy as np
@@ -76,25 +77,19 @@ def _dequantize(y, detail):
     return ((y.astype(np.float32) - zero_point) * scale).astype(np.float32)
 
 
+@dataclasses.dataclass
 class ValidationReport:
-    """How a `.tflite` model's outputs compare with its Keras model's on the same samples."""
+    """How a `.tflite` model's outputs compare with its Keras model's on the same samples.
 
-    def __init__(self, num_samples, max_abs_diff, mean_abs_diff, top1_agreement,
-                 tflite_accuracy=None, keras_accuracy=None):
-        self.num_samples = num_samples
-        self.max_abs_diff = max_abs_diff
-        self.mean_abs_diff = mean_abs_diff
-        self.top1_agreement = top1_agreement
-        self.tflite_accuracy = tflite_accuracy
-        self.keras_accuracy = keras_accuracy
+    The accuracies are set only when labels were given.
+    """
 
-    def __repr__(self):
-        text = (f"ValidationReport(n={self.num_samples}, max_abs_diff={self.max_abs_diff:.4g}, "
-                f"mean_abs_diff={self.mean_abs_diff:.4g}, top1_agreement={self.top1_agreement:.4f}")
-        if self.tflite_accuracy is not None:
-            text += (f", tflite_accuracy={self.tflite_accuracy:.4f}, "
-                     f"keras_accuracy={self.keras_accuracy:.4f}")
-        return text + ")"
+    num_samples: int
+    max_abs_diff: float
+    mean_abs_diff: float
+    top1_agreement: float
+    tflite_accuracy: float = None
+    keras_accuracy: float = None
 
 
 def validate_tflite(tflite, model, x, labels=None):
@@ -123,15 +118,15 @@ def validate_tflite(tflite, model, x, labels=None):
     return report
 
 
+@dataclasses.dataclass
 class SizeReport:
     """Raw and gzip size of a `.tflite` model and the sparsity of each stored kernel."""
 
-    def __init__(self, raw_bytes, gzip_bytes, weights):
-        self.raw_bytes = raw_bytes
-        self.gzip_bytes = gzip_bytes
-        self.weights = weights
+    raw_bytes: int
+    gzip_bytes: int
+    weights: list
 
-    def __repr__(self):
+    def __str__(self):
         lines = [f"raw {self.raw_bytes} bytes, gzip {self.gzip_bytes} bytes"]
         lines += [f"  {w.name}: {w.shape} {w.dtype} sparsity {w.sparsity:.1%}"
                   + (" (sparse storage)" if w.sparse_storage else "") for w in self.weights]

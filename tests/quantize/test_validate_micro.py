@@ -17,7 +17,7 @@ def test_float_export_validates_exactly(trained_cnn, digits):
     assert report.max_abs_diff < 1e-3 and report.mean_abs_diff < 1e-4
     assert report.top1_agreement == 1.0
     assert report.tflite_accuracy == report.keras_accuracy
-    assert "tflite_accuracy" in repr(report)
+    assert "tflite_accuracy=" in repr(report)
 
 
 def test_run_tflite_handles_batches_that_do_not_divide(trained_cnn, digits):
