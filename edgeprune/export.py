@@ -58,8 +58,13 @@ def export_tflite(model, path=None, quantize=None, representative_data=None, int
     >>> tflite_bytes[4:8]
     b'TFL3'
     """
+    import keras
+
     from edgeprune.qat import is_quantize_aware, strip_quantization
 
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"model must be a Keras 3 model, got {type(model).__name__}; wrap a "
+                         "layer with keras.Sequential([keras.Input(shape), layer]).")
     if is_quantize_aware(model):
         if quantize not in (None, "int8"):
             raise ValueError(

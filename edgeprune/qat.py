@@ -1,8 +1,8 @@
 """Sparsity-preserving quantization-aware training (QAT) for Keras 3.
 
 `quantize_model` returns a copy of a model in which every Conv/DepthwiseConv/Dense layer sees its
-kernel through int8 fake quantization, and every tensor that exists in a full-int8 TFLite graph
-goes through 8-bit activation fake quantization. Fine-tuning that copy teaches the weights to live
+kernel through int8 fake quantization, and every layer output that the full-int8 TFLite graph
+requantizes goes through 8-bit activation fake quantization. Fine-tuning that copy teaches the weights to live
 on the int8 grid; `export_tflite` then converts it to the same full-int8 graph that post-training
 quantization produces.
 
@@ -26,23 +26,24 @@ from keras import ops
 
 from edgeprune.rebuild import copy_layer, rebuild
 
-_WEIGHT_BITS_MAX = 127.0  # symmetric "narrow range" int8, as the converter quantizes weights
+_WEIGHT_INT_MAX = 127.0  # symmetric "narrow range" int8, as the converter quantizes weights
 _ACTIVATION_LEVELS = 255.0
+# Layers whose int8 TFLite op writes a tensor with its own scale (pooling, Flatten and Reshape keep
+# their input's scale and need no fake quantization).
 _OUTPUT_QUANTIZED = (keras.layers.BatchNormalization, keras.layers.ReLU, keras.layers.Activation,
                      keras.layers.LeakyReLU, keras.layers.Add, keras.layers.Subtract,
                      keras.layers.Multiply, keras.layers.Average, keras.layers.Concatenate,
                      keras.layers.GlobalAveragePooling2D, keras.layers.GlobalAveragePooling1D)
 
 
-_KERNEL_LAYERS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
-                  keras.layers.DepthwiseConv2D, keras.layers.Dense)
+# Layers whose kernels the converter quantizes per output channel (CONV_2D, DEPTHWISE_CONV_2D,
+# FULLY_CONNECTED; Conv1D converts to CONV_2D). Other layers with weights stay float in training.
+_KERNEL_LAYERS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.DepthwiseConv2D,
+                  keras.layers.Dense)
 
 
 def _has_quantizable_kernel(layer):
-    # Conv*Transpose subclass Conv*, but their kernel's channel axis differs: left float.
-    return isinstance(layer, _KERNEL_LAYERS) and not isinstance(
-        layer, (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose,
-                keras.layers.Conv3DTranspose))
+    return isinstance(layer, _KERNEL_LAYERS)
 
 
 def fake_quantize_weights(kernel, channel_axes):
@@ -53,8 +54,8 @@ def fake_quantize_weights(kernel, channel_axes):
     """
     reduce_axes = tuple(a for a in range(len(kernel.shape)) if a not in channel_axes)
     max_abs = ops.max(ops.abs(kernel), axis=reduce_axes, keepdims=True)
-    scale = ops.maximum(max_abs, 1e-12) / _WEIGHT_BITS_MAX
-    quantized = ops.clip(ops.round(kernel / scale), -_WEIGHT_BITS_MAX, _WEIGHT_BITS_MAX) * scale
+    scale = ops.maximum(max_abs, 1e-12) / _WEIGHT_INT_MAX
+    quantized = ops.clip(ops.round(kernel / scale), -_WEIGHT_INT_MAX, _WEIGHT_INT_MAX) * scale
     return kernel + ops.stop_gradient(quantized - kernel)
 
 
@@ -76,7 +77,7 @@ class QuantizeWrapper(keras.layers.Wrapper):
     """Runs a layer with int8 fake-quantized kernel and/or output during training and inference.
 
     Args:
-        layer: the layer to wrap. Its kernel (Conv1D/2D/3D, DepthwiseConv2D, Dense) is quantized
+        layer: the layer to wrap. Its kernel (Conv1D/2D, DepthwiseConv2D, Dense) is quantized
             per output channel; other layers only get their output quantized.
         quantize_output: whether the output goes through 8-bit activation fake quantization (off
             when the next layer fuses into this one in TFLite, e.g. a BatchNormalization).
@@ -184,7 +185,7 @@ class QuantizeWrapper(keras.layers.Wrapper):
 def quantize_model(model, preserve_sparsity=True, ema_decay=0.99):
     """Returns a quantization-aware copy of a Keras 3 model; the input model is not changed.
 
-    Conv1D/2D/3D, DepthwiseConv2D and Dense kernels get per-channel int8 fake quantization; with
+    Conv1D/2D, DepthwiseConv2D and Dense kernels get per-channel int8 fake quantization; with
     `preserve_sparsity=True` (the default) their zeros -- from pruning or `strip_pruning` -- stay
     zero. Fine-tune the copy for an epoch or two with a small learning rate, then convert it with
     `export_tflite(qat_model, path, quantize="int8", representative_data=xs)` or get a plain model
@@ -213,8 +214,10 @@ def quantize_model(model, preserve_sparsity=True, ema_decay=0.99):
 
     def wrap(layer):
         copy = copy_layer(layer)
-        if _has_quantizable_kernel(layer) or isinstance(layer, _OUTPUT_QUANTIZED):
-            return QuantizeWrapper(copy, quantize_output=layer.name not in fused,
+        quantize_output = layer.name not in fused
+        if _has_quantizable_kernel(layer) or (
+                quantize_output and isinstance(layer, _OUTPUT_QUANTIZED)):
+            return QuantizeWrapper(copy, quantize_output=quantize_output,
                                    preserve_sparsity=preserve_sparsity, ema_decay=ema_decay,
                                    name=f"quant_{layer.name}")
         return copy
@@ -269,7 +272,7 @@ def _layers_fused_into_producer(model):
 
 
 def _fuses_into(consumer, producer):
-    linear_kernel_layer = bool(_has_quantizable_kernel(producer)) and producer.activation in (
+    linear_kernel_layer = _has_quantizable_kernel(producer) and producer.activation in (
         None, keras.activations.linear)
     if isinstance(consumer, keras.layers.BatchNormalization):
         return linear_kernel_layer

@@ -210,6 +210,11 @@ def test_writes_the_returned_bytes_and_leaves_the_model_unchanged(trained_cnn, d
         np.testing.assert_array_equal(old, new)
 
 
+def test_non_models_are_refused():
+    with pytest.raises(ValueError, match="must be a Keras 3 model"):
+        ep.export_tflite(keras.layers.Dense(2))
+
+
 def test_multi_input_models_are_refused():
     a, b = keras.Input((3,)), keras.Input((3,))
     model = keras.Model([a, b], keras.layers.Add()([a, b]))
