@@ -1,4 +1,4 @@
-"""Conversion of Keras 3 models to TensorFlow Lite (LiteRT) flatbuffers, with post-training quantization.
+"""Keras 3 models to TensorFlow Lite (LiteRT) flatbuffers, with post-training quantization.
 
 `export_tflite` checks every argument before the converter runs, so a wrong call fails fast with a
 `ValueError` that names the argument, and a failed export never leaves a partial file behind.
@@ -18,8 +18,9 @@ _CALIBRATED_MODES = ("int8", "int16x8")
 
 
 def export_tflite(model, path=None, quantize=None, representative_data=None, int8_io=False,
-                  sparse_storage=False, batch_size=1, input_shape=None, num_calibration_samples=200):
-    """Converts a Keras 3 model to a `.tflite` flatbuffer; returns its bytes and writes `path` if given.
+                  sparse_storage=False, batch_size=1, input_shape=None,
+                  num_calibration_samples=200):
+    """Converts a Keras 3 model to a `.tflite` flatbuffer; returns its bytes, writes `path` if set.
 
     Args:
         model: a built Sequential, functional or subclassed Keras 3 model with one input. A model
@@ -101,8 +102,8 @@ def _check_mode(quantize, int8_io, sparse_storage):
         # The converter writes sparse int16x8 models whose CONV_2D bias is not int32/int64, which
         # the runtime then refuses to prepare (TF 2.21).
         raise ValueError(
-            "sparse_storage=True is not supported with quantize='int16x8': the converter produces a "
-            "model LiteRT cannot run. Use sparse_storage=False, or quantize='int8'.")
+            "sparse_storage=True is not supported with quantize='int16x8': the converter produces "
+            "a model LiteRT cannot run. Use sparse_storage=False, or quantize='int8'.")
 
 
 class _InputSpec:
@@ -185,7 +186,8 @@ def _iterate_samples(data, input_spec):
         # tfmot-style generators yield [x]; datasets often yield (x, y): the input comes first.
         if isinstance(element, (list, tuple)):
             if not element:
-                raise ValueError("representative_data yielded an empty list/tuple; yield the input array.")
+                raise ValueError("representative_data yielded an empty list or tuple; yield the "
+                                 "input array.")
             element = element[0]
         element = np.asarray(element)
         if element.ndim == len(input_spec.shape):
@@ -207,11 +209,12 @@ def _check_sample(sample, input_spec, position):
             f"representative_data sample {position} has shape {sample.shape}, but the model input "
             f"expects samples of shape {input_spec.shape[1:]} (None = any size); reshape the data "
             "to the model's input.")
-    if np.issubdtype(input_spec.dtype, np.floating) and not np.issubdtype(sample.dtype, np.floating):
+    float_input = np.issubdtype(input_spec.dtype, np.floating)
+    if float_input and not np.issubdtype(sample.dtype, np.floating):
         raise ValueError(
-            f"representative_data sample {position} has dtype {sample.dtype}, but the model input is "
-            f"{input_spec.dtype}; preprocess it as for model.predict (e.g. x.astype('float32') / "
-            "255) so calibration sees the real value range.")
+            f"representative_data sample {position} has dtype {sample.dtype}, but the model input "
+            f"is {input_spec.dtype}; preprocess it as for model.predict (e.g. "
+            "x.astype('float32') / 255) so calibration sees the real value range.")
     return sample.astype(input_spec.dtype)[None]
 
 

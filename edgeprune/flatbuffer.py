@@ -76,7 +76,7 @@ def weight_tensors(tflite):
                 continue
             values = np.frombuffer(np.asarray(data, np.uint8).tobytes(), _NUMPY_TYPES[dtype])
             size = int(np.prod(tensor.shape))
-            # A sparse-encoded tensor stores only (blocks of) non-zeros: count against the full size.
+            # Sparse encoding stores only (blocks of) non-zeros: count them against the full size.
             nonzero = np.count_nonzero(values != _zero_value(tensor, values))
             weights.append(WeightTensor(
                 name=tensor.name.decode(), shape=tuple(int(d) for d in tensor.shape), dtype=dtype,

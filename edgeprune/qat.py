@@ -2,9 +2,10 @@
 
 `quantize_model` returns a copy of a model in which every Conv/DepthwiseConv/Dense layer sees its
 kernel through int8 fake quantization, and every layer output that the full-int8 TFLite graph
-requantizes goes through 8-bit activation fake quantization. Fine-tuning that copy teaches the weights to live
-on the int8 grid; `export_tflite` then converts it to the same full-int8 graph that post-training
-quantization produces.
+requantizes goes through 8-bit activation fake quantization. Fine-tuning that copy teaches the
+weights to live on the int8 grid; `export_tflite` then converts it to the same full-int8 graph
+that post-training quantization produces (activation ranges are calibrated on representative data
+at conversion, as for PTQ; the ranges tracked in training only shape the fine-tuning).
 
 How the fake quantization mirrors the TFLite converter:
 
@@ -139,9 +140,10 @@ class QuantizeWrapper(keras.layers.Wrapper):
         if training:
             self._update_range(outputs)
         # Before the first training step there is no range to quantize with.
-        return ops.cond(self.range_updates > 0,
-                        lambda: fake_quantize_activations(outputs, self.output_min, self.output_max),
-                        lambda: outputs)
+        return ops.cond(
+            self.range_updates > 0,
+            lambda: fake_quantize_activations(outputs, self.output_min, self.output_max),
+            lambda: outputs)
 
     def _kernel_call(self, inputs):
         layer, kernel = self.layer, self.quantized_kernel()

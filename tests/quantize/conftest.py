@@ -20,7 +20,7 @@ def digits_cnn():
 
 
 def zero_smallest(model, fraction=SPARSITY):
-    """Sets the smallest-magnitude `fraction` of every kernel to 0, as a stripped pruned model has."""
+    """Zeroes the smallest-magnitude `fraction` of every kernel, like a stripped pruned model."""
     for layer in model.layers:
         if hasattr(layer, "kernel"):
             kernel = layer.kernel.numpy()

@@ -63,7 +63,7 @@ def test_micro_export_compiles_with_gcc_and_holds_the_model(int8_model, tmp_path
     assert "aligned(16)" in source
     user = tmp_path / "main.c"
     user.write_text('#include "digits-model.h"\n'
-                    "unsigned int model_size(void) { return digits_model_len + digits_model[4]; }\n")
+                    "unsigned int size(void) { return digits_model_len + digits_model[4]; }\n")
     for c_file in (out.source_path, user):
         subprocess.run(["gcc", "-c", "-Wall", "-Werror", "-std=c99", str(c_file), "-o",
                         str(tmp_path / (os.path.basename(str(c_file)) + ".o"))],
