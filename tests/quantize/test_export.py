@@ -9,7 +9,7 @@ import edgeprune as ep
 from edgeprune.export import representative_samples
 from edgeprune.flatbuffer import weight_tensors
 from edgeprune.validate import make_interpreter
-from tests.quantize.conftest import digits_cnn
+from tests.quantize.models import digits_cnn
 
 ALL_MODES = [None, "dynamic", "float16", "int8", "int16x8"]
 

@@ -5,7 +5,7 @@ import pytest
 import edgeprune as ep
 from edgeprune.flatbuffer import operator_names, weight_tensors
 from edgeprune.validate import make_interpreter
-from tests.quantize.conftest import compile_for_digits, digits_cnn, kernel_sparsities
+from tests.quantize.models import compile_for_digits, digits_cnn, kernel_sparsities
 
 TOLERANCE = 0.005
 

@@ -8,7 +8,7 @@ from tflite_micro.python.tflite_micro import runtime
 
 import edgeprune as ep
 from edgeprune.flatbuffer import operator_names
-from tests.quantize.conftest import kernel_sparsities
+from tests.quantize.models import kernel_sparsities
 
 
 def test_float_export_validates_exactly(trained_cnn, digits):
