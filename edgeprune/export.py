@@ -73,9 +73,12 @@ def export_tflite(model, path=None, quantize=None, representative_data=None, int
                 "for int8. Use quantize='int8' (or leave it None), or export "
                 "strip_quantization(model) in another mode.")
         quantize = "int8"
-        model = strip_quantization(model)
     _check_mode(quantize, int8_io, sparse_storage)
     input_spec = _input_spec(model, batch_size, input_shape)
+    if is_quantize_aware(model):
+        model = strip_quantization(model)
+        if not model.built:  # a subclassed copy gets its (already built) layers on a first call
+            model(np.zeros([1 if d is None else d for d in input_spec.shape], input_spec.dtype))
     samples = None
     if quantize in _CALIBRATED_MODES:
         samples = representative_samples(representative_data, input_spec.shape[1:],

@@ -109,11 +109,15 @@ class QuantizeWrapper(keras.layers.Wrapper):
             self.layer.build(input_shape)
         if self.quantizes_kernel:
             kernel = self.layer.kernel
-            initial_mask = (ops.cast(ops.not_equal(kernel, 0), kernel.dtype)
-                            if self.preserve_sparsity else ops.ones(kernel.shape, kernel.dtype))
+
+            def current_nonzeros(shape, dtype=None):
+                # Evaluated where Keras creates variables (eagerly), even when the wrapper is
+                # first built while a training step is being traced.
+                return ops.cast(ops.not_equal(kernel, 0), dtype or kernel.dtype)
+
             self.sparsity_mask = self.add_weight(
-                name="sparsity_mask", shape=kernel.shape, initializer=lambda *_, **__: initial_mask,
-                trainable=False)
+                name="sparsity_mask", shape=kernel.shape, trainable=False,
+                initializer=current_nonzeros if self.preserve_sparsity else "ones")
         if self.quantize_output:
             self.output_min = self.add_weight(name="output_min", shape=(), initializer="zeros",
                                               trainable=False)

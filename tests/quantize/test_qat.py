@@ -123,3 +123,28 @@ def test_qat_model_refuses_other_modes(sparse_cnn, digits):
     (x, _), _ = digits
     with pytest.raises(ValueError, match="trained for int8"):
         ep.export_tflite(ep.quantize_model(sparse_cnn), quantize="float16")
+
+
+class SubclassedCNN(keras.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = keras.layers.Conv2D(4, 3, activation="relu")
+        self.flatten = keras.layers.Flatten()
+        self.dense = keras.layers.Dense(10)
+
+    def call(self, inputs):
+        return self.dense(self.flatten(self.conv(inputs)))
+
+
+def test_sequential_and_subclassed_models_train_and_export(digits):
+    (x, y), (x_test, _) = digits
+    sequential = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3),
+                                   keras.layers.BatchNormalization(), keras.layers.ReLU(),
+                                   keras.layers.Flatten(), keras.layers.Dense(10)])
+    subclassed = SubclassedCNN()
+    subclassed(x[:1])
+    for model, kwargs in [(sequential, {}), (subclassed, {"input_shape": (8, 8, 1)})]:
+        qat = compile_for_digits(ep.quantize_model(model))
+        qat.fit(x[:256], y[:256], epochs=1, verbose=0)
+        tflite = ep.export_tflite(qat, representative_data=x[:50], **kwargs)
+        assert ep.validate_tflite(tflite, qat, x_test[:100]).top1_agreement >= 0.9
