@@ -188,6 +188,59 @@ class QuantizeWrapper(keras.layers.Wrapper):
         return config
 
 
+@keras.saving.register_keras_serializable(package="edgeprune")
+class QuantizeAnnotate(keras.layers.Wrapper):
+    """Marks a layer for `quantize_apply`; until then it computes exactly what the layer computes.
+
+    Example:
+
+    >>> import keras
+    >>> inputs = keras.Input((4,))
+    >>> outputs = QuantizeAnnotate(keras.layers.Dense(3))(inputs)
+    >>> type(keras.Model(inputs, outputs).layers[1]).__name__
+    'QuantizeAnnotate'
+    """
+
+    def call(self, inputs, training=None, **kwargs):
+        return self.layer(inputs, training=training, **kwargs)
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+
+def quantize_annotate_layer(layer):
+    """Marks `layer` for quantization-aware training by `quantize_apply` (tfmot's name)."""
+    return QuantizeAnnotate(layer)
+
+
+def quantize_annotate_model(model):
+    """A copy of `model` with every layer annotated for `quantize_apply` (tfmot's name)."""
+    return rebuild(model, lambda layer: QuantizeAnnotate(copy_layer(layer)))
+
+
+def quantize_apply(model, preserve_sparsity=True, ema_decay=0.99):
+    """Returns a quantization-aware copy of `model` in which only the annotated layers are quantized.
+
+    Annotate layers with `quantize_annotate_layer` when building the model (e.g. to leave the first
+    layer in float); `quantize_model` quantizes every supported layer. Arguments as for
+    `quantize_model`.
+
+    >>> import keras
+    >>> inputs = keras.Input((4,))
+    >>> hidden = keras.layers.Dense(8)(inputs)
+    >>> outputs = quantize_annotate_layer(keras.layers.Dense(3))(hidden)
+    >>> qat = quantize_apply(keras.Model(inputs, outputs))
+    >>> [type(layer).__name__ for layer in qat.layers[1:]]
+    ['Dense', 'QuantizeWrapper']
+    """
+    if not any(isinstance(layer, QuantizeAnnotate)
+               for layer in model._flatten_layers(include_self=False)):
+        raise ValueError("model has no layer annotated with quantize_annotate_layer; annotate "
+                         "some, or use quantize_model to quantize every supported layer.")
+    return _quantize(model, lambda layer: isinstance(layer, QuantizeAnnotate), preserve_sparsity,
+                     ema_decay)
+
+
 def quantize_model(model, preserve_sparsity=True, ema_decay=0.99):
     """Returns a quantization-aware copy of a Keras 3 model; the input model is not changed.
 
@@ -207,6 +260,10 @@ def quantize_model(model, preserve_sparsity=True, ema_decay=0.99):
     >>> type(qat.layers[0]).__name__
     'QuantizeWrapper'
     """
+    return _quantize(model, lambda layer: True, preserve_sparsity, ema_decay)
+
+
+def _quantize(model, selected, preserve_sparsity, ema_decay):
     from edgeprune.wrapper import PruneLowMagnitude
 
     for layer in model._flatten_layers(include_self=False):
@@ -219,16 +276,21 @@ def quantize_model(model, preserve_sparsity=True, ema_decay=0.99):
     fused = _layers_fused_into_producer(model)
 
     def wrap(layer):
-        copy = copy_layer(layer)
+        inner = _unannotated(layer)
+        copy = copy_layer(inner)
         quantize_output = layer.name not in fused
-        if _has_quantizable_kernel(layer) or (
-                quantize_output and isinstance(layer, _OUTPUT_QUANTIZED)):
+        if selected(layer) and (_has_quantizable_kernel(inner) or (
+                quantize_output and isinstance(inner, _OUTPUT_QUANTIZED))):
             return QuantizeWrapper(copy, quantize_output=quantize_output,
                                    preserve_sparsity=preserve_sparsity, ema_decay=ema_decay,
-                                   name=f"quant_{layer.name}")
+                                   name=f"quant_{inner.name}")
         return copy
 
     return rebuild(model, wrap)
+
+
+def _unannotated(layer):
+    return layer.layer if isinstance(layer, QuantizeAnnotate) else layer
 
 
 def strip_quantization(model):
@@ -269,7 +331,7 @@ def _layers_fused_into_producer(model):
     for name, producers in producers_of.items():
         for producer in producers:
             consumers.setdefault(producer, []).append(name)
-    by_name = {layer.name: layer for layer in model.layers}
+    by_name = {layer.name: _unannotated(layer) for layer in model.layers}
     fused_producers = set()
     for name, users in consumers.items():
         if len(users) == 1 and name in by_name and _fuses_into(by_name[users[0]], by_name[name]):

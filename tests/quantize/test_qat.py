@@ -148,3 +148,27 @@ def test_sequential_and_subclassed_models_train_and_export(digits):
         qat.fit(x[:256], y[:256], epochs=1, verbose=0)
         tflite = ep.export_tflite(qat, representative_data=x[:50], **kwargs)
         assert ep.validate_tflite(tflite, qat, x_test[:100]).top1_agreement >= 0.9
+
+
+def test_quantize_apply_quantizes_only_annotated_layers(digits):
+    (x, y), _ = digits
+    inputs = keras.Input((8, 8, 1))
+    hidden = keras.layers.Conv2D(4, 3, activation="relu", name="float_conv")(inputs)
+    hidden = keras.layers.Flatten()(hidden)
+    outputs = ep.quantize_annotate_layer(keras.layers.Dense(10, name="int8_dense"))(hidden)
+    annotated = keras.Model(inputs, outputs)
+    qat = compile_for_digits(ep.quantize_apply(annotated))
+    wrapped = [layer.layer.name for layer in qat.layers if isinstance(layer, ep.QuantizeWrapper)]
+    assert wrapped == ["int8_dense"]
+    qat.fit(x[:64], y[:64], epochs=1, verbose=0)
+    assert ep.validate_tflite(ep.export_tflite(qat, representative_data=x[:50]), qat,
+                              x[:100]).top1_agreement >= 0.9
+
+
+def test_annotating_every_layer_quantizes_like_quantize_model(sparse_cnn):
+    applied = ep.quantize_apply(ep.quantize_annotate_model(sparse_cnn))
+    direct = ep.quantize_model(sparse_cnn)
+    assert [type(layer).__name__ for layer in applied.layers] == \
+        [type(layer).__name__ for layer in direct.layers]
+    with pytest.raises(ValueError, match="no layer annotated"):
+        ep.quantize_apply(sparse_cnn)
