@@ -219,7 +219,7 @@ def quantize_annotate_model(model):
 
 
 def quantize_apply(model, preserve_sparsity=True, ema_decay=0.99):
-    """Returns a quantization-aware copy of `model` in which only the annotated layers are quantized.
+    """A quantization-aware copy of `model` in which only the annotated layers are quantized.
 
     Annotate layers with `quantize_annotate_layer` when building the model (e.g. to leave the first
     layer in float); `quantize_model` quantizes every supported layer. Arguments as for
