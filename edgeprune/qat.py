@@ -221,9 +221,10 @@ def quantize_annotate_model(model):
 def quantize_apply(model, preserve_sparsity=True, ema_decay=0.99):
     """A quantization-aware copy of `model` in which only the annotated layers are quantized.
 
-    Annotate layers with `quantize_annotate_layer` when building the model (e.g. to leave the first
-    layer in float); `quantize_model` quantizes every supported layer. Arguments as for
-    `quantize_model`.
+    Annotate layers with `quantize_annotate_layer` when building the model, e.g. to fine-tune
+    only the layers most hurt by int8 rounding; `export_tflite` still quantizes the others after
+    training, as post-training quantization does. `quantize_model` quantizes every supported
+    layer. Arguments as for `quantize_model`.
 
     >>> import keras
     >>> inputs = keras.Input((4,))
