@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 
 import edgeprune as ep  # noqa: E402
 from device_bench.fileio import atomic_write  # noqa: E402
-from edgeprune.validate import make_interpreter  # noqa: E402
+from edgeprune.validate import make_interpreter, to_input_dtype  # noqa: E402
 
 BATCH = 32
 
@@ -70,11 +70,7 @@ def median_latency_ratios(models, x, rounds, runs_per_round):
     for name, tflite in models.items():
         interpreter = make_interpreter(tflite)
         detail = interpreter.get_input_details()[0]
-        sample = x[:1]
-        if detail["dtype"] == np.int8:
-            scale, zero_point = detail["quantization"]
-            sample = np.clip(np.round(sample / scale + zero_point), -128, 127)
-        interpreter.set_tensor(detail["index"], sample.astype(detail["dtype"]))
+        interpreter.set_tensor(detail["index"], to_input_dtype(x[:1], detail))
         interpreter.invoke()  # warm-up
         interpreters[name] = interpreter
     timings = {name: [] for name in models}

@@ -54,14 +54,15 @@ def run_tflite(tflite, x):
     for start in range(0, len(x), batch):
         chunk = x[start:start + batch]
         padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)])
-        interpreter.set_tensor(input_detail["index"], _quantize(padded, input_detail))
+        interpreter.set_tensor(input_detail["index"], to_input_dtype(padded, input_detail))
         interpreter.invoke()
         result = _dequantize(interpreter.get_tensor(output_detail["index"]), output_detail)
         outputs.append(result[:len(chunk)])
     return np.concatenate(outputs)
 
 
-def _quantize(x, detail):
+def to_input_dtype(x, detail):
+    """Float samples as an interpreter input of `detail`'s dtype, quantized if it is an integer."""
     dtype = np.dtype(detail["dtype"])
     if dtype.kind == "f":
         return x.astype(dtype)
