@@ -12,12 +12,13 @@ directly (tfmot #271):
         controller.end_epoch()         # zeros baked into the variables: checkpoints are sparse
 """
 
-import numpy as np
+import weakref
+
 from keras import ops
 
 from edgeprune import masks as mask_lib
 from edgeprune.rebuild import leaf_layers
-from edgeprune.wrapper import PruneLowMagnitude
+from edgeprune.wrapper import PruneLowMagnitude, apply_mask
 
 
 def pruning_wrappers(model):
@@ -39,18 +40,28 @@ class PruningController:
         """Starts a fresh model at step 0 and keeps the step of a restored one."""
         steps = [int(ops.convert_to_numpy(w.pruning_step)) for w in self.wrappers]
         self.current_step = max(0, max(steps))
-        self._assign_steps()
+        # The step variables are written lazily (at pruning steps, epoch ends and saves): an
+        # eager assign per wrapper per batch would cost more than the masking itself.
+        owner = weakref.ref(self)
+        for wrapper in self.wrappers:
+            wrapper.step_owner = owner
+        self.sync_steps()
 
     def step(self):
         """Advances one training step (the first batch is step 1) and prunes if it is due."""
         if self.current_step < 0:
             self.begin()
         self.current_step += 1
-        self._assign_steps()
         self.update_masks()
+
+    def sync_steps(self):
+        """Writes the current step into every wrapper's `pruning_step` variable."""
+        for wrapper in self.wrappers:
+            wrapper.pruning_step.assign(self.current_step)
 
     def end_epoch(self):
         """Writes `weight * mask` into the variables, so saved weights hold the zeros."""
+        self.sync_steps()
         for wrapper in self.wrappers:
             for weight, value in zip(wrapper.pruned_weights, wrapper.masked_weight_values()):
                 weight.assign(value)
@@ -62,12 +73,15 @@ class PruningController:
         (one-shot pruning).
         """
         step = self.current_step
-        global_group, global_sparsity = [], None
+        global_group, global_sparsity, synced = [], None, False
         for wrapper in self.wrappers:
             schedule = wrapper.pruning_schedule
             due = force or schedule.should_prune(step) or (wrapper.sparsity_m_by_n and step == 1)
             if not due:
                 continue
+            if not synced:
+                self.sync_steps()
+                synced = True
             sparsity = schedule(step)[1]
             if wrapper.pruning_scope == "global":
                 global_group.append(wrapper)
@@ -76,10 +90,6 @@ class PruningController:
                 self._prune_layer(wrapper, sparsity)
         if global_group:
             self._prune_global(global_group, global_sparsity)
-
-    def _assign_steps(self):
-        for wrapper in self.wrappers:
-            wrapper.pruning_step.assign(self.current_step)
 
     @staticmethod
     def _prune_layer(wrapper, sparsity):
@@ -112,4 +122,4 @@ def _assign(wrapper, results):
         mask_var.assign(mask)
         threshold_var.assign(threshold)
         # Zero the pruned values too, so the next ranking starts from what the model computes.
-        weight.assign(ops.convert_to_numpy(weight) * mask.astype(weight.dtype))
+        weight.assign(apply_mask(ops.convert_to_numpy(weight), mask))
