@@ -51,6 +51,14 @@ def has_feature(module, attribute):
         return False
 
 
+def lacking(key, module, attribute, what):
+    """The line a stage's `needs` reports for `module.attribute` when it is missing, else none."""
+    if has_feature(module, attribute):
+        return []
+    return [f"{key}: needs {module}.{attribute} ({what}), which this installation does not "
+            "provide"]
+
+
 def supports_structure(structure):
     return structure in prune_module.STRUCTURES
 
@@ -191,10 +199,9 @@ def run_strip(ctx):
 
 
 def strip_needs(recipe):
-    if recipe["strip"]["shrink"] and not has_feature("edgeprune", "shrink"):
-        return ["strip.shrink: needs edgeprune.shrink (structured pruning), which this "
-                "edgeprune does not provide"]
-    return []
+    if not recipe["strip"]["shrink"]:
+        return []
+    return lacking("strip.shrink", "edgeprune", "shrink", "structured pruning")
 
 
 # ---------------------------------------------------------------- qat
@@ -218,10 +225,8 @@ def run_qat(ctx):
 
 
 def qat_needs(recipe):
-    if has_feature("edgeprune", "quantize_model"):
-        return []
-    return ["quantize.aware_training: needs edgeprune.quantize_model (quantization-aware "
-            "training), which this edgeprune does not provide"]
+    return lacking("quantize.aware_training", "edgeprune", "quantize_model",
+                   "quantization-aware training")
 
 
 # ---------------------------------------------------------------- convert
@@ -263,8 +268,8 @@ def convert_needs(recipe):
     wanted = ["export_tflite", "size_report", "validate_tflite"]
     if recipe["export"]["c_array"]:
         wanted.append("export_micro")
-    return [f"convert: needs edgeprune.{name} (quantization and export), which this edgeprune "
-            "does not provide" for name in wanted if not has_feature("edgeprune", name)]
+    return [line for name in wanted
+            for line in lacking("convert", "edgeprune", name, "quantization and export")]
 
 
 # ---------------------------------------------------------------- benchmark
@@ -291,10 +296,7 @@ def run_benchmark(ctx):
 
 
 def benchmark_needs(recipe):
-    if has_feature("device_bench", "benchmark"):
-        return []
-    return ["benchmark: needs device_bench.benchmark (the benchmark harness), which this "
-            "installation does not provide"]
+    return lacking("benchmark", "device_bench", "benchmark", "the benchmark harness")
 
 
 # ---------------------------------------------------------------- report
