@@ -19,7 +19,7 @@ import numpy as np
 from keras.src.models.functional import Functional
 
 from edgeprune.structured import layer_rules
-from edgeprune.structured.rebuild import weight_arrays
+from edgeprune.structured.rebuild import is_graph_model, weight_arrays
 
 # A ParamSlice's role says what removing the channel does to that weight:
 #   "out":  the layer creates the channel (a Conv2D kernel's output axis and its bias).
@@ -101,6 +101,7 @@ class ChannelGraph:
         self._blocked = {}  # id -> reason
         self._fresh_cache = {}
         self._seen_inputs = {}
+        self._slice_keys = set()
         self._resizable = {}  # id(layer) -> (layer, ids along the output channel axis)
         self._layer_outputs = {}  # id(layer) -> (layer, [ids of each output tensor])
         input_ids = [self._new_ids(layer_rules.channel_count(t), None) for t in functional.inputs]
@@ -138,7 +139,11 @@ class ChannelGraph:
         self.unprunable.append(Unprunable(layer.name, type(layer).__name__, reason))
 
     def add_slice(self, layer, weight, axis, ids, role):
-        if weight in {w.name for w in layer.weights}:
+        """Records that `layer.<weight>` indexes channels `ids` along `axis` (first call only: a
+        shared layer's later calls have their inputs united with the first's)."""
+        key = (id(layer), weight, axis)
+        if weight in {w.name for w in layer.weights} and key not in self._slice_keys:
+            self._slice_keys.add(key)
             self.slices.append(ParamSlice(layer, weight, axis, np.asarray(ids), role))
 
     def mark_resizable(self, layer, ids):
@@ -248,10 +253,6 @@ class ChannelGraph:
         self.atom_group = np.full(self.num_atoms, -1)
         for g, group in enumerate(self.groups):
             self.atom_group[group.atoms] = g
-
-
-def is_graph_model(operation):
-    return isinstance(operation, (Functional, keras.Sequential))
 
 
 def _functional_of(model):

@@ -4,7 +4,8 @@ import dataclasses
 
 import numpy as np
 
-from edgeprune.structured.graph import ChannelGraph, is_graph_model
+from edgeprune.structured.graph import ChannelGraph
+from edgeprune.structured.rebuild import is_graph_model
 
 
 @dataclasses.dataclass(frozen=True)
