@@ -9,6 +9,14 @@ __version__ = "0.1.0"
 from edgeprune.data import load_digits
 
 # --- pruning core ---
+from edgeprune.callbacks import PruningSummaries, UpdatePruningStep
+from edgeprune.controller import PruningController
+from edgeprune.policy import PruneForLatencyOnXNNPack
+from edgeprune.prune import prune_low_magnitude
+from edgeprune.registry import prunable_weights
+from edgeprune.schedules import ConstantSparsity, PolynomialDecay, PruningSchedule
+from edgeprune.strip import sparsity_report, strip_pruning
+from edgeprune.wrapper import PruneLowMagnitude
 
 # --- structured pruning ---
 

@@ -1,0 +1,186 @@
+"""Dense vs edgeprune vs tfmot on the digits CNN: accuracy, sparsity, step time, gzip'd .tflite.
+
+    python benchmarks/pruning_vs_tfmot.py [--epochs 12] [--repeat 3]
+
+Each framework trains its variants in one process, epoch by epoch in turn (dense, 80%, 90%, dense,
+...), so a step-time ratio compares epochs run side by side on the same noisy machine. tfmot runs
+in its own process (importing it switches TensorFlow to Keras 2). All variants start from the
+same initial weights. Step time is the median over epochs, the first (tracing) epoch excluded.
+"""
+
+import argparse
+import gzip
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+
+BATCH = 16
+SPARSITIES = (0.8, 0.9)
+
+
+def build_cnn(layers):
+    """The digits CNN, written once for Keras 3 (`keras.layers`) and tf_keras (`tf_keras.layers`)."""
+    return [layers.Conv2D(16, 3, padding="same", activation="relu", input_shape=(8, 8, 1)),
+            layers.Conv2D(32, 3, activation="relu"), layers.Flatten(),
+            layers.Dense(64, activation="relu"), layers.Dense(10)]
+
+
+def data(repeat):
+    from edgeprune.data import load_digits
+    (x, y), (xt, yt) = load_digits()
+    # Repeating the training split gives epochs of a few hundred steps: long enough to time.
+    return (np.concatenate([x] * repeat), np.concatenate([y] * repeat)), (xt, yt)
+
+
+def run_variants(variants, make_fit, epochs):
+    """Trains each variant one epoch at a time, in turn; returns per-variant epoch times."""
+    times = {name: [] for name in variants}
+    for epoch in range(epochs):
+        for name, model in variants.items():
+            start = time.perf_counter()
+            make_fit(name, model, epoch)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def summarize(times, steps):
+    return {name: float(np.median(t[1:])) / steps * 1e3 for name, t in times.items()}
+
+
+def edgeprune_run(args, init_weights):
+    import keras
+    import tensorflow as tf
+    import edgeprune as ep
+
+    (x, y), (xt, yt) = data(args.repeat)
+    steps = int(np.ceil(len(x) / BATCH))
+    end_step = int(steps * args.epochs * 0.6)
+    variants = {}
+    for sparsity in (None,) + SPARSITIES:
+        model = keras.Sequential(build_cnn(keras.layers))
+        model.set_weights(init_weights)
+        if sparsity is not None:
+            schedule = ep.PolynomialDecay(0.0, sparsity, begin_step=0, end_step=end_step,
+                                          frequency=100)
+            model = ep.prune_low_magnitude(model, pruning_schedule=schedule)
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        variants["dense" if sparsity is None else f"{int(sparsity * 100)}%"] = model
+    callbacks = {name: [ep.UpdatePruningStep()] if name != "dense" else [] for name in variants}
+
+    def fit(name, model, epoch):
+        model.fit(x, y, batch_size=BATCH, epochs=epoch + 1, initial_epoch=epoch, verbose=0,
+                  callbacks=callbacks[name])
+
+    times = run_variants(variants, fit, args.epochs)
+    results = {}
+    for name, model in variants.items():
+        final = model if name == "dense" else ep.strip_pruning(model)
+        tflite = tf.lite.TFLiteConverter.from_keras_model(final).convert()
+        report = ep.sparsity_report(final)
+        results[name] = {
+            "accuracy": float(np.mean(np.argmax(final.predict(xt, verbose=0), -1) == yt)),
+            "sparsity": sum(r["zeros"] for r in report) / sum(r["size"] for r in report),
+            "gzip_bytes": len(gzip.compress(tflite, 9)),
+        }
+    for name, step_ms in summarize(times, steps).items():
+        results[name]["step_ms"] = step_ms
+    return results
+
+
+def tfmot_run(args, init_weights):
+    import tensorflow as tf
+    import tensorflow_model_optimization as tfmot
+    import tf_keras
+
+    sparsity_api = tfmot.sparsity.keras
+    (x, y), (xt, yt) = data(args.repeat)
+    steps = int(np.ceil(len(x) / BATCH))
+    end_step = int(steps * args.epochs * 0.6)
+    variants = {}
+    for sparsity in (None,) + SPARSITIES:
+        model = tf_keras.Sequential(build_cnn(tf_keras.layers))
+        model.set_weights(init_weights)
+        if sparsity is not None:
+            schedule = sparsity_api.PolynomialDecay(0.0, sparsity, begin_step=0,
+                                                    end_step=end_step, frequency=100)
+            model = sparsity_api.prune_low_magnitude(model, pruning_schedule=schedule)
+        model.compile("adam", tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        variants["dense" if sparsity is None else f"{int(sparsity * 100)}%"] = model
+    callbacks = {name: [sparsity_api.UpdatePruningStep()] if name != "dense" else []
+                 for name in variants}
+
+    def fit(name, model, epoch):
+        model.fit(x, y, batch_size=BATCH, epochs=epoch + 1, initial_epoch=epoch, verbose=0,
+                  callbacks=callbacks[name])
+
+    times = run_variants(variants, fit, args.epochs)
+    results = {}
+    for name, model in variants.items():
+        final = model if name == "dense" else sparsity_api.strip_pruning(model)
+        tflite = tf.lite.TFLiteConverter.from_keras_model(final).convert()
+        kernels = [w for w in final.get_weights() if w.ndim > 1]
+        results[name] = {
+            "accuracy": float(np.mean(np.argmax(final.predict(xt, verbose=0), -1) == yt)),
+            "sparsity": sum(int((k == 0).sum()) for k in kernels) / sum(k.size for k in kernels),
+            "gzip_bytes": len(gzip.compress(tflite, 9)),
+        }
+    for name, step_ms in summarize(times, steps).items():
+        results[name]["step_ms"] = step_ms
+    return results
+
+
+def initial_weights():
+    import keras
+    keras.utils.set_random_seed(0)
+    return keras.Sequential(build_cnn(keras.layers)).get_weights()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--repeat", type=int, default=3, help="training split copies per epoch")
+    parser.add_argument("--worker", choices=["tfmot"], help=argparse.SUPPRESS)
+    parser.add_argument("--weights", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker == "tfmot":
+        weights = list(np.load(args.weights).values())
+        print(json.dumps(tfmot_run(args, weights)))
+        return
+
+    weights = initial_weights()
+    ours = edgeprune_run(args, weights)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "init.npz")
+        np.savez(path, *weights)
+        out = subprocess.run([sys.executable, __file__, "--worker", "tfmot", "--weights", path,
+                              "--epochs", str(args.epochs), "--repeat", str(args.repeat)],
+                             capture_output=True, text=True, check=True)
+    theirs = json.loads(out.stdout.strip().splitlines()[-1])
+
+    print(f"digits CNN, {args.epochs} epochs x {args.repeat} copies of the training split, "
+          f"batch {BATCH}, PolynomialDecay to the target over 60% of training")
+    header = (f"{'variant':<18}{'accuracy':>9}{'sparsity':>10}{'step ms':>9}{'vs dense':>10}"
+              f"{'gzip KB':>9}{'vs dense':>10}")
+    print(header)
+    for framework, results in (("keras3", ours), ("tf_keras", theirs)):
+        dense = results["dense"]
+        for name, r in results.items():
+            label = f"{'edgeprune' if framework == 'keras3' else 'tfmot'} {name}" \
+                if name != "dense" else f"dense ({framework})"
+            print(f"{label:<18}{r['accuracy'] * 100:>8.2f}%{r['sparsity'] * 100:>9.1f}%"
+                  f"{r['step_ms']:>9.3f}{r['step_ms'] / dense['step_ms']:>9.2f}x"
+                  f"{r['gzip_bytes'] / 1024:>9.1f}{dense['gzip_bytes'] / r['gzip_bytes']:>9.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Keras callbacks for pruning: `UpdatePruningStep` and `PruningSummaries` (TensorBoard)."""
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from edgeprune.controller import PruningController
+
+
+class UpdatePruningStep(keras.callbacks.Callback):
+    """Advances the pruning step every batch and updates masks when the schedule says so.
+
+    Required when training a pruned model with `fit()` (training without it raises an error that
+    says so). A restored model resumes at its saved step.
+
+    >>> model.fit(x, y, callbacks=[ep.UpdatePruningStep()])  # doctest: +SKIP
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.controller = None
+
+    def on_train_begin(self, logs=None):
+        self.controller = PruningController(self.model)
+        self.controller.begin()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.controller.step()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.controller.end_epoch()
+
+
+class PruningSummaries(keras.callbacks.Callback):
+    """Writes per-weight sparsity and mask threshold to TensorBoard at every epoch end.
+
+    Use it together with `UpdatePruningStep`:
+
+    >>> model.fit(x, y, callbacks=[ep.UpdatePruningStep(),
+    ...                            ep.PruningSummaries(log_dir="logs")])  # doctest: +SKIP
+    """
+
+    def __init__(self, log_dir, update_freq="epoch"):
+        super().__init__()
+        if update_freq != "epoch" and not (isinstance(update_freq, int) and update_freq > 0):
+            raise ValueError(f"update_freq must be 'epoch' or a positive number of batches, "
+                             f"got {update_freq!r}.")
+        self.log_dir = os.fspath(log_dir)
+        self.update_freq = update_freq
+        self._writer = None
+        self._controller = None
+
+    def on_train_begin(self, logs=None):
+        self._controller = PruningController(self.model)
+        self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "metrics"))
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.update_freq != "epoch" and (batch + 1) % self.update_freq == 0:
+            self._write()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._write()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+
+    def _write(self):
+        wrappers = self._controller.wrappers
+        step = int(ops.convert_to_numpy(wrappers[0].pruning_step))
+        with self._writer.as_default(step=step):
+            for wrapper in wrappers:
+                for weight, mask, threshold in zip(wrapper.pruned_weights, wrapper.masks,
+                                                   wrapper.thresholds):
+                    tag = f"{wrapper.layer.name}/{weight.name}"
+                    mask_value = ops.convert_to_numpy(mask)
+                    tf.summary.scalar(f"{tag}/sparsity", 1.0 - float(np.mean(mask_value)))
+                    tf.summary.scalar(f"{tag}/threshold", float(ops.convert_to_numpy(threshold)))
+        self._writer.flush()

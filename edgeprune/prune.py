@@ -1,0 +1,82 @@
+"""`prune_low_magnitude`: wrap the prunable layers of a layer, list of layers or model."""
+
+import keras
+
+from edgeprune import registry
+from edgeprune.rebuild import copy_layer, leaf_layers, rebuild
+from edgeprune.schedules import ConstantSparsity
+from edgeprune.wrapper import PruneLowMagnitude
+
+STRUCTURES = ("unstructured",)
+
+
+def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1),
+                        block_pooling_type="AVG", sparsity_m_by_n=None, pruning_policy=None,
+                        pruning_scope="layer", structure="unstructured", skip_layers=(),
+                        prune_depthwise=False, **kwargs):
+    """Wraps every prunable layer of `to_prune` so training drives its weights to sparsity.
+
+    `to_prune` is a Sequential, functional or subclassed model (nested models and shared layers
+    included), a layer, or a list of layers, as in tfmot. For a model, a NEW model is returned
+    with copied weights: the model passed in is never changed. A layer (or list) is wrapped as it
+    is, for building a model from pruned layers.
+
+    Args:
+        pruning_schedule: a `PruningSchedule`; default `ConstantSparsity(0.5, begin_step=0)`.
+        block_size, block_pooling_type, sparsity_m_by_n: granularity, see `PruneLowMagnitude`.
+        pruning_policy: optional object with `allow_pruning(layer)` (and optionally
+            `ensure_model_supports_pruning(model)`), e.g. `PruneForLatencyOnXNNPack()`.
+        pruning_scope: "layer" (tfmot) or "global": rank weights across all pruned layers.
+        structure: "unstructured" (weights, blocks or N:M).
+        skip_layers: names of layers to leave unwrapped.
+        prune_depthwise: also prune DepthwiseConv kernels (tfmot never does).
+
+    Example:
+
+    >>> import keras, edgeprune as ep
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16),
+    ...                           keras.layers.Dense(2)])
+    >>> pruned = ep.prune_low_magnitude(
+    ...     model, pruning_schedule=ep.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=100))
+    >>> [type(layer).__name__ for layer in pruned.layers]
+    ['PruneLowMagnitude', 'PruneLowMagnitude']
+    """
+    if structure not in STRUCTURES:
+        raise ValueError(f"structure must be one of {STRUCTURES}, got {structure!r}.")
+    wrapper_args = dict(pruning_schedule=pruning_schedule or ConstantSparsity(0.5, 0),
+                        block_size=block_size, block_pooling_type=block_pooling_type,
+                        sparsity_m_by_n=sparsity_m_by_n, pruning_scope=pruning_scope, **kwargs)
+
+    if isinstance(to_prune, (list, tuple)):
+        return [prune_low_magnitude(layer, structure=structure, **wrapper_args)
+                for layer in to_prune]
+    if not isinstance(to_prune, keras.layers.Layer):
+        raise ValueError("prune_low_magnitude takes a Keras 3 model, layer or list of layers, got "
+                         f"{type(to_prune).__module__}.{type(to_prune).__name__}. A tf_keras "
+                         "(Keras 2) model must be rebuilt with `import keras` (Keras 3).")
+    if not isinstance(to_prune, keras.Model):
+        return PruneLowMagnitude(to_prune, **wrapper_args)
+
+    skip = set(skip_layers)
+    if pruning_policy is not None and hasattr(pruning_policy, "ensure_model_supports_pruning"):
+        pruning_policy.ensure_model_supports_pruning(to_prune)
+
+    def should_wrap(layer):
+        if layer.name in skip or isinstance(layer, PruneLowMagnitude):
+            return False
+        if not registry.is_prunable(layer, prune_depthwise):
+            return False
+        return pruning_policy is None or pruning_policy.allow_pruning(layer)
+
+    def transform(layer):
+        copy = copy_layer(layer)
+        return PruneLowMagnitude(copy, **wrapper_args) if should_wrap(layer) else copy
+
+    unknown = skip - {layer.name for layer in leaf_layers(to_prune)}
+    if unknown:
+        raise ValueError(f"skip_layers names layers the model does not have: {sorted(unknown)}.")
+    pruned = rebuild(to_prune, transform)
+    if not any(isinstance(layer, PruneLowMagnitude) for layer in leaf_layers(pruned)):
+        raise ValueError(f"Model '{to_prune.name}' has no prunable layer (Dense, Conv, Embedding, "
+                         "attention, RNN, or a layer with get_prunable_weights()).")
+    return pruned

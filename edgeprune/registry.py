@@ -1,0 +1,80 @@
+"""Which weights of which layer are prunable.
+
+Mirrors tfmot's registry for Keras 3 layers. A custom layer opts in by defining
+`get_prunable_weights()` (return `[]` to say "nothing to prune here"), as in tfmot.
+"""
+
+import keras
+
+L = keras.layers
+
+# Kernels that carry the layer's multiply-accumulates.
+_KERNEL_LAYERS = (L.Dense, L.EinsumDense, L.Conv1D, L.Conv2D, L.Conv3D, L.Conv1DTranspose,
+                  L.Conv2DTranspose, L.Conv3DTranspose)
+_DEPTHWISE_LAYERS = (L.DepthwiseConv1D, L.DepthwiseConv2D)
+_SEPARABLE_LAYERS = (L.SeparableConv1D, L.SeparableConv2D)
+_RNN_LAYERS = (L.LSTM, L.GRU, L.SimpleRNN)
+# Layers that hold weights which are not worth pruning (a few per channel).
+_NOT_PRUNED = (L.BatchNormalization, L.LayerNormalization, L.GroupNormalization, L.PReLU,
+               L.Normalization, getattr(L, "RMSNormalization", L.LayerNormalization))
+_REGISTERED = (_KERNEL_LAYERS + _DEPTHWISE_LAYERS + _SEPARABLE_LAYERS + _RNN_LAYERS + _NOT_PRUNED
+               + (L.Embedding, L.MultiHeadAttention, L.Bidirectional, L.TimeDistributed))
+
+
+def prunable_weights(layer, prune_depthwise=False):
+    """Returns the variables of `layer` that pruning masks, or raises a ValueError.
+
+    Depthwise kernels are only pruned with `prune_depthwise=True` (tfmot never prunes them: a
+    depthwise filter has few weights and each one matters).
+
+    >>> prunable_weights(keras.layers.Dense(4, input_shape=(3,)))  # doctest: +SKIP
+    [<Variable path=dense/kernel, shape=(3, 4), dtype=float32>]
+    """
+    if hasattr(layer, "get_prunable_weights"):
+        return list(layer.get_prunable_weights())
+    if isinstance(layer, _KERNEL_LAYERS):
+        return [layer.kernel]
+    if isinstance(layer, _SEPARABLE_LAYERS):
+        return [layer.pointwise_kernel]
+    if isinstance(layer, _DEPTHWISE_LAYERS):
+        return [layer.kernel] if prune_depthwise else []
+    if isinstance(layer, L.Embedding):
+        return [layer.embeddings]
+    if isinstance(layer, L.MultiHeadAttention):
+        return [sub.kernel for sub in (layer._query_dense, layer._key_dense, layer._value_dense,
+                                       layer._output_dense)]
+    if isinstance(layer, _RNN_LAYERS):
+        return [layer.cell.kernel, layer.cell.recurrent_kernel]
+    if isinstance(layer, L.Bidirectional):
+        return (prunable_weights(layer.forward_layer, prune_depthwise)
+                + prunable_weights(layer.backward_layer, prune_depthwise))
+    if isinstance(layer, L.TimeDistributed):
+        return prunable_weights(layer.layer, prune_depthwise)
+    if isinstance(layer, _NOT_PRUNED) or not layer.weights:
+        return []
+    raise ValueError(
+        f"Layer '{layer.name}' ({type(layer).__name__}) holds weights, but edgeprune does not "
+        "know which of them to prune. Either give the layer a `get_prunable_weights()` method "
+        "that returns the weights to prune (an empty list to prune none), or leave it unwrapped: "
+        f"pass `skip_layers=['{layer.name}']` to prune_low_magnitude, or prune only the layers "
+        "you choose.")
+
+
+def is_registered(layer):
+    """True for layers whose prunable weights the registry decides as a whole (an LSTM, an
+    attention layer), as opposed to containers whose sublayers are visited one by one."""
+    return hasattr(layer, "get_prunable_weights") or isinstance(layer, _REGISTERED)
+
+
+def is_prunable(layer, prune_depthwise=False):
+    """True when `layer` has at least one weight to prune (raises for unknown weighted layers)."""
+    return bool(prunable_weights(layer, prune_depthwise))
+
+
+def reduction_axis(weight_rank):
+    """The axis along which N:M groups run: TFLite's innermost (input-channel) axis.
+
+    A Keras Conv2D kernel [H, W, Cin, Cout] is stored by TFLite as [Cout, H, W, Cin], and a Dense
+    kernel [in, out] as [out, in]: both put Keras axis -2 innermost.
+    """
+    return -2 if weight_rank >= 2 else -1

@@ -1,0 +1,177 @@
+"""`PruneLowMagnitude`: the layer wrapper that multiplies a layer's prunable weights by masks."""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from edgeprune import registry
+from edgeprune.schedules import ConstantSparsity, PruningSchedule, deserialize_schedule
+
+BLOCK_POOLING_TYPES = ("AVG", "MAX")
+PRUNING_SCOPES = ("layer", "global")
+
+MISSING_CALLBACK = (
+    "Pruning wrappers need their step counter: pass `edgeprune.UpdatePruningStep()` in "
+    "`callbacks` of `fit()`, or call `edgeprune.PruningController(model).begin()` and `.step()` "
+    "in a custom training loop.")
+
+
+def relative_weight_name(layer, variable):
+    """A variable's path inside `layer` ("kernel", "query/kernel"): stable across save/load."""
+    prefix = layer.path + "/"
+    return variable.path[len(prefix):] if variable.path.startswith(prefix) else variable.name
+
+
+@keras.saving.register_keras_serializable(package="edgeprune")
+class PruneLowMagnitude(keras.layers.Wrapper):
+    """Masks the prunable weights of `layer`; masks change only at pruning steps.
+
+    The forward pass uses `weight * mask` (the variable itself is only rewritten at pruning steps
+    and epoch ends), so pruned weights get no gradient and the wrapper works unchanged under
+    mixed precision and `tf.distribute` strategies. Masks are computed outside the training graph
+    by `PruningController` (driven by the `UpdatePruningStep` callback).
+
+    Args:
+        layer: the Keras layer to prune.
+        pruning_schedule: a `PruningSchedule` (default: 50% from step 0, every 100 steps).
+        block_size: (rows, cols) blocks pruned together, on the weight's 2-D view.
+        block_pooling_type: "AVG" or "MAX", how a block's magnitudes are pooled.
+        sparsity_m_by_n: (m, n): m zeros in every n consecutive weights along TFLite's
+            input-channel axis, e.g. (2, 4). Replaces the schedule's sparsity target.
+        pruning_scope: "layer" ranks this layer's weights alone (tfmot), "global" ranks them
+            together with every other "global" wrapper in the model.
+        weight_names: which of the layer's weights to mask, by path inside the layer
+            ("kernel", "query/kernel"); default: the registry's prunable weights.
+
+    Example:
+
+    >>> import keras, edgeprune as ep
+    >>> dense = ep.PruneLowMagnitude(keras.layers.Dense(4),
+    ...                              pruning_schedule=ep.ConstantSparsity(0.5, 0))
+    >>> y = dense(keras.ops.ones((2, 3)))
+    >>> [tuple(m.shape) for m in dense.masks]
+    [(3, 4)]
+    """
+
+    def __init__(self, layer, pruning_schedule=None, block_size=(1, 1),
+                 block_pooling_type="AVG", sparsity_m_by_n=None, pruning_scope="layer",
+                 weight_names=None, **kwargs):
+        kwargs.setdefault("name", f"prune_low_magnitude_{layer.name}")
+        super().__init__(layer, **kwargs)
+        self.pruning_schedule = deserialize_schedule(pruning_schedule) or ConstantSparsity(0.5, 0)
+        if not isinstance(self.pruning_schedule, PruningSchedule):
+            raise ValueError("pruning_schedule must be an edgeprune PruningSchedule, got "
+                             f"{type(self.pruning_schedule).__name__}.")
+        self.block_size = _validate_pair(block_size, "block_size", minimum=1)
+        if block_pooling_type not in BLOCK_POOLING_TYPES:
+            raise ValueError(f"block_pooling_type must be one of {BLOCK_POOLING_TYPES}, got "
+                             f"{block_pooling_type!r}.")
+        self.block_pooling_type = block_pooling_type
+        self.sparsity_m_by_n = None
+        if sparsity_m_by_n is not None:
+            self.sparsity_m_by_n = _validate_pair(sparsity_m_by_n, "sparsity_m_by_n", minimum=1)
+            if self.sparsity_m_by_n[0] >= self.sparsity_m_by_n[1]:
+                raise ValueError(f"sparsity_m_by_n=(m, n) needs m < n, got {sparsity_m_by_n}.")
+            if self.block_size != (1, 1):
+                raise ValueError("sparsity_m_by_n and block_size cannot be combined: choose one.")
+        if pruning_scope not in PRUNING_SCOPES:
+            raise ValueError(f"pruning_scope must be one of {PRUNING_SCOPES}, got "
+                             f"{pruning_scope!r}.")
+        if pruning_scope == "global" and self.sparsity_m_by_n:
+            raise ValueError("N:M sparsity is a fixed per-group pattern; it has no global "
+                             "ranking. Use pruning_scope='layer' with sparsity_m_by_n.")
+        self.pruning_scope = pruning_scope
+        self.weight_names = list(weight_names) if weight_names is not None else None
+        self.supports_masking = layer.supports_masking
+        self.step_owner = None  # weakref to the PruningController that counts steps
+
+    def save_own_variables(self, store):
+        # The controller writes pruning_step lazily; a checkpoint taken mid-epoch needs it now.
+        controller = self.step_owner() if self.step_owner is not None else None
+        if controller is not None:
+            self.pruning_step.assign(controller.current_step)
+        super().save_own_variables(store)
+
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        self.pruned_weights = self._resolve_weights()
+        if not self.pruned_weights:
+            raise ValueError(f"Layer '{self.layer.name}' ({type(self.layer).__name__}) has no "
+                             "weight to prune; leave it unwrapped.")
+        self.masks, self.thresholds = [], []
+        for weight in self.pruned_weights:
+            name = relative_weight_name(self.layer, weight).replace("/", "_")
+            self.masks.append(self.add_weight(
+                name=f"{name}_mask", shape=weight.shape, initializer="ones", trainable=False,
+                aggregation="only_first_replica"))
+            self.thresholds.append(self.add_weight(
+                name=f"{name}_threshold", shape=(), initializer="zeros", trainable=False,
+                aggregation="only_first_replica"))
+        # -1 until UpdatePruningStep / PruningController starts training (tfmot semantics).
+        self.pruning_step = self.add_weight(
+            name="pruning_step", shape=(), dtype="int64", initializer=keras.initializers.Constant(-1),
+            trainable=False, aggregation="only_first_replica")
+        self.built = True
+
+    def _resolve_weights(self):
+        if self.weight_names is None:
+            return registry.prunable_weights(self.layer, prune_depthwise=True)
+        by_name = {relative_weight_name(self.layer, w): w for w in self.layer.weights}
+        unknown = [n for n in self.weight_names if n not in by_name]
+        if unknown:
+            raise ValueError(f"Layer '{self.layer.name}' has no weight named {unknown}; its "
+                             f"weights are {sorted(by_name)}.")
+        return [by_name[n] for n in self.weight_names]
+
+    def call(self, inputs, *args, training=None, **kwargs):
+        if training:
+            # In-graph check, as tfmot: the step counter is only set by the callback/controller.
+            tf.debugging.Assert(self.pruning_step >= 0, [MISSING_CALLBACK])
+        mapping = [(w, w.value * ops.cast(m, w.dtype))
+                   for w, m in zip(self.pruned_weights, self.masks)]
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            outputs = self.layer(inputs, *args, **kwargs)
+        # The scope also caught the inner layer's other state updates (seeds, statistics).
+        masked = {id(w) for w in self.pruned_weights}
+        for variable in self.layer.variables:
+            if id(variable) not in masked:
+                value = scope.get_current_value(variable)
+                if value is not None:
+                    variable.assign(value)
+        return outputs
+
+    def compute_output_shape(self, *args, **kwargs):
+        return self.layer.compute_output_shape(*args, **kwargs)
+
+    def compute_output_spec(self, *args, **kwargs):
+        return self.layer.compute_output_spec(*args, **kwargs)
+
+    def compute_mask(self, inputs, mask=None):
+        return self.layer.compute_mask(inputs, mask)
+
+    def masked_weight_values(self):
+        """The current weights with masks applied, as NumPy arrays (what strip bakes in)."""
+        return [ops.convert_to_numpy(w.value * ops.cast(m, w.dtype))
+                for w, m in zip(self.pruned_weights, self.masks)]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "pruning_schedule": keras.saving.serialize_keras_object(self.pruning_schedule),
+            "block_size": list(self.block_size),
+            "block_pooling_type": self.block_pooling_type,
+            "sparsity_m_by_n": list(self.sparsity_m_by_n) if self.sparsity_m_by_n else None,
+            "pruning_scope": self.pruning_scope,
+            "weight_names": self.weight_names,
+        })
+        return config
+
+
+def _validate_pair(value, name, minimum):
+    try:
+        pair = tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair of integers, got {value!r}.") from None
+    if len(pair) != 2 or min(pair) < minimum:
+        raise ValueError(f"{name} must be a pair of integers >= {minimum}, got {value!r}.")
+    return pair

@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+
+from edgeprune import masks
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def test_magnitude_mask_keeps_exactly_the_largest(rng):
+    weight = rng.normal(size=(16, 10)).astype("float32")
+    mask, threshold = masks.magnitude_mask(weight, 0.8)
+    assert mask.sum() == masks.kept_count(weight.size, 0.8) == 32
+    assert np.abs(weight[mask == 1]).min() >= np.abs(weight[mask == 0]).max()
+    assert threshold == pytest.approx(np.abs(weight[mask == 1]).min())
+
+
+def test_mask_keeps_at_least_one_weight(rng):
+    mask, _ = masks.magnitude_mask(rng.normal(size=(3,)).astype("float32"), 0.99)
+    assert mask.sum() == 1
+
+
+@pytest.mark.parametrize("pooling", ["AVG", "MAX"])
+def test_block_mask_on_a_conv_kernel(rng, pooling):
+    weight = rng.normal(size=(3, 3, 5, 8)).astype("float32")  # 2-D view: (45, 8)
+    mask, _ = masks.magnitude_mask(weight, 0.5, block_size=(1, 4), pooling=pooling)
+    blocks = mask.reshape(45, 2, 4)
+    # Every 1x4 block along the last axis is all kept or all pruned.
+    assert np.all((blocks.min(axis=-1) == blocks.max(axis=-1)))
+    assert blocks[..., 0].sum() == masks.kept_count(90, 0.5)
+
+
+def test_block_mask_with_partial_edge_blocks(rng):
+    weight = rng.normal(size=(7, 6)).astype("float32")
+    mask, _ = masks.magnitude_mask(weight, 0.5, block_size=(2, 4), pooling="AVG")
+    assert mask.shape == weight.shape
+    assert 0 < mask.sum() < weight.size
+
+
+@pytest.mark.parametrize("shape", [(12, 8), (3, 3, 16, 4), (5, 12, 6)])
+def test_m_by_n_runs_along_tflite_input_channel_axis(rng, shape):
+    weight = rng.normal(size=shape).astype("float32")
+    mask, _ = masks.m_by_n_mask(weight, (2, 4))
+    moved = np.moveaxis(mask, -2, -1)  # TFLite's innermost axis is Keras axis -2
+    groups = moved.reshape(-1, 4)
+    assert np.all(groups.sum(axis=-1) == 2)
+    kept = np.moveaxis(np.abs(weight), -2, -1).reshape(-1, 4)
+    for group_mask, group in zip(groups, kept):
+        assert group[group_mask == 1].min() >= group[group_mask == 0].max()
+
+
+def test_m_by_n_partial_group_is_never_sparser_than_m_over_n(rng):
+    weight = rng.normal(size=(6, 3)).astype("float32")  # axis -2 has 6 = 4 + a partial 2
+    mask, _ = masks.m_by_n_mask(weight, (2, 4))
+    assert np.all(mask[4:].sum(axis=0) == 2)  # partial group of 2 keeps min(2, 4 - 2)
+    assert np.all(mask[:4].sum(axis=0) == 2)
+
+
+def test_global_ranking_prunes_the_small_layer_harder(rng):
+    big = rng.uniform(1.0, 2.0, size=(20, 20)).astype("float32")
+    small = rng.uniform(-0.01, 0.01, size=(20, 20)).astype("float32")
+    (big_mask, _), (small_mask, _) = masks.global_magnitude_masks([big, small], 0.5)
+    assert big_mask.sum() + small_mask.sum() == 400
+    assert big_mask.sum() == 400 and small_mask.sum() == 0
