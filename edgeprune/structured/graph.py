@@ -20,6 +20,7 @@ from keras.src.models.functional import Functional
 
 from edgeprune.structured import layer_rules
 from edgeprune.structured.rebuild import is_graph_model, weight_arrays
+from edgeprune.wrapper import PruneLowMagnitude
 
 # A ParamSlice's role says what removing the channel does to that weight:
 #   "out":  the layer creates the channel (a Conv2D kernel's output axis and its bias).
@@ -196,6 +197,8 @@ class ChannelGraph:
                 if node.is_input:
                     continue
                 operation = node.operation
+                if isinstance(operation, PruneLowMagnitude):
+                    operation = operation.layer  # masks do not change what a channel means
                 in_ids = [ids[id(t)] for t in node.input_tensors]
                 if is_graph_model(operation):
                     out_ids = self._walk(_functional_of(operation), in_ids)

@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 
 from edgeprune.structured.graph import ChannelGraph
-from edgeprune.structured.rebuild import is_graph_model
+from edgeprune.rebuild import leaf_layers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,15 +61,6 @@ def shrink_report(before, after):
             (layer.count_params(), new.count_params()),
             (layer_macs(layer), layer_macs(new))))
     return ShrinkReport(rows, ChannelGraph(before).unprunable)
-
-
-def leaf_layers(model):
-    """Every layer of `model` that is not itself a model, nested models flattened."""
-    for layer in model.layers:
-        if is_graph_model(layer):
-            yield from leaf_layers(layer)
-        else:
-            yield layer
 
 
 def layer_macs(layer):
