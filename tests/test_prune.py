@@ -198,7 +198,7 @@ def test_masked_embedding_into_bidirectional_lstm_strips_and_reports(digits):
     seq = keras.layers.Embedding(30, 8, mask_zero=True)(tokens)
     model = keras.Model(tokens, keras.layers.Dense(2)(
         keras.layers.Bidirectional(keras.layers.LSTM(4))(seq)))
-    pruned = ep.prune_low_magnitude(model, pruning_schedule=ep.ConstantSparsity(0.5, 0, 1))
+    pruned = ep.prune_low_magnitude(model, pruning_schedule=ep.ConstantSparsity(0.5, 0, frequency=1))
     x = np.array([[1, 2, 3, 0, 0, 0], [4, 5, 0, 0, 0, 0]])
     np.testing.assert_allclose(pruned.predict(x, verbose=0), model.predict(x, verbose=0),
                                atol=1e-6)  # the padding mask still reaches the LSTM

@@ -16,7 +16,7 @@ from edgeprune.structured.criteria import channel_scores, check_criterion
 from edgeprune.structured.graph import ChannelGraph
 from edgeprune.structured.oneshot import channel_masks
 from edgeprune.structured.selection import check_selection, select_channels
-from edgeprune.wrapper import PruneLowMagnitude, relative_weight_name
+from edgeprune.wrapper import PruneLowMagnitude, apply_mask, relative_weight_name
 
 
 def wrap_for_channels(model, pruning_schedule, criterion="l1", ranking="per_layer", round_to=1,
@@ -79,7 +79,7 @@ class ChannelMasker:
                                                    _names(wrapper)):
                 mask = layer_masks.get(name, np.ones(weight.shape, "float32"))
                 mask_variable.assign(mask)
-                weight.assign(ops.convert_to_numpy(weight) * mask.astype(weight.dtype))
+                weight.assign(apply_mask(ops.convert_to_numpy(weight), mask))
 
 
 def _names(wrapper):

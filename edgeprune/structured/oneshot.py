@@ -7,6 +7,7 @@ from edgeprune.structured.criteria import channel_scores, check_criterion
 from edgeprune.structured.graph import ChannelGraph
 from edgeprune.structured.rebuild import rebuild, weight_arrays
 from edgeprune.structured.selection import check_selection, select_channels
+from edgeprune.wrapper import apply_mask
 
 
 def prune_channels(model, sparsity, criterion="l1", ranking="per_layer", round_to=1,
@@ -83,5 +84,5 @@ def _weight(layer, name):
 
 
 def _masked_weights(layer, masks):
-    return [value * masks[name] if name in masks else value
+    return [apply_mask(value, masks[name]) if name in masks else value
             for name, value in weight_arrays(layer).items()]
