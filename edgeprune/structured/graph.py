@@ -99,17 +99,15 @@ class ChannelGraph:
         self.unprunable = []
         self._parent = []
         self._creator = []  # layer that allocated each id; None for model inputs and unknown outputs
-        self._blocked = {}  # id -> reason
+        self._blocked = set()  # ids that must stay
         self._fresh_cache = {}
         self._seen_inputs = {}
         self._slice_keys = set()
         self._resizable = {}  # id(layer) -> (layer, ids along the output channel axis)
         self._layer_outputs = {}  # id(layer) -> (layer, [ids of each output tensor])
         input_ids = [self._new_ids(layer_rules.channel_count(t), None) for t in functional.inputs]
-        for ids in input_ids:
-            self.block(ids, "model input")
-        for ids in self._walk(functional, input_ids):
-            self.block(ids, "model output")
+        for ids in [*input_ids, *self._walk(functional, input_ids)]:
+            self.block(ids)  # the model's interface keeps its shapes
         self._skip(skip)
         self._finalize()
 
@@ -117,7 +115,7 @@ class ChannelGraph:
 
     def fresh(self, layer, count, key=0):
         """New channel ids made by `layer`; a shared layer gets the same ids on every call."""
-        cache_key = (id(layer), key)
+        cache_key = (id(layer), key, count)
         if cache_key not in self._fresh_cache:
             self._fresh_cache[cache_key] = self._new_ids(count, layer)
         return self._fresh_cache[cache_key]
@@ -129,15 +127,17 @@ class ChannelGraph:
             if root_a != root_b:
                 self._parent[root_b] = root_a
 
-    def block(self, ids, reason):
-        for i in np.asarray(ids).tolist():
-            self._blocked.setdefault(i, reason)
+    def block(self, ids):
+        """Keeps channels `ids`, and everything coupled to them."""
+        self._blocked.update(np.asarray(ids).tolist())
 
     def block_layer(self, layer, ids_list, reason):
         """Keeps every channel in `ids_list` and reports `layer` as unprunable."""
         for ids in ids_list:
-            self.block(ids, f"{layer.name}: {reason}")
-        self.unprunable.append(Unprunable(layer.name, type(layer).__name__, reason))
+            self.block(ids)
+        entry = Unprunable(layer.name, type(layer).__name__, reason)
+        if entry not in self.unprunable:  # a shared layer is reported once
+            self.unprunable.append(entry)
 
     def add_slice(self, layer, weight, axis, ids, role):
         """Records that `layer.<weight>` indexes channels `ids` along `axis` (first call only: a
@@ -227,7 +227,7 @@ class ChannelGraph:
             if layer.name in names:
                 names.discard(layer.name)
                 for ids in outputs:
-                    self.block(ids, f"{layer.name}: in skip")
+                    self.block(ids)
         if names:
             raise ValueError(f"skip names layers that are not in the model: {sorted(names)}. "
                              "Pass names of the model's layers (see model.summary()).")

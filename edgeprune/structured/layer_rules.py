@@ -68,7 +68,7 @@ def _output_channels(graph, layer, count):
     out = graph.fresh(layer, count)
     activation = getattr(layer, "activation", None)
     if activation is not None and keras.activations.serialize(activation) in _CHANNEL_MIXING_ACTIVATIONS:
-        graph.block(out, f"{layer.name}: activation mixes channels")
+        graph.block(out)  # e.g. a softmax classifier: a removed unit changes the others
     return out
 
 
@@ -195,7 +195,7 @@ def _elementwise(graph, layer, node, in_ids):
         if len(ids) == channels:
             graph.unite(full[0], ids)
         elif len(ids) == 1:  # broadcast along channels: that input keeps its single channel
-            graph.block(ids, f"{layer.name}: broadcast along channels")
+            graph.block(ids)
         else:
             raise UnsupportedLayer("inputs with incompatible channel counts")
     return [full[0]]

@@ -293,3 +293,16 @@ def test_channel_masks_cover_producers_and_consumers():
     assert not masks["a"]["bias"][1] and not masks["bn"]["gamma"][1] and not masks["bn"]["beta"][1]
     assert "moving_variance" not in masks["bn"]
     assert not masks["b"]["kernel"][:, :, 1].any() and masks["b"]["kernel"][:, :, 0].all()
+
+
+def test_shared_unknown_layer_on_different_widths(check_shrink):
+    x = keras.Input((8, 8, 3))
+    doubler = Doubler(name="doubler")
+    a = doubler(layers.Conv2D(8, 3, name="a")(x))
+    b = doubler(layers.Conv2D(4, 3, name="b")(x))
+    c = layers.Conv2D(6, 3, name="c")(x)
+    model = keras.Model(x, layers.Conv2D(2, 1)(layers.Concatenate()([a, b, c])))
+    graph = ChannelGraph(model)
+    assert group_layers(graph) == [("c",)] and len(graph.unprunable) == 1
+    zeroed, small = check_shrink(model)
+    assert small.get_layer("c").filters == 3
