@@ -81,13 +81,13 @@ class ChannelGraph:
     normalizations that mix channels) keep every channel they touch; `unprunable` lists them with
     the reason.
 
-    >>> import keras
+    >>> import keras, edgeprune as ep
     >>> x = keras.Input((8, 8, 3))
     >>> a = keras.layers.Conv2D(16, 3, padding="same", name="a")(x)
     >>> b = keras.layers.Conv2D(16, 3, padding="same", name="b")(x)
     >>> y = keras.layers.Add()([a, b])
     >>> y = keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(y))
-    >>> graph = ChannelGraph(keras.Model(x, y))
+    >>> graph = ep.ChannelGraph(keras.Model(x, y))
     >>> [(group.name, len(group)) for group in graph.groups]
     [('a+b', 16)]
     """

@@ -29,10 +29,10 @@ def prune_channels(model, sparsity, criterion="l1", ranking="per_layer", round_t
         data: `(x, y)` batch for the "taylor" criterion.
         loss: loss for the "taylor" criterion (a name or a callable `loss(y_true, y_pred)`).
 
-    >>> import keras, numpy as np
+    >>> import keras, numpy as np, edgeprune as ep
     >>> model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(8, 3),
     ...                           keras.layers.Flatten(), keras.layers.Dense(10)])
-    >>> pruned = prune_channels(model, sparsity=0.5)
+    >>> pruned = ep.prune_channels(model, sparsity=0.5)
     >>> int((np.abs(pruned.layers[0].get_weights()[0]).sum(axis=(0, 1, 2)) == 0).sum())
     4
     """

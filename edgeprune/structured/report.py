@@ -42,12 +42,12 @@ class ShrinkReport:
 def shrink_report(before, after):
     """Compares two models with the same layer names, typically a pruned model and its `shrink`.
 
-    >>> import keras
+    >>> import keras, edgeprune as ep
     >>> model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(8, 3),
     ...                           keras.layers.Flatten(), keras.layers.Dense(10)])
-    >>> pruned = prune_channels(model, sparsity=0.5)
-    >>> shrink_report(pruned, shrink(pruned)).total("macs")
-    (31680, 15840)
+    >>> pruned = ep.prune_channels(model, sparsity=0.5)
+    >>> ep.shrink_report(pruned, ep.shrink(pruned)).total("macs")
+    (5472, 2736)
     """
     after_layers = {layer.name: layer for layer in leaf_layers(after)}
     rows = []

@@ -17,10 +17,10 @@ def shrink(model, skip=()):
     Channels the graph marks unprunable (see `ChannelGraph.unprunable`) stay; each group keeps at
     least one channel. `model` is not changed. Compare the two with `shrink_report`.
 
-    >>> import keras
+    >>> import keras, edgeprune as ep
     >>> model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(8, 3),
     ...                           keras.layers.Flatten(), keras.layers.Dense(10)])
-    >>> small = shrink(prune_channels(model, sparsity=0.5))
+    >>> small = ep.shrink(ep.prune_channels(model, sparsity=0.5))
     >>> small.layers[0].filters
     4
     """
