@@ -34,8 +34,8 @@ def wrap_for_channels(model, pruning_schedule, criterion="l1", ranking="per_laye
                          "loss=...) one-shot.")
     check_selection(0.0, ranking, round_to, min_channels)
     options = {"criterion": criterion, "ranking": ranking, "round_to": int(round_to),
-               "min_channels": int(min_channels), "skip": list(skip_layers)}
-    graph = ChannelGraph(model, skip=skip_layers)
+               "min_channels": int(min_channels), "skip_layers": list(skip_layers)}
+    graph = ChannelGraph(model, skip_layers=skip_layers)
     masked_weights = {}
     for s in graph.slices:
         if s.zeroable and graph.prunable[s.atoms].any():
@@ -62,7 +62,7 @@ class ChannelMasker:
 
     def __init__(self, model, options):
         self.options = dict(options)
-        self.graph = ChannelGraph(model, skip=self.options.pop("skip", ()))
+        self.graph = ChannelGraph(model, skip_layers=self.options.pop("skip_layers", ()))
 
     def update(self, wrappers, sparsity):
         """Zeroes the lowest-scoring coupled channels so that `sparsity` of them are removed."""

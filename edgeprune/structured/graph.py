@@ -75,7 +75,7 @@ class ChannelGraph:
 
     Args:
         model: a built Functional or Sequential model (nested models are followed).
-        skip: names of layers whose output channels must be kept as they are.
+        skip_layers: names of layers whose output channels must be kept as they are.
 
     Layers whose channel semantics are unknown (custom layers, attention, recurrent layers,
     normalizations that mix channels) keep every channel they touch; `unprunable` lists them with
@@ -92,7 +92,7 @@ class ChannelGraph:
     [('a+b', 16)]
     """
 
-    def __init__(self, model, skip=()):
+    def __init__(self, model, skip_layers=()):
         functional = _functional_of(model)
         self.model = model
         self.slices = []
@@ -108,7 +108,7 @@ class ChannelGraph:
         input_ids = [self._new_ids(layer_rules.channel_count(t), None) for t in functional.inputs]
         for ids in [*input_ids, *self._walk(functional, input_ids)]:
             self.block(ids)  # the model's interface keeps its shapes
-        self._skip(skip)
+        self._skip(skip_layers)
         self._finalize()
 
     # --- building blocks used by layer_rules ---
@@ -221,15 +221,15 @@ class ChannelGraph:
             if a.shape == b.shape:
                 self.unite(a, b)
 
-    def _skip(self, skip):
-        names = set(skip)
+    def _skip(self, skip_layers):
+        names = set(skip_layers)
         for layer, outputs in self._layer_outputs.values():
             if layer.name in names:
                 names.discard(layer.name)
                 for ids in outputs:
                     self.block(ids)
         if names:
-            raise ValueError(f"skip names layers that are not in the model: {sorted(names)}. "
+            raise ValueError(f"skip_layers names layers that are not in the model: {sorted(names)}. "
                              "Pass names of the model's layers (see model.summary()).")
 
     def _finalize(self):

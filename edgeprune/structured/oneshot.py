@@ -11,7 +11,7 @@ from edgeprune.wrapper import apply_mask
 
 
 def prune_channels(model, sparsity, criterion="l1", ranking="per_layer", round_to=1,
-                   min_channels=1, skip=(), data=None, loss=None):
+                   min_channels=1, skip_layers=(), data=None, loss=None):
     """Returns a new model with the least important coupled channels zeroed; `model` is untouched.
 
     Every weight of a removed channel is zeroed: producing filters and biases, BatchNormalization
@@ -25,7 +25,7 @@ def prune_channels(model, sparsity, criterion="l1", ranking="per_layer", round_t
         ranking: "per_layer" or "global" (see `select_channels`).
         round_to: kept channel counts are rounded up to a multiple of this.
         min_channels: fewest channels any group keeps.
-        skip: names of layers whose output channels are kept.
+        skip_layers: names of layers whose output channels are kept.
         data: `(x, y)` batch for the "taylor" criterion.
         loss: loss for the "taylor" criterion (a name or a callable `loss(y_true, y_pred)`).
 
@@ -38,7 +38,7 @@ def prune_channels(model, sparsity, criterion="l1", ranking="per_layer", round_t
     """
     check_criterion(criterion)
     check_selection(sparsity, ranking, round_to, min_channels)
-    graph = ChannelGraph(model, skip=skip)
+    graph = ChannelGraph(model, skip_layers=skip_layers)
     gradients = loss_gradients(graph, data, loss) if criterion == "taylor" else None
     scores = channel_scores(graph, criterion, gradients=gradients)
     remove = select_channels(graph, scores, sparsity, ranking, round_to, min_channels)

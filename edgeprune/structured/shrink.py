@@ -7,7 +7,7 @@ from edgeprune.structured.graph import ChannelGraph
 from edgeprune.structured.rebuild import rebuild, weight_arrays
 
 
-def shrink(model, skip=()):
+def shrink(model):
     """Returns a new, smaller model without the coupled channels whose weights are all zero.
 
     A coupled channel is removed when every weight it owns is zero: the producing filters and
@@ -24,7 +24,7 @@ def shrink(model, skip=()):
     >>> small.layers[0].filters
     4
     """
-    graph = ChannelGraph(model, skip=skip)
+    graph = ChannelGraph(model)
     keep = ~zero_channels(graph)
     slices = {}
     for s in graph.slices:

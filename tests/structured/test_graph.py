@@ -274,8 +274,8 @@ def test_skip_keeps_a_layers_output_channels():
     y = layers.Conv2D(8, 3, name="a")(x)
     y = layers.Conv2D(8, 3, name="b")(y)
     model = keras.Model(x, layers.Conv2D(2, 1)(y))
-    assert group_layers(ChannelGraph(model, skip=["a"])) == [("b",)]
-    small = shrink(prune_channels(model, 0.5, skip=["a"]))
+    assert group_layers(ChannelGraph(model, skip_layers=["a"])) == [("b",)]
+    small = shrink(prune_channels(model, 0.5, skip_layers=["a"]))
     assert (small.get_layer("a").filters, small.get_layer("b").filters) == (8, 4)
 
 

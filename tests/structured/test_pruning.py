@@ -52,7 +52,8 @@ def test_taylor_criterion_removes_channels_the_loss_does_not_see():
     x = np.random.default_rng(0).normal(size=(16, 6, 6, 2)).astype("float32")
     y = np.random.default_rng(1).integers(0, 3, 16)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    pruned = prune_channels(model, 0.5, criterion="taylor", data=(x, y), loss=loss, skip=["b"])
+    pruned = prune_channels(model, 0.5, criterion="taylor", data=(x, y), loss=loss,
+                            skip_layers=["b"])
     assert kept_filters(pruned, "a") == [0, 2, 4, 6]
 
 
@@ -119,7 +120,7 @@ class Subclassed(keras.Model):
     (lambda m: prune_channels(m, 0.5, criterion="l3"), "Unknown channel criterion 'l3'"),
     (lambda m: prune_channels(m, 0.5, ranking="best"), "Unknown ranking 'best'"),
     (lambda m: prune_channels(m, 0.5, round_to=0), "round_to"),
-    (lambda m: prune_channels(m, 0.5, skip=["nope"]), "skip names layers .*'nope'"),
+    (lambda m: prune_channels(m, 0.5, skip_layers=["nope"]), "skip_layers names layers .*'nope'"),
     (lambda m: prune_channels(m, 0.5, criterion="taylor"), "needs data"),
     (lambda m: channel_scores(ChannelGraph(m), "taylor"), "needs gradients"),
 ])
