@@ -59,6 +59,9 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1),
                              "Sequential): coupled channels are found from its graph.")
         return wrap_for_channels(to_prune, pruning_schedule or ConstantSparsity(0.5, 0),
                                  criterion, ranking, round_to, min_channels, skip_layers)
+    if (criterion, ranking, round_to, min_channels) != ("l1", "per_layer", 1, 1):
+        raise ValueError("criterion, ranking, round_to and min_channels choose channels: they "
+                         "apply to structure='channels' only.")
     wrapper_args = dict(pruning_schedule=pruning_schedule or ConstantSparsity(0.5, 0),
                         block_size=block_size, block_pooling_type=block_pooling_type,
                         sparsity_m_by_n=sparsity_m_by_n, pruning_scope=pruning_scope, **kwargs)

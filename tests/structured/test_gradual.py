@@ -77,3 +77,8 @@ def test_per_layer_sparsity_follows_the_schedule():
 def test_bad_channel_options(options, message):
     with pytest.raises(ValueError, match=message):
         ep.prune_low_magnitude(small_cnn(), structure="channels", **options)
+
+
+def test_channel_options_without_channel_structure_are_rejected():
+    with pytest.raises(ValueError, match="structure='channels' only"):
+        ep.prune_low_magnitude(small_cnn(), criterion="l2")
