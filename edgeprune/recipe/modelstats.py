@@ -19,17 +19,7 @@ from keras import ops
 from edgeprune.controller import pruning_wrappers
 from edgeprune.rebuild import leaf_layers
 from edgeprune.strip import strip_pruning
-
-
-def layer_macs(layer):
-    """MACs of one call of a Conv/Depthwise/Separable/Dense-like layer (kernel size x positions)."""
-    kernel_size = sum(int(np.prod(w.shape)) for w in layer.weights if w.name.endswith("kernel"))
-    if not kernel_size or not layer._inbound_nodes:
-        return 0
-    node = layer._inbound_nodes[0]
-    transposed = "Transpose" in type(layer).__name__
-    shape = (node.input_tensors if transposed else node.output_tensors)[0].shape
-    return int(np.prod(shape[1:-1])) * kernel_size
+from edgeprune.structured.report import layer_macs
 
 
 def model_stats(model):

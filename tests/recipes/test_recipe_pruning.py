@@ -73,3 +73,20 @@ def test_a_group_that_matches_nothing_says_which_layers_exist():
     with pytest.raises(RecipeError, match=r"pruning.groups\[0\].layers: \['dense\*'\] match no "
                                           r"layer .* conv1, conv2, flatten, fc, classifier"):
         apply_pruning(small_model(), pruning, STEPS_PER_EPOCH, 6)
+
+
+def test_channels_structure_wraps_the_graph_and_shrinks_after_training(digits, tmp_path):
+    from edgeprune.recipe.training import compile_for
+
+    pruning = pruning_section(["pruning.structure=channels", "pruning.criterion=l2",
+                               "pruning.round_to=2", "pruning.schedule.final_sparsity=0.5",
+                               "pruning.schedule.end=1", "pruning.skip_layers=[classifier]"])
+    pruned = apply_pruning(small_model(), pruning, STEPS_PER_EPOCH, epochs=1)
+    assert set(wrappers_by_layer(pruned)) >= {"conv1", "conv2"}
+    (x, y), _ = digits
+    compile_for(pruned, pruning["fine_tune"]).fit(
+        x[:STEPS_PER_EPOCH * 32], y[:STEPS_PER_EPOCH * 32], batch_size=32, epochs=1, verbose=0,
+        callbacks=[ep.UpdatePruningStep()])
+    small = ep.shrink(ep.strip_pruning(pruned))
+    assert small.get_layer("conv1").filters == small.get_layer("conv2").filters == 4
+    assert small.get_layer("classifier").units == 10
