@@ -70,8 +70,11 @@ def accuracy(model, x, y):
 
 
 def trained_mobilenet_v2(alpha, epochs=8, size=32):
-    """MobileNetV2 (random init, logits out) trained on `digits_rgb`; returns (model, train, test)."""
-    train, test = digits_rgb(size=size)
+    """MobileNetV2 (random init, logits out) trained on `digits_rgb`; returns (model, train, test).
+
+    Batches of 8: BatchNormalization's moving statistics (momentum 0.999) need many steps.
+    """
+    train, test = digits_rgb(size=size, batch_size=8)
     model = compiled(keras.applications.MobileNetV2(
         weights=None, input_shape=(size, size, 3), classes=10, alpha=alpha,
         classifier_activation=None), 2e-3)

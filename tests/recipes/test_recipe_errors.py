@@ -153,6 +153,12 @@ def test_a_stage_whose_library_function_is_missing_is_refused_by_name(monkeypatc
     assert "convert: needs edgeprune.export_tflite" in message
 
 
+def test_every_shipped_recipe_can_run_here(capsys):
+    recipes = sorted(os.path.join(RECIPES, name) for name in os.listdir(RECIPES))
+    assert cli.main(["validate", *recipes]) == 0
+    assert capsys.readouterr().out.count(": ok (baseline -> ") == len(recipes)
+
+
 @pytest.mark.parametrize("name", sorted(os.listdir(RECIPES)))
 def test_every_shipped_recipe_validates(name):
     recipe = load_recipe(os.path.join(RECIPES, name))
