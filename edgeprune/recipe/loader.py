@@ -127,6 +127,11 @@ def _check_references(recipe, source):
     if data["source"] == "factory" and "factory" in data:
         problems += _missing_factory_file(recipe, "data.factory", data["factory"])
 
+    sections = [("training", recipe["training"]),
+                ("quantize.aware_training", recipe["quantize"]["aware_training"])]
+    if "pruning" in recipe:
+        sections.append(("pruning.fine_tune", recipe["pruning"]["fine_tune"]))
+    problems += [problem for key, settings in sections for problem in _check_loss(key, settings)]
     problems += _check_pruning(recipe.get("pruning"))
     quantize = recipe["quantize"]
     if quantize["aware_training"]["epochs"] and quantize["mode"] != "int8":
@@ -173,6 +178,18 @@ def _missing_file(recipe, key, relative):
 def _missing_factory_file(recipe, key, factory):
     module = factory.rpartition(":")[0]
     return _missing_file(recipe, key, module) if module.endswith(".py") else []
+
+
+def _check_loss(key, settings):
+    import keras
+
+    try:
+        keras.losses.get(settings["loss"])
+        return []
+    except ValueError:
+        names = [n for n in dir(keras.losses) if n.islower() and not n.startswith("_")]
+        return [f"{key}.loss: {settings['loss']!r} is not a Keras loss"
+                f"{did_you_mean(settings['loss'], names)}"]
 
 
 def _check_application(name):

@@ -100,6 +100,9 @@ def test_settings_that_do_not_go_together(write_recipe):
 
 
 def test_overrides_are_checked_like_the_file():
+    assert ("pruning.fine_tune.loss: 'sparse_categorical_crossentropi' is not a Keras loss "
+            "(did you mean 'sparse_categorical_crossentropy'?)") in error_of(
+        QUICKSTART, ["pruning.fine_tune.loss=sparse_categorical_crossentropi"])
     message = error_of(QUICKSTART, ["pruning.fine_tune.epochs=many"])
     assert "(with --set pruning.fine_tune.epochs=many)" in message
     assert "pruning.fine_tune.epochs: expected integer, got str 'many'" in message
