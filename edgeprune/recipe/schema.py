@@ -92,6 +92,8 @@ SCHEMA = _section({
                 "input_shape": {"type": "array", "items": {"type": "integer", "minimum": 1}},
                 "classes": {"type": "integer", "minimum": 1},
                 "args": {"type": "object"},
+                "batchnorm_momentum": {"type": "number", "exclusiveMinimum": 0,
+                                       "exclusiveMaximum": 1},
             }, required=["name", "input_shape", "classes"]),
             "factory": _FACTORY,
             "args": {"type": "object"},

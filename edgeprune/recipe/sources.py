@@ -51,8 +51,15 @@ def load_model(recipe):
     if "application" in source:
         app = source["application"]
         builder = getattr(keras.applications, app["name"])
-        return builder(weights=None, input_shape=tuple(app["input_shape"]),
-                       classes=app["classes"], **app.get("args", {}))
+        model = builder(weights=None, input_shape=tuple(app["input_shape"]),
+                        classes=app["classes"], **app.get("args", {}))
+        if "batchnorm_momentum" in app:
+            # The applications' 0.99-0.999 lets the moving statistics, used at test time, lag
+            # far behind on a small data set trained from scratch.
+            for layer in model._flatten_layers(include_self=False):
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    layer.momentum = app["batchnorm_momentum"]
+        return model
     model = import_factory(source["factory"], recipe.folder)(**source.get("args", {}))
     if not isinstance(model, keras.Model):
         raise RecipeError(f"model.factory {source['factory']!r} returned "

@@ -41,10 +41,13 @@ def test_application_is_built_without_downloading_weights(write_recipe):
             input_shape: [32, 32, 3]
             classes: 7
             args: {alpha: 0.35, classifier_activation: null}
+            batchnorm_momentum: 0.9
         """))
     model = load_model(recipe)
     assert model.output.shape == (None, 7)
     assert model.layers[-1].activation is keras.activations.linear
+    norms = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert len(norms) > 10 and {l.momentum for l in norms} == {0.9}
 
 
 def test_npz_and_dataset_factory_data(write_recipe, tmp_path):
