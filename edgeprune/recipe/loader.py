@@ -156,6 +156,17 @@ def _check_pruning(pruning):
         if schedule.get("kind", "polynomial_decay") == "polynomial_decay" and "end" in schedule \
                 and schedule["end"] <= schedule.get("begin", 0):
             problems.append(f"{where}.schedule.end: must be after begin for polynomial_decay")
+    allocation = pruning.get("allocation")
+    if allocation:
+        problems += [f"pruning.{key}: per-layer sparsities come from pruning.allocation; "
+                     "leave it out" for key in ("groups", "sparsity_m_by_n") if key in pruning]
+        if pruning["structure"] != "unstructured":
+            problems.append("pruning.allocation: recipes allocate unstructured sparsity only")
+        if allocation["method"] != "sensitivity" and allocation["budget"] != "sparsity":
+            problems.append(f"pruning.allocation.budget: {allocation['budget']!r} needs "
+                            "method: sensitivity")
+        if allocation["budget"] == "sparsity" and allocation["target"] >= 1:
+            problems.append("pruning.allocation.target: a sparsity budget is below 1")
     if pruning["structure"] == "unstructured" and pruning["criterion"] != "magnitude":
         problems.append(f"pruning.criterion: {pruning['criterion']!r} ranks channels; "
                         "unstructured pruning uses 'magnitude'")

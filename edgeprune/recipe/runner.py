@@ -81,7 +81,8 @@ class RunContext:
         training.save_model_atomically(model, self.path(file))
         stats = model_stats(model)
         row = {"label": label, "kind": "keras", "file": file, "stage": stage,
-               "accuracy": training.accuracy(model, self.data), "raw_bytes": stats["weight_bytes"],
+               "accuracy": training.accuracy(model, self.data.test_x, self.data.test_y),
+               "raw_bytes": stats["weight_bytes"],
                "gzip_bytes": stats["weight_gzip_bytes"], **stats}
         return {"outputs": {output_name: file}, "artifacts": [row]}
 

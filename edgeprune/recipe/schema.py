@@ -123,6 +123,16 @@ SCHEMA = _section({
             {"layers": {**_NAMES, "minItems": 1}, "skip": {"type": "boolean"},
              **_GROUP_SETTINGS}, required=["layers"])},
         "fine_tune": {**_TRAINING, "default": {"epochs": 2}},
+        "allocation": _section({
+            "method": {"enum": ["sensitivity", "uniform", "global_magnitude"],
+                       "default": "sensitivity"},
+            "target": {"type": "number", "exclusiveMinimum": 0},
+            "budget": {"enum": ["sparsity", "params", "macs", "bytes"], "default": "sparsity"},
+            "sparsities": {"type": "array", "items": _SPARSITY, "minItems": 1},
+            "max_sparsity": _SPARSITY,
+            "skip": _NAMES,
+            "scan_samples": {"type": "integer", "minimum": 1, "default": 500},
+        }, required=["target"]),
     }),
     "strip": _section({"shrink": {"type": "boolean", "default": False}}),
     "quantize": _section({

@@ -101,16 +101,21 @@ class Data:
                     "shuffle": True}
         return {"x": self.train, "shuffle": False}  # a dataset shuffles itself (Keras warns)
 
+    def training_samples(self, count):
+        """Up to `count` training `(inputs, labels)` as arrays."""
+        if self.is_arrays:
+            return np.asarray(self.train[0][:count], np.float32), np.asarray(self.train[1][:count])
+        xs, ys = [], []
+        for x, y in self.train:
+            xs.append(np.asarray(x, np.float32))
+            ys.append(np.asarray(y))
+            if sum(len(b) for b in xs) >= count:
+                break
+        return np.concatenate(xs)[:count], np.concatenate(ys)[:count]
+
     def calibration_samples(self, count):
         """Up to `count` training inputs: what the quantizer sees at inference time."""
-        if self.is_arrays:
-            return np.asarray(self.train[0][:count], np.float32)
-        batches = []
-        for x, _ in self.train:
-            batches.append(np.asarray(x, np.float32))
-            if sum(len(b) for b in batches) >= count:
-                break
-        return np.concatenate(batches)[:count]
+        return self.training_samples(count)[0]
 
 
 def load_data(recipe):

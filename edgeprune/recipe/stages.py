@@ -3,6 +3,7 @@
 | stage       | runs when                   | calls                                                  |
 |-------------|-----------------------------|--------------------------------------------------------|
 | `baseline`  | always                      | the model source, `fit` when `training.epochs` > 0     |
+| `allocate`  | `pruning.allocation`        | `ep.sensitivity_scan` + `ep.allocate`, `ep.uniform_allocation`, `ep.global_magnitude_allocation` |
 | `prune`     | a `pruning` section         | `ep.prune_low_magnitude`, `fit` + `ep.UpdatePruningStep` |
 | `strip`     | a `pruning` section         | `ep.strip_pruning`, `ep.shrink` (`strip.shrink`)       |
 | `qat`       | `quantize.aware_training`   | `ep.quantize_model` (sparsity kept), `fit`             |
@@ -78,6 +79,46 @@ def run_baseline(ctx):
     return ctx.keras_result("baseline", model, "baseline.keras", "baseline (Keras, dense)")
 
 
+# ---------------------------------------------------------------- allocate
+
+
+def run_allocate(ctx):
+    """Chooses per-layer sparsities for the baseline: `ep.sensitivity_scan` + `ep.allocate`,
+    `ep.uniform_allocation` or `ep.global_magnitude_allocation`; writes `allocation.json`.
+
+    The scan measures accuracy on training samples, so the test split stays unseen.
+    """
+    pruning = ctx.recipe["pruning"]
+    spec = pruning["allocation"]
+    model = ctx.load(ctx.output("baseline", "model"))
+    skip = spec.get("skip", [])
+    outputs = {"allocation": "allocation.json"}
+    if spec["method"] == "uniform":
+        allocation = ep.uniform_allocation(model, spec["target"], skip=skip)
+    elif spec["method"] == "global_magnitude":
+        allocation = ep.global_magnitude_allocation(model, spec["target"], skip=skip)
+    else:
+        x, y = ctx.data.training_samples(spec["scan_samples"])
+        options = {"sparsities": tuple(spec["sparsities"])} if "sparsities" in spec else {}
+        if "block_size" in pruning:
+            options["block_size"] = tuple(pruning["block_size"])
+        table = ep.sensitivity_scan(model, lambda m: training.accuracy(m, x, y), **options)
+        atomic_write(ctx.path("sensitivity.json"), json.dumps(table.to_dict(), indent=2))
+        outputs["sensitivity"] = "sensitivity.json"
+        allocation = ep.allocate(table, spec["target"], budget=spec["budget"], skip=skip,
+                                 max_sparsity=spec.get("max_sparsity"))
+    atomic_write(ctx.path("allocation.json"), json.dumps(allocation.to_dict(), indent=2))
+    return {"outputs": outputs}
+
+
+def allocate_needs(recipe):
+    method = recipe["pruning"]["allocation"]["method"]
+    names = {"sensitivity": ["sensitivity_scan", "allocate"], "uniform": ["uniform_allocation"],
+             "global_magnitude": ["global_magnitude_allocation"]}[method]
+    return [line for name in names + ["Allocation"]
+            for line in lacking("pruning.allocation", "edgeprune", name, "choosing sparsity")]
+
+
 # ---------------------------------------------------------------- prune
 
 
@@ -131,9 +172,18 @@ def pruning_passes(model, pruning):
     return passes
 
 
-def apply_pruning(model, pruning, steps_per_epoch, epochs):
+def apply_pruning(model, pruning, steps_per_epoch, epochs, allocation=None):
     """Wraps the model with `ep.prune_low_magnitude`: channels in one call over the whole graph,
-    unstructured in one call per settings group (already wrapped layers are left alone)."""
+    an `ep.Allocation` (as a dict) in one call with a schedule per layer, otherwise one call per
+    settings group (already wrapped layers are left alone)."""
+    if allocation is not None:
+        template = make_schedule(pruning["schedule"], steps_per_epoch, epochs)
+        options = {"block_size": tuple(pruning["block_size"])} if "block_size" in pruning else {}
+        if pruning.get("policy") == "xnnpack":
+            options["pruning_policy"] = ep.PruneForLatencyOnXNNPack()
+        return ep.prune_low_magnitude(
+            model, pruning_schedule=ep.Allocation.from_dict(allocation).schedules(template),
+            pruning_scope=pruning["scope"], **options)
     if pruning["structure"] == "channels":
         return ep.prune_low_magnitude(
             model, structure="channels", criterion=pruning["criterion"],
@@ -163,9 +213,15 @@ def run_prune(ctx):
     tune = pruning["fine_tune"]
     keras.utils.set_random_seed(ctx.recipe["seed"])
 
+    allocation = None
+    if "allocate" in ctx.state["finished"]:
+        with open(ctx.path(ctx.output("allocate", "allocation"))) as f:
+            allocation = json.load(f)
+
     def start():
         base = ctx.load(ctx.output("baseline", "model"))
-        pruned = apply_pruning(base, pruning, ctx.data.steps_per_epoch, tune["epochs"])
+        pruned = apply_pruning(base, pruning, ctx.data.steps_per_epoch, tune["epochs"],
+                               allocation)
         return training.compile_for(pruned, tune)
 
     model = ctx.train("prune", start, tune["epochs"], [ep.UpdatePruningStep()])
@@ -312,6 +368,8 @@ def run_report(ctx):
 
 STAGES = [
     Stage("baseline", run_baseline),
+    Stage("allocate", run_allocate, lambda r: "allocation" in r.get("pruning", {}),
+          allocate_needs),
     Stage("prune", run_prune, lambda r: "pruning" in r, prune_needs),
     Stage("strip", run_strip, lambda r: "pruning" in r, strip_needs),
     Stage("qat", run_qat, lambda r: r["quantize"]["aware_training"]["epochs"] > 0, qat_needs),

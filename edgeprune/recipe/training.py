@@ -131,10 +131,10 @@ def fit(model, data, epochs, folder, prefix, initial_epoch=0, callbacks=()):
     return history.history
 
 
-def accuracy(model, data):
-    """Top-1 accuracy of `model` on the test split (argmax of its outputs; no compile needed)."""
+def accuracy(model, x, y):
+    """Top-1 accuracy of `model` on arrays (argmax of its outputs; no compile needed)."""
     # Eager calls in batches: `predict` would trace a new function for every model of the run.
     outputs = np.concatenate([
-        keras.ops.convert_to_numpy(model(data.test_x[start:start + 256], training=False))
-        for start in range(0, len(data.test_x), 256)])
-    return float(np.mean(np.argmax(outputs.reshape(len(outputs), -1), axis=1) == data.test_y))
+        keras.ops.convert_to_numpy(model(x[start:start + 256], training=False))
+        for start in range(0, len(x), 256)])
+    return float(np.mean(np.argmax(outputs.reshape(len(outputs), -1), axis=1) == y.reshape(-1)))
