@@ -146,6 +146,7 @@ def test_a_stage_whose_library_function_is_missing_is_refused_by_name(monkeypatc
     from edgeprune.recipe import check_runnable
 
     monkeypatch.delattr(edgeprune, "export_tflite", raising=False)
+    monkeypatch.delattr(edgeprune, "sensitivity_scan", raising=False)
     monkeypatch.setattr(prune, "STRUCTURES", ("unstructured",))
     recipe = load_recipe(QUICKSTART, ["pruning.structure=channels", "pruning.criterion=l1"])
     with pytest.raises(RecipeError) as info:
@@ -154,6 +155,10 @@ def test_a_stage_whose_library_function_is_missing_is_refused_by_name(monkeypatc
     assert "cannot run here" in message
     assert "pruning.structure: 'channels' needs prune_low_magnitude(structure='channels')" in message
     assert "convert: needs edgeprune.export_tflite" in message
+    allocated = load_recipe(QUICKSTART, ["pruning.allocation={target: 0.8}"])
+    with pytest.raises(RecipeError, match=r"pruning.allocation: needs edgeprune.sensitivity_scan "
+                                          r"\(choosing sparsity\)"):
+        check_runnable(allocated)
 
 
 def test_every_shipped_recipe_can_run_here(capsys):
@@ -193,6 +198,13 @@ def test_a_folder_in_use_by_a_live_run_is_refused_and_a_stale_lock_is_taken_over
     state = run_recipe(recipe, out, until="baseline")
     assert list(state["finished"]) == ["baseline"]
     assert not (out / ".edgeprune.lock").exists()
+
+
+def test_allocation_settings_that_do_not_go_together():
+    message = error_of(QUICKSTART, ["pruning.allocation={method: uniform, target: 2, budget: macs}",
+                                    "pruning.groups=[{layers: [fc]}]"])
+    assert "pruning.groups: per-layer sparsities come from pruning.allocation" in message
+    assert "pruning.allocation.budget: 'macs' needs method: sensitivity" in message
 
 
 def test_channel_pruning_refuses_weight_granularity_settings():
