@@ -12,8 +12,8 @@ model, train, test = trained_mobilenet_v2(alpha=0.35)
 steps = int(train.cardinality())
 pruned = ep.prune_low_magnitude(
     model, block_size=(1, 4), pruning_policy=ep.PruneForLatencyOnXNNPack(),
-    pruning_schedule=ep.PolynomialDecay(0.0, 0.75, begin_step=0, end_step=4 * steps, frequency=20))
-compiled(pruned, 5e-4).fit(train, epochs=6, verbose=0, callbacks=[ep.UpdatePruningStep()])
+    pruning_schedule=ep.PolynomialDecay(0.0, 0.7, begin_step=0, end_step=5 * steps, frequency=20))
+compiled(pruned, 1e-3).fit(train, epochs=10, verbose=0, callbacks=[ep.UpdatePruningStep()])
 final = ep.strip_pruning(pruned)
 print(f"test accuracy {compiled(final).evaluate(test, verbose=0)[1]:.4f}")
 tflite = ep.export_tflite(final, "runs/block_1x4_example.tflite", sparse_storage=True)
