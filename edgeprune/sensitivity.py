@@ -34,14 +34,16 @@ class SensitivityTable:
         sparsities: the scanned levels, ascending.
         metrics: `{unit name: [metric at each level]}`, units in model order.
         sizes: `{unit name: prunable weights (unstructured) or channels (channels)}`.
-        macs: `{unit name: multiply-accumulates of its prunable weights, dense}`.
+        params: `{unit name: weights the unit owns}` (for channels: every weight slice of its
+            channels, the consumers' input slices included).
+        macs: `{unit name: dense multiply-accumulates of those weights}`.
         fixed_params, fixed_macs: parameters and MACs of the rest of the model, which pruning
             the scanned units does not change (budgets in `allocate` count them).
         structure: "unstructured" or "channels".
         higher_is_better: whether a larger metric is better (accuracy) or worse (loss).
 
-    >>> table = SensitivityTable(0.9, (0.5,), {"a": [0.8], "b": [0.9]}, {"a": 10, "b": 10},
-    ...                          {"a": 10, "b": 10})
+    >>> sizes = {"a": 10, "b": 10}
+    >>> table = SensitivityTable(0.9, (0.5,), {"a": [0.8], "b": [0.9]}, sizes, sizes, sizes)
     >>> table.ranking(0.5)
     ['a', 'b']
     """
@@ -50,6 +52,7 @@ class SensitivityTable:
     sparsities: tuple
     metrics: dict
     sizes: dict
+    params: dict
     macs: dict
     fixed_params: int = 0
     fixed_macs: int = 0
@@ -174,7 +177,8 @@ def sensitivity_scan(model, eval_fn, sparsities=DEFAULT_SPARSITIES, structure="u
     kernel_macs = macs_by_layer(work)
     return SensitivityTable(
         baseline=baseline, sparsities=levels, metrics=metrics,
-        sizes={u.name: u.size for u in units}, macs={u.name: u.macs for u in units},
+        sizes={u.name: u.size for u in units}, params={u.name: u.params for u in units},
+        macs={u.name: u.macs for u in units},
         fixed_params=int(work.count_params()) - sum(u.params for u in units),
         fixed_macs=sum(kernel_macs.values()) - sum(u.macs for u in units),
         structure=structure, higher_is_better=higher_is_better)
