@@ -108,7 +108,7 @@ def iterative_magnitude_pruning(model, train_fn, eval_fn, directory, rounds, fin
         controller.begin()
         controller.update_masks(force=True)
         if checkpoint is not None:
-            rewind(pruned, checkpoint)
+            rewind_weights(pruned, checkpoint)
         train_fn(pruned, [UpdatePruningStep()])
         current = strip_pruning(pruned)
         run.finish(index, current, eval_fn(current))
@@ -146,11 +146,11 @@ class RewindCheckpoint(keras.callbacks.Callback):
 
 
 def layer_weights(model):
-    """Each leaf layer's weights, in model order (the layout `rewind` expects)."""
+    """Each leaf layer's weights, in model order (the layout `rewind_weights` expects)."""
     return [layer.get_weights() for layer in leaf_layers(model)]
 
 
-def rewind(pruned_model, checkpoint):
+def rewind_weights(pruned_model, checkpoint):
     """Sets every weight of `pruned_model` to `checkpoint` (from `layer_weights` of the unpruned
     model), keeping the masks: pruned positions stay zero, survivors get their early values."""
     layers = list(leaf_layers(pruned_model))

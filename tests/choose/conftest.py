@@ -1,0 +1,56 @@
+"""Shared fixtures for the choosing-sparsity tests: a briefly trained digits CNN and its metric."""
+
+import keras
+import numpy as np
+import pytest
+from scipy.linalg import hadamard
+
+from tests.conftest import make_digits_cnn
+
+
+def compile_and_fit(model, data, epochs, callbacks=(), batch_size=64):
+    (x, y), _ = data
+    model.compile(optimizer="adam",
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0, shuffle=False,
+              callbacks=list(callbacks))
+    return model
+
+
+def accuracy_on(data):
+    (_, _), (x_test, y_test) = data
+
+    def accuracy(model):
+        return float(np.mean(np.argmax(model.predict(x_test, verbose=0, batch_size=512), -1)
+                             == y_test))
+    return accuracy
+
+
+@pytest.fixture(scope="session")
+def trained_cnn(digits):
+    return compile_and_fit(make_digits_cnn(filters=8), digits, epochs=6)
+
+
+@pytest.fixture(scope="session")
+def fragile_cnn(trained_cnn):
+    """The trained CNN with a dense layer 'fragile' inserted before the head whose kernel is a
+    Hadamard matrix (every weight the same magnitude, every one carrying signal); the head is
+    rotated back, so the model computes what `trained_cnn` computes. Magnitude pruning of
+    'fragile' scrambles the features, while the trained layers hold many small weights."""
+    hidden = trained_cnn.get_layer("dense")
+    head = trained_cnn.get_layer("dense_1")
+    units = hidden.units
+    rotation = hadamard(units).astype("float32") / np.sqrt(units)
+    inputs = keras.Input((8, 8, 1))
+    x = inputs
+    for layer in trained_cnn.layers[1:-1]:
+        x = layer.__class__.from_config(layer.get_config())(x)
+    x = keras.layers.Dense(units, use_bias=False, name="fragile")(x)
+    outputs = keras.layers.Dense(10, name="dense_1")(x)
+    model = keras.Model(inputs, outputs)
+    for layer in trained_cnn.layers[1:-1]:
+        model.get_layer(layer.name).set_weights(layer.get_weights())
+    model.get_layer("fragile").set_weights([rotation])
+    kernel, bias = head.get_weights()
+    model.get_layer("dense_1").set_weights([rotation.T @ kernel, bias])
+    return model
