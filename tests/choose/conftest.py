@@ -5,7 +5,19 @@ import numpy as np
 import pytest
 from scipy.linalg import hadamard
 
-from tests.conftest import make_digits_cnn
+
+
+def named_cnn(filters=8, seed=0):
+    """The shared digits CNN's shape with fixed layer names: tests read layers by name, and
+    auto-generated names depend on how many models the worker built before."""
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([
+        keras.Input((8, 8, 1)),
+        keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name="conv1"),
+        keras.layers.Conv2D(filters * 2, 3, activation="relu", name="conv2"),
+        keras.layers.Flatten(name="flatten"),
+        keras.layers.Dense(64, activation="relu", name="hidden"),
+        keras.layers.Dense(10, name="head")], name="named_cnn")
 
 
 def compile_and_fit(model, data, epochs, callbacks=(), batch_size=64):
@@ -28,7 +40,7 @@ def accuracy_on(data):
 
 @pytest.fixture(scope="session")
 def trained_cnn(digits):
-    return compile_and_fit(make_digits_cnn(filters=8), digits, epochs=6)
+    return compile_and_fit(named_cnn(), digits, epochs=6)
 
 
 @pytest.fixture(scope="session")
@@ -37,20 +49,20 @@ def fragile_cnn(trained_cnn):
     Hadamard matrix (every weight the same magnitude, every one carrying signal); the head is
     rotated back, so the model computes what `trained_cnn` computes. Magnitude pruning of
     'fragile' scrambles the features, while the trained layers hold many small weights."""
-    hidden = trained_cnn.get_layer("dense")
-    head = trained_cnn.get_layer("dense_1")
+    hidden = trained_cnn.get_layer("hidden")
+    head = trained_cnn.get_layer("head")
     units = hidden.units
     rotation = hadamard(units).astype("float32") / np.sqrt(units)
     inputs = keras.Input((8, 8, 1))
     x = inputs
-    for layer in trained_cnn.layers[1:-1]:
+    for layer in trained_cnn.layers[:-1]:
         x = layer.__class__.from_config(layer.get_config())(x)
     x = keras.layers.Dense(units, use_bias=False, name="fragile")(x)
-    outputs = keras.layers.Dense(10, name="dense_1")(x)
+    outputs = keras.layers.Dense(10, name="head")(x)
     model = keras.Model(inputs, outputs)
-    for layer in trained_cnn.layers[1:-1]:
+    for layer in trained_cnn.layers[:-1]:
         model.get_layer(layer.name).set_weights(layer.get_weights())
     model.get_layer("fragile").set_weights([rotation])
     kernel, bias = head.get_weights()
-    model.get_layer("dense_1").set_weights([rotation.T @ kernel, bias])
+    model.get_layer("head").set_weights([rotation.T @ kernel, bias])
     return model

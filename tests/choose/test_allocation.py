@@ -8,7 +8,7 @@ import pytest
 
 import edgeprune as ep
 from edgeprune.masks import kept_count
-from tests.choose.conftest import accuracy_on, compile_and_fit
+from tests.choose.conftest import accuracy_on, compile_and_fit, named_cnn
 
 LEVELS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
 
@@ -63,7 +63,7 @@ def test_allocation_spares_the_sensitive_layer(fragile_cnn, digits):
     table = ep.sensitivity_scan(fragile_cnn, accuracy, sparsities=LEVELS, progress=False)
     allocated = ep.allocate(table, 0.8)
     uniform = ep.uniform_allocation(fragile_cnn, 0.8)
-    assert allocated.sparsity["fragile"] < 0.8 < allocated.sparsity["dense"]
+    assert allocated.sparsity["fragile"] < 0.8 < allocated.sparsity["hidden"]
     assert allocated.overall_sparsity() == pytest.approx(uniform.overall_sparsity(), abs=1e-4)
     assert accuracy(one_shot(fragile_cnn, allocated)) > accuracy(one_shot(fragile_cnn, uniform))
 
@@ -105,13 +105,13 @@ def test_skip_and_cap_and_impossible_targets():
 
 def test_uniform_with_first_and_last_layers_dense(trained_cnn):
     allocation = ep.uniform_allocation(trained_cnn, 0.8, skip_first_last=True)
-    assert allocation.sparsity["conv2d"] == allocation.sparsity["dense_1"] == 0.0
-    assert allocation.sparsity["conv2d_1"] == allocation.sparsity["dense"] > 0.8
+    assert allocation.sparsity["conv1"] == allocation.sparsity["head"] == 0.0
+    assert allocation.sparsity["conv2"] == allocation.sparsity["hidden"] > 0.8
     report = ep.sparsity_report(one_shot(trained_cnn, allocation))
     zeros, size = sum(r["zeros"] for r in report), sum(r["size"] for r in report)
     assert abs(zeros - 0.8 * size) <= len(report)
     with pytest.raises(ValueError, match="sparsity 0.99"):
-        ep.uniform_allocation(trained_cnn, 0.99, skip=["dense"])
+        ep.uniform_allocation(trained_cnn, 0.99, skip=["hidden"])
 
 
 def test_global_magnitude_allocation_is_the_core_global_ranking(trained_cnn):
@@ -127,14 +127,14 @@ def test_global_magnitude_allocation_is_the_core_global_ranking(trained_cnn):
 
 
 def test_schedules_drive_gradual_training_per_layer(trained_cnn, digits):
-    allocation = ep.Allocation({"conv2d": 0.0, "conv2d_1": 0.6, "dense": 0.95, "dense_1": 0.3},
+    allocation = ep.Allocation({"conv1": 0.0, "conv2": 0.6, "hidden": 0.95, "head": 0.3},
                                sizes={r["layer"]: r["size"] for r in
                                       ep.sparsity_report(trained_cnn)})
     schedules = allocation.schedules(ep.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=20,
                                                         frequency=5))
-    assert sorted(schedules) == ["conv2d_1", "dense", "dense_1"]
+    assert list(schedules) == ["conv2", "hidden", "head"]
     pruned = ep.prune_low_magnitude(trained_cnn, pruning_schedule=schedules)
-    assert not isinstance(pruned.get_layer("conv2d"), ep.PruneLowMagnitude)
+    assert not isinstance(pruned.get_layer("conv1"), ep.PruneLowMagnitude)
     compile_and_fit(pruned, digits, epochs=1, callbacks=[ep.UpdatePruningStep()])
     final = ep.strip_pruning(pruned)
     zeros = {row["layer"]: row["zeros"] for row in ep.sparsity_report(final)}
@@ -147,10 +147,10 @@ def test_per_layer_schedule_dict_is_checked(trained_cnn):
     with pytest.raises(ValueError, match="does not have.*nope"):
         ep.prune_low_magnitude(trained_cnn, pruning_schedule={"nope": schedule})
     with pytest.raises(ValueError, match="pruning_scope='layer'"):
-        ep.prune_low_magnitude(trained_cnn, pruning_schedule={"dense": schedule},
+        ep.prune_low_magnitude(trained_cnn, pruning_schedule={"hidden": schedule},
                                pruning_scope="global")
     with pytest.raises(ValueError, match="needs a model"):
-        ep.prune_low_magnitude(keras.layers.Dense(3), pruning_schedule={"dense": schedule})
+        ep.prune_low_magnitude(keras.layers.Dense(3), pruning_schedule={"hidden": schedule})
     with pytest.raises(ValueError, match="no prunable layer"):
         ep.prune_low_magnitude(trained_cnn, pruning_schedule={})
 

@@ -17,13 +17,13 @@ def test_scan_finds_the_layer_made_sensitive(fragile_cnn, trained_cnn, digits):
     accuracy = accuracy_on(digits)
     assert accuracy(fragile_cnn) == pytest.approx(accuracy(trained_cnn), abs=0.01)
     table = ep.sensitivity_scan(fragile_cnn, accuracy, sparsities=LEVELS, progress=False)
-    assert table.units == ["conv2d", "conv2d_1", "dense", "fragile", "dense_1"]
+    assert table.units == ["conv1", "conv2", "hidden", "fragile", "head"]
     assert table.ranking(0.5)[0] == "fragile"
     # The big trained dense layer loses almost nothing at 50%; the Hadamard layer a lot.
     assert table.drop("fragile")[0] > 0.2
-    assert table.drop("dense")[0] < 0.05
-    assert table.sizes["dense"] == 6 * 6 * 16 * 64  # Flatten of the 6x6x16 conv output
-    assert table.macs["conv2d"] == 8 * 8 * 9 * 8  # 'same' padding: 64 output positions
+    assert table.drop("hidden")[0] < 0.05
+    assert table.sizes["hidden"] == 6 * 6 * 16 * 64  # Flatten of the 6x6x16 conv output
+    assert table.macs["conv1"] == 8 * 8 * 9 * 8  # 'same' padding: 64 output positions
 
 
 def test_scan_uses_one_copy_and_leaves_the_model_unchanged(trained_cnn, digits):
@@ -36,8 +36,8 @@ def test_scan_uses_one_copy_and_leaves_the_model_unchanged(trained_cnn, digits):
         return accuracy(model)
 
     table = ep.sensitivity_scan(trained_cnn, recording_accuracy, sparsities=LEVELS,
-                                layers=["dense", "conv2d"], progress=False)
-    assert table.units == ["dense", "conv2d"]
+                                layers=["hidden", "conv1"], progress=False)
+    assert table.units == ["hidden", "conv1"]
     assert len(seen) == 1 + 2 * len(LEVELS)
     assert all(model is seen[0] for model in seen) and seen[0] is not trained_cnn
     for a, b in zip(before, trained_cnn.get_weights()):
@@ -50,12 +50,12 @@ def test_scan_prunes_each_level_exactly(trained_cnn):
     zeros = []
 
     def count_zeros(model):
-        zeros.append(int(np.sum(model.get_layer("conv2d_1").kernel.numpy() == 0)))
+        zeros.append(int(np.sum(model.get_layer("conv2").kernel.numpy() == 0)))
         return 0.0
 
-    ep.sensitivity_scan(trained_cnn, count_zeros, sparsities=LEVELS, layers=["conv2d_1"],
+    ep.sensitivity_scan(trained_cnn, count_zeros, sparsities=LEVELS, layers=["conv2"],
                         progress=False)
-    size = trained_cnn.get_layer("conv2d_1").kernel.numpy().size
+    size = trained_cnn.get_layer("conv2").kernel.numpy().size
     assert zeros == [0] + [size - round(size * (1 - s)) for s in LEVELS]
 
 
@@ -69,7 +69,7 @@ def test_table_exports(trained_cnn, tmp_path):
     assert text.splitlines()[0] == "unit,size,sparsity,metric,drop"
     assert len(text.splitlines()) == 1 + 2 * len(table.units)
     markdown = table.to_markdown()
-    assert "| conv2d | 72 | 1.0000 | 1.0000 |" in markdown
+    assert "| conv1 | 72 | 1.0000 | 1.0000 |" in markdown
     ax = table.plot()
     assert len(ax.get_lines()) == len(table.units) + 1
 
