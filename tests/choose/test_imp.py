@@ -57,7 +57,7 @@ def test_rounds_reach_the_requested_sparsity_with_nested_masks(digits, tmp_path)
 def test_global_scope_and_per_layer_targets(digits, tmp_path):
     train, _ = trainer(digits)
     globally = ep.iterative_magnitude_pruning(
-        named_cnn(), train, lambda m: 0.0, tmp_path / "global", rounds=2,
+        named_cnn(), train, lambda m: 0.0, tmp_path / "global", rounds=1,
         final_sparsity=0.8, pruning_scope="global", progress=False)
     last = globally.rounds[-1]
     assert last.sparsity == pytest.approx(0.8, abs=1e-4)
@@ -66,7 +66,7 @@ def test_global_scope_and_per_layer_targets(digits, tmp_path):
     model = named_cnn()
     first, second, hidden, head = [layer.name for layer in model.layers if layer.weights]
     per_layer = ep.iterative_magnitude_pruning(
-        model, train, lambda m: 0.0, tmp_path / "layers", rounds=2,
+        model, train, lambda m: 0.0, tmp_path / "layers", rounds=1,
         final_sparsity={second: 0.5, hidden: 0.9}, progress=False)
     reached = per_layer.rounds[-1].layer_sparsity
     assert reached[second] == pytest.approx(0.5, abs=1e-3)
