@@ -29,7 +29,8 @@ SPARSITIES = (0.8, 0.9)
 
 def build_cnn(layers):
     """The digits CNN, written once for Keras 3 (`keras.layers`) and tf_keras (`tf_keras.layers`)."""
-    return [layers.Conv2D(16, 3, padding="same", activation="relu", input_shape=(8, 8, 1)),
+    return [layers.InputLayer(input_shape=(8, 8, 1)),
+            layers.Conv2D(16, 3, padding="same", activation="relu"),
             layers.Conv2D(32, 3, activation="relu"), layers.Flatten(),
             layers.Dense(64, activation="relu"), layers.Dense(10)]
 

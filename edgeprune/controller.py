@@ -18,7 +18,7 @@ from keras import ops
 
 from edgeprune import masks as mask_lib
 from edgeprune.rebuild import leaf_layers
-from edgeprune.wrapper import PruneLowMagnitude
+from edgeprune.wrapper import PruneLowMagnitude, apply_mask
 
 
 def pruning_wrappers(model):
@@ -122,4 +122,4 @@ def _assign(wrapper, results):
         mask_var.assign(mask)
         threshold_var.assign(threshold)
         # Zero the pruned values too, so the next ranking starts from what the model computes.
-        weight.assign(ops.convert_to_numpy(weight) * mask.astype(weight.dtype))
+        weight.assign(apply_mask(ops.convert_to_numpy(weight), mask))

@@ -26,11 +26,12 @@ def rebuild(model, transform):
 
 
 def leaf_layers(model):
-    """Every layer inside `model` that has no sublayers of its own, each once, in order.
+    """Every layer inside `model` that pruning treats as one unit, each once, in order.
 
-    Nested models and container layers are walked into; a pruning wrapper counts as a leaf (its
-    wrapped layer is not listed separately).
+    Nested models and container layers are walked into; a pruning wrapper, and a layer the
+    registry knows as a whole (an LSTM with its cell, a Bidirectional), count as leaves.
     """
+    from edgeprune.registry import is_registered
     from edgeprune.wrapper import PruneLowMagnitude
 
     seen = set()
@@ -40,7 +41,7 @@ def leaf_layers(model):
             if id(sub) in seen:
                 continue
             seen.add(id(sub))
-            if sub._layers and not isinstance(sub, PruneLowMagnitude):
+            if sub._layers and not isinstance(sub, PruneLowMagnitude) and not is_registered(sub):
                 yield from visit(sub)
             else:
                 yield sub

@@ -17,6 +17,8 @@ _RNN_LAYERS = (L.LSTM, L.GRU, L.SimpleRNN)
 # Layers that hold weights which are not worth pruning (a few per channel).
 _NOT_PRUNED = (L.BatchNormalization, L.LayerNormalization, L.GroupNormalization, L.PReLU,
                L.Normalization, getattr(L, "RMSNormalization", L.LayerNormalization))
+_REGISTERED = (_KERNEL_LAYERS + _DEPTHWISE_LAYERS + _SEPARABLE_LAYERS + _RNN_LAYERS + _NOT_PRUNED
+               + (L.Embedding, L.MultiHeadAttention, L.Bidirectional, L.TimeDistributed))
 
 
 def prunable_weights(layer, prune_depthwise=False):
@@ -56,6 +58,12 @@ def prunable_weights(layer, prune_depthwise=False):
         "that returns the weights to prune (an empty list to prune none), or leave it unwrapped: "
         f"pass `skip_layers=['{layer.name}']` to prune_low_magnitude, or prune only the layers "
         "you choose.")
+
+
+def is_registered(layer):
+    """True for layers whose prunable weights the registry decides as a whole (an LSTM, an
+    attention layer), as opposed to containers whose sublayers are visited one by one."""
+    return hasattr(layer, "get_prunable_weights") or isinstance(layer, _REGISTERED)
 
 
 def is_prunable(layer, prune_depthwise=False):

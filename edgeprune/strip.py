@@ -6,7 +6,7 @@ from keras import ops
 
 from edgeprune import registry
 from edgeprune.rebuild import copy_layer, leaf_layers, rebuild
-from edgeprune.wrapper import PruneLowMagnitude
+from edgeprune.wrapper import PruneLowMagnitude, relative_weight_name
 
 
 def strip_pruning(model):
@@ -52,7 +52,7 @@ def sparsity_report(model):
             owner = layer
         for weight, value in named:
             zeros = int(np.count_nonzero(value == 0))
-            rows.append({"layer": owner.name, "weight": weight.name, "shape": tuple(value.shape),
+            rows.append({"layer": owner.name, "weight": relative_weight_name(owner, weight), "shape": tuple(value.shape),
                          "size": int(value.size), "zeros": zeros,
                          "sparsity": zeros / value.size if value.size else 0.0})
     return rows

@@ -1,6 +1,7 @@
 """`PruneLowMagnitude`: the layer wrapper that multiplies a layer's prunable weights by masks."""
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -17,9 +18,13 @@ MISSING_CALLBACK = (
 
 
 def relative_weight_name(layer, variable):
-    """A variable's path inside `layer` ("kernel", "query/kernel"): stable across save/load."""
+    """A variable's path inside `layer` ("kernel", "query/kernel"): stable across save/load.
+
+    Variables of sublayers created outside the layer's name scope (a Bidirectional's copies)
+    keep their full path.
+    """
     prefix = layer.path + "/"
-    return variable.path[len(prefix):] if variable.path.startswith(prefix) else variable.name
+    return variable.path[len(prefix):] if variable.path.startswith(prefix) else variable.path
 
 
 @keras.saving.register_keras_serializable(package="edgeprune")
@@ -151,7 +156,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
 
     def masked_weight_values(self):
         """The current weights with masks applied, as NumPy arrays (what strip bakes in)."""
-        return [ops.convert_to_numpy(w.value * ops.cast(m, w.dtype))
+        return [apply_mask(ops.convert_to_numpy(w), ops.convert_to_numpy(m))
                 for w, m in zip(self.pruned_weights, self.masks)]
 
     def get_config(self):
@@ -165,6 +170,12 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             "weight_names": self.weight_names,
         })
         return config
+
+
+def apply_mask(weight, mask):
+    """`weight` with zeros where `mask` is 0: +0.0, never the -0.0 a product gives for negative
+    weights, whose bit pattern would break the zero runs that make .tflite files compress."""
+    return np.where(mask > 0, weight, np.zeros((), weight.dtype))
 
 
 def _validate_pair(value, name, minimum):

@@ -191,3 +191,22 @@ def test_xnnpack_policy_wraps_only_pointwise_convs():
     assert wrappers and all(w.layer.kernel_size == (1, 1) for w in wrappers)
     with pytest.raises(ValueError, match="3x3, stride 2"):
         ep.prune_low_magnitude(make_digits_cnn(), pruning_policy=ep.PruneForLatencyOnXNNPack())
+
+
+def test_masked_embedding_into_bidirectional_lstm_strips_and_reports(digits):
+    tokens = keras.Input((6,), dtype="int32")
+    seq = keras.layers.Embedding(30, 8, mask_zero=True)(tokens)
+    model = keras.Model(tokens, keras.layers.Dense(2)(
+        keras.layers.Bidirectional(keras.layers.LSTM(4))(seq)))
+    pruned = ep.prune_low_magnitude(model, pruning_schedule=ep.ConstantSparsity(0.5, 0, frequency=1))
+    x = np.array([[1, 2, 3, 0, 0, 0], [4, 5, 0, 0, 0, 0]])
+    np.testing.assert_allclose(pruned.predict(x, verbose=0), model.predict(x, verbose=0),
+                               atol=1e-6)  # the padding mask still reaches the LSTM
+    pruned.compile("adam", "mse")
+    pruned.fit(x, np.zeros((2, 2)), epochs=2, verbose=0, callbacks=[ep.UpdatePruningStep()])
+    stripped = ep.strip_pruning(pruned)
+    report = {(r["layer"], r["weight"]): r["sparsity"] for r in ep.sparsity_report(stripped)}
+    assert len(report) == 6  # embeddings, 2 x (kernel, recurrent kernel), dense kernel
+    assert all(s == pytest.approx(0.5, abs=0.02) for s in report.values())
+    np.testing.assert_allclose(stripped.predict(x, verbose=0), pruned.predict(x, verbose=0),
+                               atol=1e-6)

@@ -216,3 +216,13 @@ def test_mid_epoch_checkpoint_records_the_current_step(digits, tmp_path):
     restored = keras.models.load_model(path)
     assert {int(w.pruning_step.numpy()) for w in ep.PruningController(restored).wrappers} == {
         last_save}
+
+
+def test_stripped_zeros_are_positive_zeros(digits):
+    # -0.0 counts as zero but its bits (0x80000000) break the zero runs gzip needs.
+    pruned = ep.prune_low_magnitude(make_digits_cnn(), pruning_schedule=ep.ConstantSparsity(
+        0.8, 0, frequency=10))
+    compile_and_fit(pruned, digits, epochs=1, callbacks=[ep.UpdatePruningStep()])
+    kernels = [w for w in ep.strip_pruning(pruned).get_weights() if w.ndim > 1]
+    assert sum(int((k == 0).sum()) for k in kernels) > 0
+    assert not any(np.signbit(k[k == 0]).any() for k in kernels)
