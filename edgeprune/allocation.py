@@ -108,10 +108,10 @@ def allocate(table, target, budget="sparsity", skip=(), max_sparsity=None, bytes
         max_sparsity: cap for every unit (default: the highest scanned level).
         bytes_per_weight: 4 for float32, 2 for float16, 1 for int8 (budget "bytes").
 
-    Each unit's sparsity stays within the scanned range, and the result removes exactly the
-    budget's cost (up to the rounding of each unit's kept count to a whole weight or channel).
-    Channel budgets other than "sparsity" count a channel's consumer slices with its group, so
-    they hold exactly only when coupled groups do not feed each other.
+    Each unit's sparsity stays within the scanned range, and the result meets the budget
+    exactly under the table's cost model (`SensitivityTable.terms`), up to the rounding of each
+    unit's kept count to a whole weight or channel. For channels the model follows the
+    coupling: a kernel between two pruned groups shrinks on both axes.
 
     >>> allocation = ep.allocate(table, target=0.9)  # doctest: +SKIP
     >>> pruned = ep.prune_low_magnitude(
@@ -125,35 +125,28 @@ def allocate(table, target, budget="sparsity", skip=(), max_sparsity=None, bytes
     cap = table.sparsities[-1] if max_sparsity is None else float(max_sparsity)
     if not 0.0 < cap < 1.0:
         raise ValueError(f"max_sparsity must lie in (0, 1), got {max_sparsity}.")
-    cost_per_element = _element_costs(table, budget, bytes_per_weight)
     needed = _cost_to_remove(table, budget, target, bytes_per_weight)
-
-    segments = []
-    for order, unit in enumerate(table.units):
-        if unit in skip:
-            continue
-        scale = cost_per_element[unit] * table.sizes[unit]
-        levels = [s for s in table.sparsities if s <= cap]
-        drops = table.drop(unit)[:len(levels)]
-        for (s0, d0), (s1, d1) in _hull_segments([0.0] + levels, [0.0] + list(drops)):
-            segments.append(((d1 - d0) / ((s1 - s0) * scale), order, unit, s0, s1, scale))
-    segments.sort(key=lambda segment: segment[:2])
-
-    sparsity = {unit: 0.0 for unit in table.units}
-    predicted, removed = 0.0, 0.0
-    for slope, _, unit, s0, s1, scale in segments:
-        if removed >= needed:
-            break
-        step = min((s1 - s0) * scale, needed - removed)
-        sparsity[unit] = s0 + step / scale
-        predicted += step * slope
-        removed += step
-    if removed < needed * (1 - 1e-9):
+    segments = _hull_segments_by_slope(table, _element_costs(table, budget, bytes_per_weight),
+                                       skip, cap)
+    removed_by = _measure(table, budget, bytes_per_weight)
+    most = sum(segment.length for segment in segments)
+    if removed_by(_spend(segments, most)[0]) < needed * (1 - 1e-9):
         raise ValueError(f"target {target} ({budget}) needs more than every unit at "
                          f"max_sparsity={cap} removes: lower the target, allow a higher "
                          "max_sparsity, or scan higher sparsities.")
-    return Allocation(sparsity=sparsity, sizes=dict(table.sizes), structure=table.structure,
-                      budget=budget, target=target, predicted_drop=predicted)
+    # Segments are ordered by first-order cost; where costs couple (a kernel between two pruned
+    # channel groups), the exact removal is found by bisection on how far down the list to go.
+    low, high = 0.0, most
+    for _ in range(60):
+        middle = (low + high) / 2
+        if removed_by(_spend(segments, middle)[0]) < needed:
+            low = middle
+        else:
+            high = middle
+    sparsity, predicted = _spend(segments, high)
+    return Allocation(sparsity={unit: sparsity.get(unit, 0.0) for unit in table.units},
+                      sizes=dict(table.sizes), structure=table.structure, budget=budget,
+                      target=target, predicted_drop=predicted)
 
 
 def uniform_allocation(model, sparsity, skip_first_last=False, skip=()):
@@ -201,6 +194,60 @@ def global_magnitude_allocation(model, sparsity, skip=()):
                       method="global_magnitude", target=sparsity)
 
 
+@dataclasses.dataclass
+class _Segment:
+    """A straight piece of one unit's drop curve, in first-order budget units."""
+
+    slope: float
+    unit: str
+    start: float  # sparsity at the start
+    end: float
+    scale: float  # budget units removed per unit of sparsity
+
+    @property
+    def length(self):
+        return (self.end - self.start) * self.scale
+
+
+def _hull_segments_by_slope(table, cost_per_element, skip, cap):
+    segments = []
+    for unit in table.units:
+        if unit in skip:
+            continue
+        scale = cost_per_element[unit] * table.sizes[unit]
+        if scale <= 0:
+            continue  # pruning this unit does not move the budget
+        levels = [s for s in table.sparsities if s <= cap]
+        drops = [0.0] + list(table.drop(unit)[:len(levels)])
+        for (s0, d0), (s1, d1) in _hull_segments([0.0] + levels, drops):
+            segments.append(_Segment((d1 - d0) / ((s1 - s0) * scale), unit, s0, s1, scale))
+    # A unit's hull slopes increase, so a stable sort keeps each unit's segments in order.
+    return sorted(segments, key=lambda segment: segment.slope)
+
+
+def _spend(segments, amount):
+    """Takes segments cheapest first until `amount` is removed; the last one partially."""
+    sparsity, predicted = {}, 0.0
+    for segment in segments:
+        if amount <= 0:
+            break
+        step = min(segment.length, amount)
+        sparsity[segment.unit] = segment.start + step / segment.scale
+        predicted += step * segment.slope
+        amount -= step
+    return sparsity, predicted
+
+
+def _measure(table, budget, bytes_per_weight):
+    """`f(sparsity) -> amount removed` in the budget's units, exact under the table's model."""
+    if budget == "sparsity":
+        return lambda sparsity: sum(table.sizes[u] * s for u, s in sparsity.items())
+    key = "macs" if budget == "macs" else "params"
+    factor = bytes_per_weight if budget == "bytes" else 1
+    dense = table.remaining({}, key)
+    return lambda sparsity: factor * (dense - table.remaining(sparsity, key))
+
+
 def _layer_sizes(model):
     return {layer.name: sum(int(np.prod(w.shape)) for w in
                             registry.prunable_weights(layer, prune_depthwise=True))
@@ -222,11 +269,8 @@ def _cost_to_remove(table, budget, target, bytes_per_weight):
             raise ValueError(f"target must be a sparsity in [0, 1) for budget='sparsity', "
                              f"got {target}.")
         return target * sum(table.sizes.values())
-    if budget == "macs":
-        dense = table.fixed_macs + sum(table.macs.values())
-    else:
-        factor = bytes_per_weight if budget == "bytes" else 1
-        dense = factor * (table.fixed_params + sum(table.params.values()))
+    factor = bytes_per_weight if budget == "bytes" else 1
+    dense = factor * table.remaining({}, "macs" if budget == "macs" else "params")
     if not 0 < target <= dense:
         raise ValueError(f"target must be in (0, {dense}] for budget={budget!r} (the dense "
                          f"model's value), got {target}.")

@@ -34,16 +34,19 @@ class SensitivityTable:
         sparsities: the scanned levels, ascending.
         metrics: `{unit name: [metric at each level]}`, units in model order.
         sizes: `{unit name: prunable weights (unstructured) or channels (channels)}`.
-        params: `{unit name: weights the unit owns}` (for channels: every weight slice of its
-            channels, the consumers' input slices included).
-        macs: `{unit name: dense multiply-accumulates of those weights}`.
+        terms: the cost model, one entry per weight that pruning a unit shrinks:
+            `{"params": size, "macs": dense MACs, "slices": [{"length": L, "counts": {unit: c}}]}`
+            where each slice is an axis of length L of which `c` positions belong to `unit`.
+            The weight keeps `size * prod(1 - sum(c * sparsity[unit]) / L)` over its slices
+            (a Conv2D kernel between two pruned channel groups shrinks on both axes).
         fixed_params, fixed_macs: parameters and MACs of the rest of the model, which pruning
             the scanned units does not change (budgets in `allocate` count them).
         structure: "unstructured" or "channels".
         higher_is_better: whether a larger metric is better (accuracy) or worse (loss).
 
     >>> sizes = {"a": 10, "b": 10}
-    >>> table = SensitivityTable(0.9, (0.5,), {"a": [0.8], "b": [0.9]}, sizes, sizes, sizes)
+    >>> table = SensitivityTable(0.9, (0.5,), {"a": [0.8], "b": [0.9]}, sizes,
+    ...                          [unstructured_term("a", 10, 10), unstructured_term("b", 10, 10)])
     >>> table.ranking(0.5)
     ['a', 'b']
     """
@@ -52,8 +55,7 @@ class SensitivityTable:
     sparsities: tuple
     metrics: dict
     sizes: dict
-    params: dict
-    macs: dict
+    terms: list
     fixed_params: int = 0
     fixed_macs: int = 0
     structure: str = "unstructured"
@@ -62,6 +64,35 @@ class SensitivityTable:
     @property
     def units(self):
         return list(self.metrics)
+
+    @property
+    def params(self):
+        """`{unit: parameters one unit's full removal saves}`, to first order (from dense)."""
+        return self._first_order("params")
+
+    @property
+    def macs(self):
+        """`{unit: MACs one unit's full removal saves}`, to first order (from dense)."""
+        return self._first_order("macs")
+
+    def _first_order(self, key):
+        saved = dict.fromkeys(self.units, 0.0)
+        for term in self.terms:
+            for piece in term["slices"]:
+                for unit, count in piece["counts"].items():
+                    saved[unit] += term[key] * count / piece["length"]
+        return saved
+
+    def remaining(self, sparsity, key):
+        """Parameters (key "params") or MACs ("macs") the model keeps at `{unit: sparsity}`."""
+        total = self.fixed_params if key == "params" else self.fixed_macs
+        for term in self.terms:
+            kept = term[key]
+            for piece in term["slices"]:
+                removed = sum(c * sparsity.get(u, 0.0) for u, c in piece["counts"].items())
+                kept *= 1.0 - removed / piece["length"]
+            total += kept
+        return total
 
     def drop(self, unit):
         """How much worse than the baseline each level leaves the metric (positive = worse)."""
@@ -174,13 +205,12 @@ def sensitivity_scan(model, eval_fn, sparsities=DEFAULT_SPARSITIES, structure="u
                 metrics[unit.name].append(_evaluate(eval_fn, work))
                 unit.restore(original)
                 bar.update()
-    kernel_macs = macs_by_layer(work)
+    terms = cost_terms(units)
     return SensitivityTable(
         baseline=baseline, sparsities=levels, metrics=metrics,
-        sizes={u.name: u.size for u in units}, params={u.name: u.params for u in units},
-        macs={u.name: u.macs for u in units},
-        fixed_params=int(work.count_params()) - sum(u.params for u in units),
-        fixed_macs=sum(kernel_macs.values()) - sum(u.macs for u in units),
+        sizes={u.name: u.size for u in units}, terms=terms,
+        fixed_params=int(work.count_params()) - sum(t["params"] for t in terms),
+        fixed_macs=sum(macs_by_layer(work).values()) - sum(t["macs"] for t in terms),
         structure=structure, higher_is_better=higher_is_better)
 
 
@@ -229,7 +259,7 @@ class LayerUnit:
         self.weights = registry.prunable_weights(layer, prune_depthwise=True)
         self.block_size = tuple(block_size)
         self.block_pooling_type = block_pooling_type
-        self.size = self.params = sum(int(np.prod(w.shape)) for w in self.weights)
+        self.size = sum(int(np.prod(w.shape)) for w in self.weights)
         self.macs = _uses_per_weight(layer) * self.size
 
     def values(self):
@@ -246,6 +276,18 @@ class LayerUnit:
             weight.assign(value)
 
 
+def unstructured_term(unit, size, macs):
+    """The cost term of `size` weights that unstructured pruning of `unit` removes one by one."""
+    return {"params": size, "macs": macs, "slices": [{"length": 1, "counts": {unit: 1}}]}
+
+
+def cost_terms(units):
+    """The `SensitivityTable.terms` of scanned units (see there)."""
+    if units and isinstance(units[0], ChannelUnit):
+        return channel_terms(units[0].graph, [unit.name for unit in units])
+    return [unstructured_term(unit.name, unit.size, unit.macs) for unit in units]
+
+
 def layer_units(model, names=None, block_size=(1, 1), block_pooling_type="AVG"):
     return [LayerUnit(layer, block_size, block_pooling_type)
             for layer in prunable_layers(model, names)]
@@ -259,28 +301,20 @@ class ChannelUnit:
 
         self.name = group.name
         self.size = len(group)
-        self._graph, self._group, self._scores = graph, group, scores
+        self.graph, self._group, self._scores = graph, group, scores
         self._channel_masks = channel_masks
         self._variables = {(id(s.layer), s.weight): _variable(s.layer, s.weight)
                            for s in graph.slices if s.zeroable}
-        # Weights the group's channels own: each slice holds size / len(slice) per channel.
-        self.params = self.macs = 0
-        for s in graph.slices:
-            count = int(np.isin(s.atoms, group.atoms).sum()) if s.zeroable else 0
-            if count:
-                owned = count * int(np.prod(self._variables[(id(s.layer), s.weight)].shape))
-                self.params += owned // len(s.atoms)
-                self.macs += owned // len(s.atoms) * _uses_per_weight(s.layer)
 
     def values(self):
         return {key: ops.convert_to_numpy(v) for key, v in self._variables.items()}
 
     def prune(self, sparsity):
-        remove = np.zeros(self._graph.num_atoms, bool)
+        remove = np.zeros(self.graph.num_atoms, bool)
         kept = mask_lib.kept_count(self.size, sparsity)
         order = np.argsort(self._scores[self._group.atoms], kind="stable")
         remove[self._group.atoms[order[:self.size - kept]]] = True
-        for layer_id, masks in self._channel_masks(self._graph, remove).items():
+        for layer_id, masks in self._channel_masks(self.graph, remove).items():
             for name, mask in masks.items():
                 variable = self._variables[(layer_id, name)]
                 variable.assign(ops.convert_to_numpy(variable) * mask)
@@ -306,6 +340,31 @@ def channel_units(model, names=None, criterion="l1"):
                              f"its groups are {sorted(groups)}.")
         groups = {name: groups[name] for name in names}
     return [ChannelUnit(graph, group, scores) for group in groups.values()]
+
+
+def channel_terms(graph, group_names):
+    """Cost terms of every weight a channel group slices (producer, consumers, BN statistics)."""
+    owner = np.full(graph.num_atoms, -1)
+    names = [group.name for group in graph.groups]
+    for index, group in enumerate(graph.groups):
+        if group.name in group_names:
+            owner[group.atoms] = index
+    by_weight = {}
+    for s in graph.slices:
+        owners, counts = np.unique(owner[s.atoms], return_counts=True)
+        piece = {"length": len(s.atoms), "counts": {names[o]: int(c) for o, c in
+                                                     zip(owners, counts) if o >= 0}}
+        if piece["counts"]:
+            by_weight.setdefault((s.layer, s.weight), []).append(piece)
+    terms = []
+    for (layer, weight_name), pieces in by_weight.items():
+        variable = _variable(layer, weight_name)
+        size = int(np.prod(variable.shape))
+        kernels = registry.prunable_weights(layer, prune_depthwise=True) if _has_prunable(
+            layer) else []
+        macs = size * _uses_per_weight(layer) if any(variable is k for k in kernels) else 0
+        terms.append({"params": size, "macs": macs, "slices": pieces})
+    return terms
 
 
 def _variable(layer, name):

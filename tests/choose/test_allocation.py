@@ -8,6 +8,7 @@ import pytest
 
 import edgeprune as ep
 from edgeprune.masks import kept_count
+from edgeprune.sensitivity import unstructured_term
 from tests.choose.conftest import accuracy_on, compile_and_fit, named_cnn
 
 LEVELS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
@@ -69,10 +70,11 @@ def test_allocation_spares_the_sensitive_layer(fragile_cnn, digits):
 
 
 def synthetic_table(flat, steep):
-    sizes = {"flat": 100, "steep": 100}
     return ep.SensitivityTable(baseline=1.0, sparsities=(0.5, 0.9, 0.98),
-                               metrics={"flat": flat, "steep": steep}, sizes=sizes,
-                               params=sizes, macs=sizes)
+                               metrics={"flat": flat, "steep": steep},
+                               sizes={"flat": 100, "steep": 100},
+                               terms=[unstructured_term(unit, 100, 100)
+                                      for unit in ("flat", "steep")])
 
 
 def test_cheapest_cuts_first_and_the_last_one_partial():
