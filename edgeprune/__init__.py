@@ -23,8 +23,8 @@ from edgeprune.wrapper import PruneLowMagnitude
 # --- quantization and export ---
 
 # --- choosing sparsity ---
-from edgeprune.allocation import (Allocation, allocate, global_magnitude_allocation,
-                                  uniform_allocation, with_target)
+from edgeprune.allocation import (Allocation, allocate, apply_channel_allocation,
+                                  global_magnitude_allocation, uniform_allocation, with_target)
 from edgeprune.imp import (ImpResult, ImpRound, RewindCheckpoint, iterative_magnitude_pruning,
                            layer_weights, rewind_weights)
 from edgeprune.sensitivity import SensitivityTable, sensitivity_scan

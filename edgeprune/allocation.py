@@ -15,7 +15,7 @@ from keras import ops
 
 from edgeprune import masks as mask_lib
 from edgeprune import registry
-from edgeprune.sensitivity import prunable_layers
+from edgeprune.sensitivity import channel_units, prunable_layers, working_copy
 
 BUDGETS = ("sparsity", "params", "macs", "bytes")
 
@@ -75,6 +75,26 @@ class Allocation:
     @classmethod
     def from_dict(cls, data):
         return cls(**data)
+
+
+def apply_channel_allocation(model, allocation, criterion="l1"):
+    """A copy of `model` with each channel group's weakest channels zeroed to its allocation.
+
+    The copy computes what `shrink` of it computes: shrink it, then fine-tune the smaller model.
+    `criterion` ranks channels within a group, as in the scan ("l1", "l2" or "bn_gamma").
+
+    >>> table = ep.sensitivity_scan(model, accuracy, structure="channels")  # doctest: +SKIP
+    >>> small = ep.shrink(ep.apply_channel_allocation(model, ep.allocate(table, 0.5)))  # doctest: +SKIP
+    """
+    if allocation.structure != "channels":
+        raise ValueError("apply_channel_allocation needs a channel allocation (from a "
+                         "structure='channels' scan); apply unstructured ones with "
+                         "prune_low_magnitude(model, pruning_schedule=allocation.schedules(...)).")
+    pruned = working_copy(model)
+    chosen = [name for name, sparsity in allocation.sparsity.items() if sparsity > 0]
+    for unit in channel_units(pruned, chosen, criterion):
+        unit.prune(allocation.sparsity[unit.name])
+    return pruned
 
 
 def with_target(schedule, sparsity):

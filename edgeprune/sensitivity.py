@@ -244,8 +244,9 @@ def prunable_layers(model, names=None):
 def macs_by_layer(model):
     """Dense multiply-accumulates of each layer's prunable weights: `{layer name: MACs}`.
 
-    A kernel weight is used once per output position (prod of the output's middle dimensions) for
-    each call of the layer; layers never called in a graph (subclassed models) count once.
+    A kernel weight is used once per output position (prod of the output's middle dimensions);
+    one call is counted (a layer shared by several calls is counted once), and layers never
+    called in a graph (subclassed models) count each weight once.
     """
     return {layer.name: _uses_per_weight(layer) * _prunable_size(layer)
             for layer in leaf_layers(model) if _has_prunable(layer)}
@@ -383,10 +384,10 @@ def _prunable_size(layer):
 
 
 def _uses_per_weight(layer):
+    # One call's output positions: a rebuilt model's layers may keep nodes of earlier graphs.
     nodes = getattr(layer, "_inbound_nodes", [])
-    uses = sum(int(np.prod(tensor.shape[1:-1])) for node in nodes
-               for tensor in node.output_tensors)
-    return max(1, uses)
+    return max([int(np.prod(tensor.shape[1:-1])) for node in nodes
+                for tensor in node.output_tensors] + [1])
 
 
 def _check_sparsities(sparsities):
