@@ -1,2 +1,15 @@
 """device_bench: benchmark .tflite models on the host, a Raspberry Pi (SSH), Android (adb) or a
-microcontroller (TFLite Micro). Imports no TensorFlow: only numpy and ai-edge-litert are needed."""
+microcontroller (TFLite Micro). Imports no TensorFlow: only numpy and ai-edge-litert are needed.
+
+>>> import device_bench
+>>> result = device_bench.benchmark("model.tflite", target="local", num_runs=50)  # doctest: +SKIP
+>>> print(result.to_dict()["models"][0]["latency"]["p50_us"])                    # doctest: +SKIP
+"""
+
+from device_bench.api import benchmark, make_target
+from device_bench.errors import BenchError
+from device_bench.schema import SCHEMA_VERSION, BenchmarkResult
+from device_bench.settings import RunSettings
+
+__all__ = ["benchmark", "make_target", "BenchError", "BenchmarkResult", "RunSettings",
+           "SCHEMA_VERSION"]

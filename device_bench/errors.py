@@ -1,0 +1,15 @@
+"""The one exception type device_bench raises for anything a user can fix.
+
+Every message names the thing that is wrong and what to do about it; the CLI prints it on one line
+without a stack trace.
+"""
+
+
+class BenchError(Exception):
+    """A problem with the user's input, model file, target or board, explained in the message.
+
+    >>> raise BenchError("model.tflite: file not found; check the --graph path")
+    Traceback (most recent call last):
+    ...
+    device_bench.errors.BenchError: model.tflite: file not found; check the --graph path
+    """

@@ -1,0 +1,124 @@
+"""The versioned result schema shared by the CLI's JSON/CSV output and the Python API.
+
+A `BenchmarkResult` holds one `ModelResult` per graph, comparisons against the first graph, and for
+the micro target a `MicroReport` per graph. `to_dict()` gives plain JSON-able data whose layout is
+pinned by SCHEMA_VERSION; `BenchmarkResult.from_dict()` reads it back.
+
+>>> result = BenchmarkResult(target="local", settings={}, runtime={}, models=[])
+>>> result.to_dict()["schema_version"]
+1
+
+Times are microseconds, sizes bytes. Fields a target cannot measure are None (for example the
+percentiles from an old benchmark_model that prints only the mean).
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class LatencyStats:
+    count: int
+    min_us: float | None
+    max_us: float | None
+    mean_us: float
+    std_us: float | None
+    p50_us: float | None
+    p90_us: float | None
+    p99_us: float | None
+    cv: float | None  # coefficient of variation, std / mean
+
+
+@dataclass
+class Ratio:
+    """Latency of a graph divided by the baseline's; < 1 means faster than the baseline."""
+    pairs: int          # timed pairs the ratio comes from (0: ratio of means, not interleaved)
+    median: float
+    p5: float | None
+    p95: float | None
+
+
+@dataclass
+class Comparison:
+    baseline: str
+    graph: str
+    ratio: Ratio
+
+
+@dataclass
+class MemoryVerdict:
+    """Needed vs available bytes of one memory (flash or RAM) of a board."""
+    needed_bytes: int
+    available_bytes: int
+    fits: bool
+    margin_bytes: int   # available - needed: negative when it does not fit
+
+
+@dataclass
+class MicroReport:
+    ops: list[str]
+    arena_used_bytes: int | None          # print_allocations' total at a generous arena
+    arena_min_bytes: int | None           # smallest arena the interpreter ran with
+    board: str | None = None
+    flash: MemoryVerdict | None = None
+    ram: MemoryVerdict | None = None
+    fits: bool | None = None
+    verdict: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ModelResult:
+    graph: str
+    size_bytes: int
+    init_us: float | None = None
+    first_inference_us: float | None = None
+    warmup_mean_us: float | None = None
+    warmup_count: int | None = None
+    latency: LatencyStats | None = None
+    memory_delta_bytes: int | None = None   # peak RSS growth while loading and warming up
+    memory_delta_kind: str | None = None    # "peak_rss", "rss" or "benchmark_model_overall"
+    inputs: list[dict] = field(default_factory=list)
+    micro: MicroReport | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BenchmarkResult:
+    target: str
+    settings: dict
+    runtime: dict
+    models: list[ModelResult]
+    comparisons: list[Comparison] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data):
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"result schema version {data.get('schema_version')} is not "
+                             f"{SCHEMA_VERSION}; read it with the device_bench that wrote it")
+        return cls(
+            target=data["target"], settings=data["settings"], runtime=data["runtime"],
+            models=[_model_from_dict(m) for m in data["models"]],
+            comparisons=[Comparison(c["baseline"], c["graph"], Ratio(**c["ratio"]))
+                         for c in data["comparisons"]],
+            warnings=list(data["warnings"]))
+
+
+def _model_from_dict(data):
+    data = dict(data)
+    if data["latency"] is not None:
+        data["latency"] = LatencyStats(**data["latency"])
+    if data["micro"] is not None:
+        micro = dict(data["micro"])
+        for key in ("flash", "ram"):
+            if micro[key] is not None:
+                micro[key] = MemoryVerdict(**micro[key])
+        data["micro"] = MicroReport(**micro)
+    return ModelResult(**data)

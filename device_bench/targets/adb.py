@@ -1,0 +1,114 @@
+"""The `adb://SERIAL` target: an Android phone running the official benchmark_model binary.
+
+It pushes the user's benchmark_model and the models into a fresh folder under /data/local/tmp,
+runs each model with benchmark_model's own flags (optionally pinned with `taskset MASK`), parses
+the output (benchmark_model_output.py) into the result schema and removes the folder.
+
+>>> shell_command("/data/local/tmp/d/benchmark_model", "/data/local/tmp/d/m.tflite",
+...               RunSettings(num_threads=4, num_runs=10), "f0")[:60]
+'taskset f0 /data/local/tmp/d/benchmark_model --graph=/data/l'
+"""
+
+import os
+import posixpath
+import shlex
+import shutil
+import subprocess
+import uuid
+
+from device_bench import benchmark_model_output, results
+from device_bench.errors import BenchError
+from device_bench.modelfile import read_tflite
+from device_bench.schema import BenchmarkResult, Comparison, ModelResult, Ratio
+from device_bench.settings import RunSettings
+
+REMOTE_ROOT = "/data/local/tmp"
+COMMAND_TIMEOUT_SECS = 120
+_FLAGS = ("num_threads", "warmup_runs", "warmup_min_secs", "num_runs", "min_secs", "max_secs")
+
+
+def shell_command(remote_binary, remote_graph, settings, taskset_mask=None):
+    """The `adb shell` command line that runs benchmark_model; every value is shell-quoted."""
+    flags = [f"--graph={remote_graph}"] + [f"--{name}={getattr(settings, name)}" for name in _FLAGS]
+    flags.append(f"--use_xnnpack={str(settings.use_xnnpack).lower()}")
+    if settings.input_shapes:
+        flags.append("--input_layer=" + ",".join(settings.input_shapes))
+        flags.append("--input_layer_shape=" + ":".join(
+            ",".join(str(d) for d in shape) for shape in settings.input_shapes.values()))
+    pin = f"taskset {shlex.quote(taskset_mask)} " if taskset_mask else ""
+    return pin + " ".join(shlex.quote(part) for part in [remote_binary] + flags)
+
+
+def model_result(graph, size_bytes, run):
+    memory = run.peak_memory_bytes or run.memory_overall_bytes
+    result = ModelResult(graph=graph, size_bytes=size_bytes, init_us=run.init_us,
+                         first_inference_us=run.first_inference_us,
+                         warmup_mean_us=run.warmup_mean_us, warmup_count=run.warmup_count,
+                         latency=run.latency, memory_delta_bytes=memory,
+                         memory_delta_kind=None if memory is None else (
+                             "benchmark_model_peak" if run.peak_memory_bytes
+                             else "benchmark_model_overall"))
+    results.add_noise_warning(result)
+    return result
+
+
+def sequential_comparisons(models):
+    """Ratios of typical latency (median if printed, else mean) against the first model."""
+    def typical(m):
+        return m.latency.p50_us or m.latency.mean_us
+    return [Comparison(baseline=models[0].graph, graph=m.graph,
+                       ratio=Ratio(pairs=0, median=typical(m) / typical(models[0]), p5=None,
+                                   p95=None))
+            for m in models[1:]]
+
+
+class AdbTarget:
+    def __init__(self, serial, benchmark_binary=None, taskset_mask=None, adb="adb"):
+        self.serial, self.taskset_mask, self.adb = serial, taskset_mask, adb
+        self.benchmark_binary = benchmark_binary
+        self.name = f"adb://{serial}"
+
+    def run(self, graphs, settings):
+        if not self.benchmark_binary or not os.path.isfile(self.benchmark_binary):
+            raise BenchError(f"adb: --benchmark_binary={self.benchmark_binary!r} is not a file; "
+                             "download LiteRT's android_aarch64 benchmark_model and pass its path")
+        if shutil.which(self.adb) is None:
+            raise BenchError(f"adb: {self.adb!r} not found; install Android platform-tools or "
+                             "pass --adb=/path/to/adb")
+        sizes = [len(read_tflite(graph)) for graph in graphs]
+        folder = posixpath.join(REMOTE_ROOT, f"device_bench_{uuid.uuid4().hex[:12]}")
+        self._adb("shell", f"mkdir -p {shlex.quote(folder)}")
+        try:
+            binary = posixpath.join(folder, "benchmark_model")
+            self._adb("push", self.benchmark_binary, binary)
+            self._adb("shell", f"chmod 755 {shlex.quote(binary)}")
+            models = []
+            for index, (graph, size) in enumerate(zip(graphs, sizes)):
+                remote = posixpath.join(folder, f"{index}_{os.path.basename(graph)}")
+                self._adb("push", graph, remote)
+                output = self._adb("shell", shell_command(binary, remote, settings,
+                                                          self.taskset_mask),
+                                   timeout=settings.max_secs * 2 + COMMAND_TIMEOUT_SECS)
+                models.append(model_result(graph, size, benchmark_model_output.parse(output)))
+        finally:
+            self._adb("shell", f"rm -rf {shlex.quote(folder)}")
+        warnings = [w for m in models for w in m.warnings]
+        if len(models) > 1:
+            warnings.append("adb: benchmark_model runs one model per process, so the models ran "
+                            "one after another, not interleaved; repeat the run to check ratios")
+        return BenchmarkResult(target=self.name, settings=settings.to_dict(),
+                               runtime={"runtime": "benchmark_model", "serial": self.serial},
+                               models=models, comparisons=sequential_comparisons(models),
+                               warnings=warnings)
+
+    def _adb(self, *args, timeout=COMMAND_TIMEOUT_SECS):
+        command = [self.adb, "-s", self.serial, *args]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"adb://{self.serial}: `adb {args[0]}` did not finish within "
+                             f"{timeout:g} s; is the phone connected and unlocked?") from None
+        if done.returncode != 0:
+            raise BenchError(f"adb://{self.serial}: `adb {' '.join(args)[:120]}` failed: "
+                             f"{(done.stderr or done.stdout).strip()[-600:]} (see `adb devices`)")
+        return done.stdout + done.stderr

@@ -1,0 +1,185 @@
+"""The `ssh://user@host[:port]` target: a Raspberry Pi or any Linux board with Python.
+
+It copies runner.py and the models into a fresh remote temp dir, runs runner.py with the board's
+own Python and ai-edge-litert, reads back the same JSON as the local target, and removes the temp
+dir whatever happens. Host keys are checked against known_hosts unless check_host_key=False.
+Every remote path goes through shlex.quote.
+
+>>> SshTarget("pi@raspberrypi.local").port
+22
+"""
+
+import json
+import os
+import posixpath
+import shlex
+import socket
+import warnings
+
+from device_bench import results, runner
+from device_bench.errors import BenchError
+from device_bench.modelfile import read_tflite
+from device_bench.targets import runner_process
+from device_bench.targets.local import LOAD_ALLOWANCE_SECS
+
+_COMMAND_NOT_FOUND = 127
+
+
+def parse_address(address):
+    """'user@host:port' -> (user or None, host, port)."""
+    user, _, hostport = address.rpartition("@")
+    host, port = hostport, 22
+    if hostport.startswith("["):                      # [ipv6]:port
+        host, _, rest = hostport[1:].partition("]")
+        port = rest[1:] or 22
+    elif hostport.count(":") == 1:
+        host, port = hostport.split(":")
+    try:
+        port = int(port)
+    except ValueError:
+        raise BenchError(f"ssh://{address}: port {port!r} is not a number") from None
+    if not host:
+        raise BenchError(f"ssh://{address}: no host name; use ssh://user@host[:port]")
+    return user or None, host, port
+
+
+class SshTarget:
+    def __init__(self, address, remote_python="python3", known_hosts=None, check_host_key=True,
+                 key_filename=None, timeout=10.0, remote_temp_root="/tmp"):
+        self.user, self.host, self.port = parse_address(address)
+        self.name = f"ssh://{address}"
+        self.remote_python = remote_python
+        self.known_hosts = known_hosts and os.path.expanduser(known_hosts)
+        self.check_host_key = check_host_key
+        self.key_filename = key_filename and os.path.expanduser(key_filename)
+        self.timeout = timeout
+        self.remote_temp_root = remote_temp_root
+
+    @property
+    def where(self):
+        return f"{self.host}:{self.port}" if self.port != 22 else self.host
+
+    def run(self, graphs, settings):
+        for graph in graphs:
+            read_tflite(graph)
+        client = self._connect()
+        try:
+            tmp = self._make_temp_dir(client)
+            try:
+                remote_graphs = self._upload(client, tmp, graphs)
+                raw = self._run_runner(client, tmp, settings.runner_config(remote_graphs), graphs,
+                                       settings.max_secs + LOAD_ALLOWANCE_SECS * len(graphs))
+            finally:
+                self._remove_temp_dir(client, tmp)
+        finally:
+            client.close()
+        return results.from_runner(raw, self.name, settings, list(graphs))
+
+    def _connect(self):
+        import paramiko  # only this target needs it
+
+        if self.key_filename and not os.path.isfile(self.key_filename):
+            raise BenchError(f"SSH key file {self.key_filename} not found; check --ssh_key")
+        client = paramiko.SSHClient()
+        if self.check_host_key:
+            self._load_known_hosts(client)
+            client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        else:
+            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        try:
+            client.connect(self.host, self.port, username=self.user,
+                           key_filename=self.key_filename, timeout=self.timeout,
+                           banner_timeout=self.timeout, auth_timeout=self.timeout)
+        except paramiko.BadHostKeyException:
+            raise BenchError(
+                f"{self.where}: the host key differs from the one in known_hosts (the board was "
+                "re-installed, or someone is in the middle); check it, then remove the old key "
+                f"with: ssh-keygen -R {self._known_hosts_name()}") from None
+        except paramiko.AuthenticationException as error:
+            raise BenchError(f"{self.where}: login as {self.user or 'the current user'} failed "
+                             f"({error}); pass --ssh_key=PRIVATE_KEY or add your key to the "
+                             "board's ~/.ssh/authorized_keys") from None
+        except paramiko.SSHException as error:
+            if "known_hosts" in str(error):
+                raise BenchError(self._unknown_host_message()) from None
+            # paramiko reports a handshake cut short by the timeout in either of these ways.
+            if "banner" in str(error) or "No existing session" in str(error):
+                raise BenchError(f"{self.where}: no SSH answer within {self.timeout:g} s; is an "
+                                 f"SSH server listening on port {self.port}?") from None
+            raise BenchError(f"{self.where}: SSH failed ({error})") from None
+        except (socket.timeout, TimeoutError):
+            raise BenchError(f"{self.where}: timed out after {self.timeout:g} s connecting; "
+                             "is the board on and on this network?") from None
+        except OSError as error:
+            raise BenchError(f"{self.where}: cannot reach the board ({error.strerror or error}); "
+                             "check the host name, the port and that sshd runs") from None
+        return client
+
+    def _known_hosts_name(self):
+        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+
+    def _load_known_hosts(self, client):
+        if self.known_hosts is None:
+            client.load_system_host_keys()
+        elif os.path.isfile(self.known_hosts):
+            client.load_host_keys(self.known_hosts)
+        else:
+            raise BenchError(f"known_hosts file {self.known_hosts} not found; pass an existing "
+                             "file to --ssh_known_hosts")
+
+    def _unknown_host_message(self):
+        where = self.known_hosts or "~/.ssh/known_hosts"
+        port = f"-p {self.port} " if self.port != 22 else ""
+        return (f"{self.where}: host key not in {where}, so the board's identity cannot be "
+                f"checked. Add it after checking its fingerprint: ssh-keyscan {port}{self.host} >> "
+                f"{where} (or log in once with ssh), or pass --ssh_no_host_key_check "
+                "(check_host_key=False) on a network you trust")
+
+    def _exec(self, client, command, timeout, stdin_text=None):
+        """(exit status, stdout, stderr) of a remote shell command, within `timeout` seconds."""
+        try:
+            stdin, stdout, stderr = client.exec_command(command, timeout=timeout)
+            if stdin_text is not None:
+                stdin.write(stdin_text)
+            stdin.channel.shutdown_write()
+            out, err = stdout.read().decode(errors="replace"), stderr.read().decode(errors="replace")
+            return stdout.channel.recv_exit_status(), out, err
+        except (socket.timeout, TimeoutError):
+            raise BenchError(f"{self.where}: `{command[:60]}` did not finish within {timeout:g} s; "
+                             "lower --max_secs or check the board") from None
+
+    def _make_temp_dir(self, client):
+        template = posixpath.join(self.remote_temp_root, "device_bench.XXXXXXXX")
+        status, out, err = self._exec(client, f"mktemp -d {shlex.quote(template)}", self.timeout)
+        if status != 0 or not out.strip():
+            raise BenchError(f"{self.where}: cannot create a temp dir with mktemp -d: {err.strip()}")
+        return out.strip()
+
+    def _remove_temp_dir(self, client, tmp):
+        """Best effort: a failed clean-up warns rather than hide the error that got us here."""
+        try:
+            self._exec(client, f"rm -rf -- {shlex.quote(tmp)}", self.timeout)
+        except Exception as error:  # the connection may be gone already
+            warnings.warn(f"{self.where}: could not remove the temp dir {tmp}: {error}")
+
+    def _upload(self, client, tmp, graphs):
+        remote = []
+        with client.open_sftp() as sftp:
+            sftp.put(runner.__file__, posixpath.join(tmp, "runner.py"))
+            for index, graph in enumerate(graphs):
+                path = posixpath.join(tmp, f"{index}_{os.path.basename(graph)}")
+                sftp.put(graph, path)
+                remote.append(path)
+        return remote
+
+    def _run_runner(self, client, tmp, config, graphs, timeout):
+        python = " ".join(shlex.quote(part) for part in shlex.split(self.remote_python))
+        command = f"{python} {shlex.quote(posixpath.join(tmp, 'runner.py'))}"
+        status, out, err = self._exec(client, command, timeout, json.dumps(config))
+        if status == _COMMAND_NOT_FOUND:
+            raise BenchError(f"{self.where}: {self.remote_python!r} not found on the board "
+                             f"({err.strip()}); pass --remote_python=/path/to/python3")
+        return runner_process.decode(
+            status, out, err, self.where, graphs,
+            missing_dependency_hint=" (on the board; or point --remote_python at a Python that "
+                                    "has ai-edge-litert and numpy)")
