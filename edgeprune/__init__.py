@@ -21,6 +21,12 @@ from edgeprune.wrapper import PruneLowMagnitude
 # --- structured pruning ---
 
 # --- quantization and export ---
+from edgeprune.export import QUANTIZE_MODES, export_tflite
+from edgeprune.micro import export_micro, op_resolver_lines
+from edgeprune.qat import (QuantizeAnnotate, QuantizeWrapper, quantize_annotate_layer,
+                           quantize_annotate_model, quantize_apply, quantize_model,
+                           strip_quantization)
+from edgeprune.validate import run_tflite, size_report, validate_tflite
 
 # --- choosing sparsity ---
 from edgeprune.allocation import (Allocation, allocate, apply_channel_allocation,
