@@ -23,6 +23,8 @@ from edgeprune.rebuild import copy_layer, leaf_layers, rebuild
 
 DEFAULT_SPARSITIES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
 STRUCTURES = ("unstructured", "channels")
+STRUCTURE_OPTIONS = {"unstructured": ("block_size", "block_pooling_type"),
+                     "channels": ("criterion",)}
 
 
 @dataclasses.dataclass
@@ -188,6 +190,11 @@ def sensitivity_scan(model, eval_fn, sparsities=DEFAULT_SPARSITIES, structure="u
         raise ValueError(f"structure must be one of {STRUCTURES}, got {structure!r}.")
     if not callable(eval_fn):
         raise ValueError("eval_fn must be a callable eval_fn(model) -> float.")
+    allowed = STRUCTURE_OPTIONS[structure]
+    unknown = sorted(set(structure_options) - set(allowed))
+    if unknown:
+        raise ValueError(f"sensitivity_scan got {unknown}, which structure={structure!r} does "
+                         f"not take; its options are {allowed}.")
     work = working_copy(model)
     if structure == "unstructured":
         units = layer_units(work, layers, **structure_options)
@@ -298,12 +305,9 @@ class ChannelUnit:
     """One coupled channel group of a `ChannelGraph`: its lowest-scoring channels are zeroed."""
 
     def __init__(self, graph, group, scores):
-        from edgeprune.structured import channel_masks
-
         self.name = group.name
         self.size = len(group)
         self.graph, self._group, self._scores = graph, group, scores
-        self._channel_masks = channel_masks
         self._variables = {(id(s.layer), s.weight): _variable(s.layer, s.weight)
                            for s in graph.slices if s.zeroable}
 
@@ -311,11 +315,13 @@ class ChannelUnit:
         return {key: ops.convert_to_numpy(v) for key, v in self._variables.items()}
 
     def prune(self, sparsity):
+        from edgeprune.structured import channel_masks
+
         remove = np.zeros(self.graph.num_atoms, bool)
         kept = mask_lib.kept_count(self.size, sparsity)
         order = np.argsort(self._scores[self._group.atoms], kind="stable")
         remove[self._group.atoms[order[:self.size - kept]]] = True
-        for layer_id, masks in self._channel_masks(self.graph, remove).items():
+        for layer_id, masks in channel_masks(self.graph, remove).items():
             for name, mask in masks.items():
                 variable = self._variables[(layer_id, name)]
                 variable.assign(ops.convert_to_numpy(variable) * mask)

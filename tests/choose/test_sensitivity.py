@@ -83,9 +83,27 @@ def test_bad_arguments_name_the_argument(trained_cnn):
             ep.sensitivity_scan(trained_cnn, metric, sparsities=sparsities)
     with pytest.raises(ValueError, match="structure"):
         ep.sensitivity_scan(trained_cnn, metric, structure="rows")
+    with pytest.raises(ValueError, match="criterion.*block_size"):
+        ep.sensitivity_scan(trained_cnn, metric, criterion="l2")
     with pytest.raises(ValueError, match="layers.*nope"):
         ep.sensitivity_scan(trained_cnn, metric, layers=["nope"])
     with pytest.raises(ValueError, match="eval_fn must return one number"):
         ep.sensitivity_scan(trained_cnn, lambda m: [1, 2], progress=False)
     with pytest.raises(ValueError, match="eval_fn"):
         ep.sensitivity_scan(trained_cnn, "accuracy")
+
+
+def test_block_scan_prunes_whole_blocks(trained_cnn):
+    zeros = []
+
+    def count_zero_blocks(model):
+        kernel = model.get_layer("hidden").kernel.numpy()
+        blocks = np.abs(kernel).reshape(kernel.shape[0], -1, 4).sum(-1)  # 1x4 blocks
+        zeros.append((int(np.sum(blocks == 0)), int(np.sum(kernel == 0))))
+        return 0.0
+
+    ep.sensitivity_scan(trained_cnn, count_zero_blocks, sparsities=(0.5,), layers=["hidden"],
+                        block_size=(1, 4), progress=False)
+    count = trained_cnn.get_layer("hidden").kernel.numpy().size // 4
+    removed = count - round(count * 0.5)
+    assert zeros[1] == (removed, 4 * removed)
