@@ -50,7 +50,7 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1),
         raise ValueError(f"structure must be one of {STRUCTURES}, got {structure!r}.")
     per_layer = pruning_schedule if isinstance(pruning_schedule, Mapping) else None
     if per_layer is not None:
-        _check_per_layer(to_prune, per_layer, pruning_scope)
+        _check_per_layer(to_prune, per_layer, pruning_scope, prune_depthwise)
         pruning_schedule = None
     wrapper_args = dict(pruning_schedule=pruning_schedule or ConstantSparsity(0.5, 0),
                         block_size=block_size, block_pooling_type=block_pooling_type,
@@ -97,7 +97,7 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1),
     return pruned
 
 
-def _check_per_layer(to_prune, schedules, pruning_scope):
+def _check_per_layer(to_prune, schedules, pruning_scope, prune_depthwise):
     if not isinstance(to_prune, keras.Model):
         raise ValueError("A dict pruning_schedule ({layer name: schedule}) needs a model; for a "
                          "layer or a list of layers pass one PruningSchedule.")
@@ -105,6 +105,11 @@ def _check_per_layer(to_prune, schedules, pruning_scope):
         raise ValueError("A dict pruning_schedule gives each layer its own target, which "
                          "pruning_scope='global' (one ranking, one target) cannot honour: use "
                          "pruning_scope='layer'.")
-    unknown = sorted(set(schedules) - {layer.name for layer in leaf_layers(to_prune)})
+    layers = {layer.name: layer for layer in leaf_layers(to_prune)}
+    unknown = sorted(set(schedules) - set(layers))
     if unknown:
         raise ValueError(f"pruning_schedule names layers the model does not have: {unknown}.")
+    empty = sorted(name for name in schedules
+                   if not registry.is_prunable(layers[name], prune_depthwise))
+    if empty:
+        raise ValueError(f"pruning_schedule names layers with no weight to prune: {empty}.")

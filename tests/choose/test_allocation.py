@@ -148,6 +148,8 @@ def test_per_layer_schedule_dict_is_checked(trained_cnn):
     schedule = ep.ConstantSparsity(0.5, 0)
     with pytest.raises(ValueError, match="does not have.*nope"):
         ep.prune_low_magnitude(trained_cnn, pruning_schedule={"nope": schedule})
+    with pytest.raises(ValueError, match="no weight to prune.*flatten"):
+        ep.prune_low_magnitude(trained_cnn, pruning_schedule={"flatten": schedule})
     with pytest.raises(ValueError, match="pruning_scope='layer'"):
         ep.prune_low_magnitude(trained_cnn, pruning_schedule={"hidden": schedule},
                                pruning_scope="global")
