@@ -226,7 +226,7 @@ def working_copy(model):
     if not isinstance(model, keras.Model):
         raise ValueError(f"model must be a Keras 3 model, got {type(model).__name__}.")
     copy = rebuild(model, copy_layer)
-    if model.compiled:
+    if model.compiled and not copy.compiled:  # clone_model compiles graph models already
         copy.compile_from_config(model.get_compile_config())
     return copy
 

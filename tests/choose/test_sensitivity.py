@@ -107,3 +107,15 @@ def test_block_scan_prunes_whole_blocks(trained_cnn):
     count = trained_cnn.get_layer("hidden").kernel.numpy().size // 4
     removed = count - round(count * 0.5)
     assert zeros[1] == (removed, 4 * removed)
+
+
+def test_eval_fn_may_use_the_compiled_evaluate(trained_cnn, digits):
+    (_, _), (x_test, y_test) = digits
+
+    def negative_loss(model):
+        return -model.evaluate(x_test, y_test, verbose=0)
+
+    table = ep.sensitivity_scan(trained_cnn, negative_loss, sparsities=(0.9,), layers=["head"],
+                                progress=False)
+    assert table.baseline == pytest.approx(negative_loss(trained_cnn), rel=1e-5)
+    assert table.drop("head")[0] > 0
