@@ -240,7 +240,7 @@ def prunable_layers(model, names=None):
     unknown = sorted(set(names) - set(by_name))
     if unknown:
         raise ValueError(f"layers names layers with no prunable weights or not in the model: "
-                         f"{unknown}; prunable layers are {sorted(by_name)}.")
+                         f"{unknown}; its layers with weights are {sorted(by_name)}.")
     chosen = [by_name[name] for name in names]
     for layer in chosen:
         if not registry.prunable_weights(layer, prune_depthwise=True):
