@@ -19,6 +19,8 @@ from edgeprune.strip import sparsity_report, strip_pruning
 from edgeprune.wrapper import PruneLowMagnitude
 
 # --- structured pruning ---
+from edgeprune.structured import (ChannelGraph, ShrinkReport, channel_scores, prune_channels,
+                                  select_channels, shrink, shrink_report)
 
 # --- quantization and export ---
 from edgeprune.export import QUANTIZE_MODES, export_tflite

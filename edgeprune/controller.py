@@ -18,6 +18,7 @@ from keras import ops
 
 from edgeprune import masks as mask_lib
 from edgeprune.rebuild import leaf_layers
+from edgeprune.structured.gradual import ChannelMasker
 from edgeprune.wrapper import PruneLowMagnitude, apply_mask
 
 
@@ -30,6 +31,8 @@ class PruningController:
     """Steps the wrappers of `model` and updates their masks at pruning steps."""
 
     def __init__(self, model):
+        self.model = model
+        self._channel_masker = None
         self.wrappers = pruning_wrappers(model)
         if not self.wrappers:
             raise ValueError("The model has no pruning wrappers: build it with "
@@ -74,6 +77,7 @@ class PruningController:
         """
         step = self.current_step
         global_group, global_sparsity, synced = [], None, False
+        channel_group, channel_sparsity = [], None
         for wrapper in self.wrappers:
             schedule = wrapper.pruning_schedule
             due = force or schedule.should_prune(step) or (wrapper.sparsity_m_by_n and step == 1)
@@ -83,13 +87,25 @@ class PruningController:
                 self.sync_steps()
                 synced = True
             sparsity = schedule(step)[1]
-            if wrapper.pruning_scope == "global":
+            if wrapper.channel_pruning:
+                channel_group.append(wrapper)
+                channel_sparsity = sparsity
+            elif wrapper.pruning_scope == "global":
                 global_group.append(wrapper)
                 global_sparsity = sparsity
             else:
                 self._prune_layer(wrapper, sparsity)
         if global_group:
             self._prune_global(global_group, global_sparsity)
+        if channel_group:
+            self.channel_masker(channel_group[0].channel_pruning).update(channel_group,
+                                                                         channel_sparsity)
+
+    def channel_masker(self, options):
+        """The `structure="channels"` mask computer, built once from the model's graph."""
+        if self._channel_masker is None:
+            self._channel_masker = ChannelMasker(self.model, options)
+        return self._channel_masker
 
     @staticmethod
     def _prune_layer(wrapper, sparsity):

@@ -7,15 +7,17 @@ import keras
 from edgeprune import registry
 from edgeprune.rebuild import copy_layer, leaf_layers, rebuild
 from edgeprune.schedules import ConstantSparsity
+from edgeprune.structured.gradual import wrap_for_channels
 from edgeprune.wrapper import PruneLowMagnitude
 
-STRUCTURES = ("unstructured",)
+STRUCTURES = ("unstructured", "channels")
 
 
 def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1),
                         block_pooling_type="AVG", sparsity_m_by_n=None, pruning_policy=None,
                         pruning_scope="layer", structure="unstructured", skip_layers=(),
-                        prune_depthwise=False, **kwargs):
+                        prune_depthwise=False, criterion="l1", ranking="per_layer", round_to=1,
+                        min_channels=1, **kwargs):
     """Wraps every prunable layer of `to_prune` so training drives its weights to sparsity.
 
     `to_prune` is a Sequential, functional or subclassed model (nested models and shared layers
@@ -32,8 +34,13 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1),
         pruning_policy: optional object with `allow_pruning(layer)` (and optionally
             `ensure_model_supports_pruning(model)`), e.g. `PruneForLatencyOnXNNPack()`.
         pruning_scope: "layer" (tfmot) or "global": rank weights across all pruned layers.
-        structure: "unstructured" (weights, blocks or N:M).
-        skip_layers: names of layers to leave unwrapped.
+        structure: "unstructured" (weights, blocks or N:M) or "channels": whole coupled channels
+            (filters, units) are zeroed so that `edgeprune.shrink` can remove them afterwards;
+            the schedule's sparsity is then the fraction of channels removed.
+        skip_layers: names of layers to leave unwrapped ("channels": whose output channels are
+            kept).
+        criterion, ranking, round_to, min_channels: for structure="channels" only, see
+            `edgeprune.prune_channels`.
         prune_depthwise: also prune DepthwiseConv kernels (tfmot never does).
 
     Example:
@@ -50,8 +57,20 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1),
         raise ValueError(f"structure must be one of {STRUCTURES}, got {structure!r}.")
     per_layer = pruning_schedule if isinstance(pruning_schedule, Mapping) else None
     if per_layer is not None:
-        _check_per_layer(to_prune, per_layer, pruning_scope, prune_depthwise)
+        _check_per_layer(to_prune, per_layer, pruning_scope, structure, prune_depthwise)
         pruning_schedule = None
+    if structure == "channels":
+        if block_size != (1, 1) or sparsity_m_by_n or pruning_policy or kwargs:
+            raise ValueError("structure='channels' removes whole channels: block_size, "
+                             "sparsity_m_by_n, pruning_policy and wrapper options do not apply.")
+        if not isinstance(to_prune, keras.Model):
+            raise ValueError("structure='channels' needs the whole model (Functional or "
+                             "Sequential): coupled channels are found from its graph.")
+        return wrap_for_channels(to_prune, pruning_schedule or ConstantSparsity(0.5, 0),
+                                 criterion, ranking, round_to, min_channels, skip_layers)
+    if (criterion, ranking, round_to, min_channels) != ("l1", "per_layer", 1, 1):
+        raise ValueError("criterion, ranking, round_to and min_channels choose channels: they "
+                         "apply to structure='channels' only.")
     wrapper_args = dict(pruning_schedule=pruning_schedule or ConstantSparsity(0.5, 0),
                         block_size=block_size, block_pooling_type=block_pooling_type,
                         sparsity_m_by_n=sparsity_m_by_n, pruning_scope=pruning_scope, **kwargs)
@@ -97,7 +116,11 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1),
     return pruned
 
 
-def _check_per_layer(to_prune, schedules, pruning_scope, prune_depthwise):
+def _check_per_layer(to_prune, schedules, pruning_scope, structure, prune_depthwise):
+    if structure != "unstructured":
+        raise ValueError("A dict pruning_schedule sets each layer's weight sparsity "
+                         "(structure='unstructured'); for per-group channel targets use "
+                         "edgeprune.apply_channel_allocation(model, allocation).")
     if not isinstance(to_prune, keras.Model):
         raise ValueError("A dict pruning_schedule ({layer name: schedule}) needs a model; for a "
                          "layer or a list of layers pass one PruningSchedule.")

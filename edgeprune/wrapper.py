@@ -47,6 +47,9 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             together with every other "global" wrapper in the model.
         weight_names: which of the layer's weights to mask, by path inside the layer
             ("kernel", "query/kernel"); default: the registry's prunable weights.
+        channel_pruning: None, or the options of `structure="channels"` pruning (criterion,
+            ranking, round_to, min_channels, skip_layers): the controller then computes this wrapper's
+            masks together with the model's other channel wrappers (`edgeprune.structured`).
 
     Example:
 
@@ -60,7 +63,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
 
     def __init__(self, layer, pruning_schedule=None, block_size=(1, 1),
                  block_pooling_type="AVG", sparsity_m_by_n=None, pruning_scope="layer",
-                 weight_names=None, **kwargs):
+                 weight_names=None, channel_pruning=None, **kwargs):
         kwargs.setdefault("name", f"prune_low_magnitude_{layer.name}")
         super().__init__(layer, **kwargs)
         self.pruning_schedule = deserialize_schedule(pruning_schedule) or ConstantSparsity(0.5, 0)
@@ -87,6 +90,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                              "ranking. Use pruning_scope='layer' with sparsity_m_by_n.")
         self.pruning_scope = pruning_scope
         self.weight_names = list(weight_names) if weight_names is not None else None
+        self.channel_pruning = dict(channel_pruning) if channel_pruning else None
         self.supports_masking = layer.supports_masking
         self.step_owner = None  # weakref to the PruningController that counts steps
 
@@ -168,6 +172,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             "sparsity_m_by_n": list(self.sparsity_m_by_n) if self.sparsity_m_by_n else None,
             "pruning_scope": self.pruning_scope,
             "weight_names": self.weight_names,
+            "channel_pruning": self.channel_pruning,
         })
         return config
 

@@ -150,6 +150,9 @@ def test_per_layer_schedule_dict_is_checked(trained_cnn):
         ep.prune_low_magnitude(trained_cnn, pruning_schedule={"nope": schedule})
     with pytest.raises(ValueError, match="no weight to prune.*flatten"):
         ep.prune_low_magnitude(trained_cnn, pruning_schedule={"flatten": schedule})
+    with pytest.raises(ValueError, match="apply_channel_allocation"):
+        ep.prune_low_magnitude(trained_cnn, pruning_schedule={"hidden": schedule},
+                               structure="channels")
     with pytest.raises(ValueError, match="pruning_scope='layer'"):
         ep.prune_low_magnitude(trained_cnn, pruning_schedule={"hidden": schedule},
                                pruning_scope="global")

@@ -1,0 +1,86 @@
+"""Gradual channel pruning during training: `prune_low_magnitude(..., structure="channels")`.
+
+Every layer owning a weight slice of a prunable coupled channel is wrapped in `PruneLowMagnitude`
+with masks on exactly those weights (filters, biases, BN gamma/beta, depthwise filters, consumer
+input slices). At each pruning step the `PruningController` hands the channel wrappers to a
+`ChannelMasker`, which rebuilds the channel graph from the wrapped model itself (so a model loaded
+from `.keras` mid-training resumes without extra state), scores the masked weights group by group
+and zeroes whole coupled channels, so the model trains as the shrunk model will run.
+"""
+
+import numpy as np
+from keras import ops
+
+from edgeprune.rebuild import copy_layer, rebuild
+from edgeprune.structured.criteria import channel_scores, check_criterion
+from edgeprune.structured.graph import ChannelGraph
+from edgeprune.structured.oneshot import channel_masks
+from edgeprune.structured.selection import check_selection, select_channels
+from edgeprune.wrapper import PruneLowMagnitude, apply_mask, relative_weight_name
+
+
+def wrap_for_channels(model, pruning_schedule, criterion="l1", ranking="per_layer", round_to=1,
+                      min_channels=1, skip_layers=()):
+    """A copy of `model` whose channel-owning layers are wrapped for gradual channel pruning.
+
+    The schedule's sparsity is the fraction of channels removed, per group ("per_layer") or
+    over all prunable channels ("global"); see `select_channels` for the other options.
+    """
+    check_criterion(criterion)
+    if criterion == "taylor":
+        raise ValueError("criterion='taylor' needs gradients on data, which the pruning "
+                         "callback does not see: use 'l1', 'l2' or 'bn_gamma' while training, or "
+                         "edgeprune.prune_channels(model, ..., criterion='taylor', data=(x, y), "
+                         "loss=...) one-shot.")
+    check_selection(0.0, ranking, round_to, min_channels)
+    options = {"criterion": criterion, "ranking": ranking, "round_to": int(round_to),
+               "min_channels": int(min_channels), "skip_layers": list(skip_layers)}
+    graph = ChannelGraph(model, skip_layers=skip_layers)
+    masked_weights = {}
+    for s in graph.slices:
+        if s.zeroable and graph.prunable[s.atoms].any():
+            names = masked_weights.setdefault(id(s.layer), [])
+            if s.weight not in names:
+                names.append(s.weight)
+    if not masked_weights:
+        raise ValueError(f"Model '{model.name}' has no prunable channel: "
+                         f"{graph.summary()}")
+
+    def transform(layer):
+        copy = copy_layer(layer)
+        names = masked_weights.get(id(layer))
+        if names is None:
+            return copy
+        return PruneLowMagnitude(copy, pruning_schedule=pruning_schedule, weight_names=names,
+                                 channel_pruning=options)
+
+    return rebuild(model, transform)
+
+
+class ChannelMasker:
+    """Computes channel masks for the `structure="channels"` wrappers of one model."""
+
+    def __init__(self, model, options):
+        self.options = dict(options)
+        self.graph = ChannelGraph(model, skip_layers=self.options.pop("skip_layers", ()))
+
+    def update(self, wrappers, sparsity):
+        """Zeroes the lowest-scoring coupled channels so that `sparsity` of them are removed."""
+        current = {id(w.layer): dict(zip(_names(w), w.masked_weight_values())) for w in wrappers}
+        weights = {key: {**values, **current.get(key, {})}
+                   for key, values in self.graph.weight_values().items()}
+        scores = channel_scores(self.graph, self.options["criterion"], weights=weights)
+        remove = select_channels(self.graph, scores, sparsity, self.options["ranking"],
+                                 self.options["round_to"], self.options["min_channels"])
+        masks = channel_masks(self.graph, remove)
+        for wrapper in wrappers:
+            layer_masks = masks.get(id(wrapper.layer), {})
+            for weight, mask_variable, name in zip(wrapper.pruned_weights, wrapper.masks,
+                                                   _names(wrapper)):
+                mask = layer_masks.get(name, np.ones(weight.shape, "float32"))
+                mask_variable.assign(mask)
+                weight.assign(apply_mask(ops.convert_to_numpy(weight), mask))
+
+
+def _names(wrapper):
+    return [relative_weight_name(wrapper.layer, w) for w in wrapper.pruned_weights]

@@ -1,0 +1,88 @@
+"""One-shot channel pruning of a trained model: score, select, and zero whole coupled channels."""
+
+import keras
+import numpy as np
+
+from edgeprune.structured.criteria import channel_scores, check_criterion
+from edgeprune.structured.graph import ChannelGraph
+from edgeprune.structured.rebuild import rebuild, weight_arrays
+from edgeprune.structured.selection import check_selection, select_channels
+from edgeprune.wrapper import apply_mask
+
+
+def prune_channels(model, sparsity, criterion="l1", ranking="per_layer", round_to=1,
+                   min_channels=1, skip_layers=(), data=None, loss=None):
+    """Returns a new model with the least important coupled channels zeroed; `model` is untouched.
+
+    Every weight of a removed channel is zeroed: producing filters and biases, BatchNormalization
+    gamma and beta, depthwise filters, and the input slices of the layers that read it. The result
+    computes exactly what `shrink` of it computes; shrink it, then fine-tune the smaller model.
+
+    Args:
+        model: a Functional or Sequential model.
+        sparsity: fraction of channels to remove, in [0, 1).
+        criterion: "l1", "l2", "bn_gamma" or "taylor" (see `channel_scores`).
+        ranking: "per_layer" or "global" (see `select_channels`).
+        round_to: kept channel counts are rounded up to a multiple of this.
+        min_channels: fewest channels any group keeps.
+        skip_layers: names of layers whose output channels are kept.
+        data: `(x, y)` batch for the "taylor" criterion.
+        loss: loss for the "taylor" criterion (a name or a callable `loss(y_true, y_pred)`).
+
+    >>> import keras, numpy as np, edgeprune as ep
+    >>> model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(8, 3),
+    ...                           keras.layers.Flatten(), keras.layers.Dense(10)])
+    >>> pruned = ep.prune_channels(model, sparsity=0.5)
+    >>> int((np.abs(pruned.layers[0].get_weights()[0]).sum(axis=(0, 1, 2)) == 0).sum())
+    4
+    """
+    check_criterion(criterion)
+    check_selection(sparsity, ranking, round_to, min_channels)
+    graph = ChannelGraph(model, skip_layers=skip_layers)
+    gradients = loss_gradients(graph, data, loss) if criterion == "taylor" else None
+    scores = channel_scores(graph, criterion, gradients=gradients)
+    remove = select_channels(graph, scores, sparsity, ranking, round_to, min_channels)
+    masks = channel_masks(graph, remove)
+    return rebuild(model, lambda layer: layer.get_config(),
+                   lambda layer: _masked_weights(layer, masks.get(id(layer), {})))
+
+
+def channel_masks(graph, remove):
+    """`{id(layer): {weight name: 0/1 float32 array}}` zeroing every slice of the removed atoms."""
+    masks = {}
+    for s in graph.slices:
+        if not s.zeroable or not remove[s.atoms].any():
+            continue
+        shape = tuple(_weight(s.layer, s.weight).shape)
+        mask = masks.setdefault(id(s.layer), {}).setdefault(s.weight, np.ones(shape, "float32"))
+        np.moveaxis(mask, s.axis, 0)[remove[s.atoms]] = 0.0
+    return masks
+
+
+def loss_gradients(graph, data, loss):
+    """`{id(layer): {weight name: gradient}}` of the mean loss on one batch, for "taylor"."""
+    if data is None or loss is None:
+        raise ValueError("criterion='taylor' needs data=(x, y) and a loss to compute gradients.")
+    import tensorflow as tf
+
+    x, y = data
+    loss_fn = keras.losses.get(loss) if isinstance(loss, str) else loss
+    layers = {id(s.layer): s.layer for s in graph.slices}
+    variables = [(key, w) for key, layer in layers.items() for w in layer.trainable_weights]
+    with tf.GradientTape() as tape:
+        value = tf.reduce_mean(loss_fn(y, graph.model(x, training=False)))
+    grads = tape.gradient(value, [w.value for _, w in variables],
+                          unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    gradients = {key: {} for key in layers}
+    for (key, w), grad in zip(variables, grads):
+        gradients[key][w.name] = grad.numpy()
+    return gradients
+
+
+def _weight(layer, name):
+    return next(w for w in layer.weights if w.name == name)
+
+
+def _masked_weights(layer, masks):
+    return [apply_mask(value, masks[name]) if name in masks else value
+            for name, value in weight_arrays(layer).items()]

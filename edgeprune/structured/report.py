@@ -1,0 +1,82 @@
+"""Per-layer channels, parameters and multiply-accumulates before and after `shrink`."""
+
+import dataclasses
+
+import numpy as np
+
+from edgeprune.structured.graph import ChannelGraph
+from edgeprune.rebuild import leaf_layers
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerChange:
+    name: str
+    kind: str
+    channels: tuple  # (before, after): last axis of the layer's output
+    params: tuple
+    macs: tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class ShrinkReport:
+    """What `shrink` changed, layer by layer, and which layers kept their channels and why."""
+
+    layers: list
+    unprunable: list
+
+    def total(self, field):
+        """`(before, after)` sum of "params" or "macs" over all layers."""
+        return tuple(int(sum(getattr(row, field)[i] for row in self.layers)) for i in (0, 1))
+
+    def __str__(self):
+        lines = ["| layer | type | channels | params | MACs |", "|---|---|---|---|---|"]
+        for row in self.layers:
+            if row.params[0] or row.channels[0] != row.channels[1]:
+                lines.append(f"| {row.name} | {row.kind} | {_pair(row.channels)} | "
+                             f"{_pair(row.params)} | {_pair(row.macs)} |")
+        lines.append(f"| total | | | {_pair(self.total('params'))} | {_pair(self.total('macs'))} |")
+        lines += [f"unprunable: {u.layer} ({u.kind}): {u.reason}" for u in self.unprunable]
+        return "\n".join(lines)
+
+
+def shrink_report(before, after):
+    """Compares two models with the same layer names, typically a pruned model and its `shrink`.
+
+    >>> import keras, edgeprune as ep
+    >>> model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(8, 3),
+    ...                           keras.layers.Flatten(), keras.layers.Dense(10)])
+    >>> pruned = ep.prune_channels(model, sparsity=0.5)
+    >>> ep.shrink_report(pruned, ep.shrink(pruned)).total("macs")
+    (5472, 2736)
+    """
+    after_layers = {layer.name: layer for layer in leaf_layers(after)}
+    rows = []
+    for layer in leaf_layers(before):
+        new = after_layers.get(layer.name)
+        if new is None:
+            continue
+        rows.append(LayerChange(
+            layer.name, type(layer).__name__,
+            (_channels(layer), _channels(new)),
+            (layer.count_params(), new.count_params()),
+            (layer_macs(layer), layer_macs(new))))
+    return ShrinkReport(rows, ChannelGraph(before).unprunable)
+
+
+def layer_macs(layer):
+    """Multiply-accumulates of one call of a Conv/Depthwise/Separable/Dense-like layer, else 0."""
+    kernel_size = sum(int(np.prod(w.shape)) for w in layer.weights if w.name.endswith("kernel"))
+    if not kernel_size or not layer._inbound_nodes:
+        return 0
+    node = layer._inbound_nodes[0]
+    transposed = "Transpose" in type(layer).__name__
+    shape = (node.input_tensors if transposed else node.output_tensors)[0].shape
+    return int(np.prod(shape[1:-1])) * kernel_size
+
+
+def _channels(layer):
+    return layer._inbound_nodes[0].output_tensors[0].shape[-1] if layer._inbound_nodes else None
+
+
+def _pair(values):
+    return f"{values[0]} → {values[1]}" if values[0] != values[1] else f"{values[0]}"

@@ -1,0 +1,84 @@
+"""Gradual channel pruning during training: prune_low_magnitude(..., structure="channels")."""
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+import edgeprune as ep
+
+
+def small_cnn():
+    x = keras.Input((8, 8, 1))
+    y = layers.Conv2D(8, 3, padding="same", name="c1")(x)
+    y = layers.ReLU()(layers.BatchNormalization(name="bn1")(y))
+    shortcut = y
+    y = layers.DepthwiseConv2D(3, padding="same", name="dw")(y)
+    y = layers.Conv2D(8, 1, name="c2")(y)
+    y = layers.Add()([shortcut, y])
+    y = layers.Dense(12, activation="relu", name="fc")(layers.Flatten()(layers.MaxPooling2D()(y)))
+    return keras.Model(x, layers.Dense(10, name="out")(y))
+
+
+def digits_batch(count=64):
+    (x, y), _ = ep.load_digits()
+    return x[:count], y[:count]
+
+
+def train(model, steps, schedule_callbacks=True):
+    x, y = digits_batch()
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, batch_size=16, epochs=steps // 4, verbose=0,
+              callbacks=[ep.UpdatePruningStep()] if schedule_callbacks else [])
+
+
+def test_channel_wrappers_mask_every_weight_a_coupled_channel_owns():
+    pruned = ep.prune_low_magnitude(small_cnn(), structure="channels")
+    masked = {w.layer.name: sorted(w.weight_names) for w in ep.PruningController(pruned).wrappers}
+    assert masked == {"c1": ["bias", "kernel"], "bn1": ["beta", "gamma"], "dw": ["bias", "kernel"],
+                      "c2": ["bias", "kernel"], "fc": ["bias", "kernel"], "out": ["kernel"]}
+
+
+@pytest.mark.parametrize("criterion, ranking", [("l1", "per_layer"), ("bn_gamma", "global")])
+def test_training_zeroes_whole_groups_and_shrink_matches(criterion, ranking, tmp_path):
+    model = small_cnn()
+    schedule = ep.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=8, frequency=4)
+    pruned = ep.prune_low_magnitude(model, pruning_schedule=schedule, structure="channels",
+                                    criterion=criterion, ranking=ranking)
+    train(pruned, steps=12)
+    path = str(tmp_path / "pruned.keras")
+    pruned.save(path)  # a mid-training checkpoint resumes as channel pruning
+    pruned = keras.models.load_model(path)
+    train(pruned, steps=4)
+    final = ep.strip_pruning(pruned)
+    small = ep.shrink(final)
+    assert small.get_layer("c1").filters == small.get_layer("c2").filters
+    assert small.count_params() < 0.7 * model.count_params()
+    x, _ = digits_batch(8)
+    expected = np.asarray(final(x))
+    assert np.abs(np.asarray(small(x)) - expected).max() <= 1e-4 * np.abs(expected).max()
+
+
+def test_per_layer_sparsity_follows_the_schedule():
+    schedule = ep.ConstantSparsity(0.5, begin_step=0, frequency=1)
+    pruned = ep.prune_low_magnitude(small_cnn(), pruning_schedule=schedule, structure="channels",
+                                    round_to=2)
+    train(pruned, steps=4)
+    small = ep.shrink(ep.strip_pruning(pruned))
+    assert (small.get_layer("c1").filters, small.get_layer("fc").units) == (4, 6)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"criterion": "taylor"}, "taylor.*one-shot"),
+    ({"criterion": "l3"}, "Unknown channel criterion"),
+    ({"block_size": (2, 2)}, "block_size"),
+    ({"skip_layers": ["nope"]}, "nope"),
+])
+def test_bad_channel_options(options, message):
+    with pytest.raises(ValueError, match=message):
+        ep.prune_low_magnitude(small_cnn(), structure="channels", **options)
+
+
+def test_channel_options_without_channel_structure_are_rejected():
+    with pytest.raises(ValueError, match="structure='channels' only"):
+        ep.prune_low_magnitude(small_cnn(), criterion="l2")
