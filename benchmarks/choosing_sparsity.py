@@ -14,7 +14,7 @@ Unstructured, 90% of the prunable weights (every plan removes the same number, t
 - sensitivity-allocated: `allocate(sensitivity_scan(...), 0.9)`.
 Gradual: PolynomialDecay over the first half of fine-tuning.
 
-Channels, 50% (needs edgeprune.structured): one-shot channel removal, `shrink`, fine-tune the
+Channels, 50%: one-shot channel removal, `shrink`, fine-tune the
 smaller model:
 - uniform: `prune_channels(sparsity=0.5)`, half of every group;
 - global: `prune_channels(sparsity=0.5, ranking="global")`;
@@ -123,19 +123,17 @@ def unstructured_plans(dense, train, val, test, args):
 
 
 def channel_plans(dense, train, val, test, args):
-    from edgeprune.structured import prune_channels, shrink
-
-    uniform = prune_channels(dense, args.channel_sparsity)
+    uniform = ep.prune_channels(dense, args.channel_sparsity)
     table = ep.sensitivity_scan(dense, loss_on(val), sparsities=CHANNEL_LEVELS,
                                 structure="channels", higher_is_better=False, progress=False)
-    allocation = ep.allocate(table, shrink(uniform).count_params(), budget="params")
+    allocation = ep.allocate(table, ep.shrink(uniform).count_params(), budget="params")
     zeroed = {"uniform": uniform,
-              "global": prune_channels(dense, args.channel_sparsity, ranking="global"),
+              "global": ep.prune_channels(dense, args.channel_sparsity, ranking="global"),
               "sensitivity-allocated": ep.apply_channel_allocation(dense, allocation)}
     test_accuracy = accuracy_on(test)
     results = {}
     for name, model in zeroed.items():
-        small = shrink(model)
+        small = ep.shrink(model)
         shot = test_accuracy(small)
         results[name] = {"one-shot": shot, "size": small.count_params(),
                          "fine-tuned": test_accuracy(fit(small, train, args.finetune_epochs))}
@@ -160,13 +158,7 @@ def main():
     parser.add_argument("--pretrain-epochs", type=int, default=15)
     parser.add_argument("--finetune-epochs", type=int, default=6)
     args = parser.parse_args()
-    try:
-        import edgeprune.structured  # noqa: F401
-        kinds = {"unstructured": unstructured_plans, "channels": channel_plans}
-    except ImportError:
-        print("edgeprune.structured is not installed: channel plans skipped")
-        kinds = {"unstructured": unstructured_plans}
-
+    kinds = {"unstructured": unstructured_plans, "channels": channel_plans}
     runs = {kind: [] for kind in kinds}
     for seed in range(args.seeds):
         train, val, test = splits(seed)
@@ -183,10 +175,9 @@ def main():
     print_table(f"digits CNN (conv16-conv32-dense64-dense10), {args.sparsity:.0%} of the "
                 f"prunable weights removed; {common}; PolynomialDecay over the first half",
                 runs["unstructured"], "nonzero prunable weights")
-    if "channels" in runs:
-        print_table(f"digits CNN, {args.channel_sparsity:.0%} channels (one-shot, shrink, then "
-                    f"fine-tune the smaller model); {common}", runs["channels"],
-                    "parameters after shrink")
+    print_table(f"digits CNN, {args.channel_sparsity:.0%} channels (one-shot, shrink, then "
+                f"fine-tune the smaller model); {common}", runs["channels"],
+                "parameters after shrink")
 
 
 if __name__ == "__main__":

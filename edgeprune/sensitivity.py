@@ -20,6 +20,7 @@ from device_bench.fileio import atomic_write
 from edgeprune import masks as mask_lib
 from edgeprune import registry
 from edgeprune.rebuild import copy_layer, leaf_layers, rebuild
+from edgeprune.structured import ChannelGraph, channel_masks, channel_scores
 
 DEFAULT_SPARSITIES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
 STRUCTURES = ("unstructured", "channels")
@@ -315,8 +316,6 @@ class ChannelUnit:
         return {key: ops.convert_to_numpy(v) for key, v in self._variables.items()}
 
     def prune(self, sparsity):
-        from edgeprune.structured import channel_masks
-
         remove = np.zeros(self.graph.num_atoms, bool)
         kept = mask_lib.kept_count(self.size, sparsity)
         order = np.argsort(self._scores[self._group.atoms], kind="stable")
@@ -332,11 +331,6 @@ class ChannelUnit:
 
 
 def channel_units(model, names=None, criterion="l1"):
-    try:
-        from edgeprune.structured import ChannelGraph, channel_scores
-    except ImportError:
-        raise ValueError("structure='channels' needs edgeprune.structured, which this install "
-                         "does not have; scan with structure='unstructured'.") from None
     graph = ChannelGraph(model)
     scores = channel_scores(graph, criterion)
     groups = {group.name: group for group in graph.groups}

@@ -7,8 +7,6 @@ import pytest
 import edgeprune as ep
 from tests.choose.conftest import accuracy_on
 
-structured = pytest.importorskip(
-    "edgeprune.structured", reason="channel variants use edgeprune.structured (branch 'struct')")
 
 LEVELS = (0.25, 0.5, 0.75)
 
@@ -79,7 +77,7 @@ def test_channel_allocation_meets_its_budget_to_one_channel_per_group(
     target = 0.5 if budget == "sparsity" else 0.4 * dense
     allocation = ep.allocate(channel_table, target, budget=budget)
     zeroed = ep.apply_channel_allocation(trained_cnn, allocation)
-    small = structured.shrink(zeroed)
+    small = ep.shrink(zeroed)
     np.testing.assert_allclose(small(np.ones((2, 8, 8, 1))), zeroed(np.ones((2, 8, 8, 1))),
                                atol=1e-4)
     widths = {layer.name: (layer.filters if hasattr(layer, "filters") else layer.units)
