@@ -31,3 +31,8 @@ from edgeprune.qat import (QuantizeAnnotate, QuantizeWrapper, quantize_annotate_
 from edgeprune.validate import run_tflite, size_report, validate_tflite
 
 # --- choosing sparsity ---
+from edgeprune.allocation import (Allocation, allocate, apply_channel_allocation,
+                                  global_magnitude_allocation, uniform_allocation, with_target)
+from edgeprune.imp import (ImpResult, ImpRound, RewindCheckpoint, iterative_magnitude_pruning,
+                           layer_weights, rewind_weights)
+from edgeprune.sensitivity import SensitivityTable, sensitivity_scan

@@ -1,5 +1,7 @@
 """`prune_low_magnitude`: wrap the prunable layers of a layer, list of layers or model."""
 
+from collections.abc import Mapping
+
 import keras
 
 from edgeprune import registry
@@ -25,6 +27,9 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1),
 
     Args:
         pruning_schedule: a `PruningSchedule`; default `ConstantSparsity(0.5, begin_step=0)`.
+            For a model, also a dict `{layer name: PruningSchedule}` that gives each layer its
+            own target (e.g. from `Allocation.schedules`); prunable layers it does not name are
+            left unwrapped.
         block_size, block_pooling_type, sparsity_m_by_n: granularity, see `PruneLowMagnitude`.
         pruning_policy: optional object with `allow_pruning(layer)` (and optionally
             `ensure_model_supports_pruning(model)`), e.g. `PruneForLatencyOnXNNPack()`.
@@ -50,6 +55,10 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1),
     """
     if structure not in STRUCTURES:
         raise ValueError(f"structure must be one of {STRUCTURES}, got {structure!r}.")
+    per_layer = pruning_schedule if isinstance(pruning_schedule, Mapping) else None
+    if per_layer is not None:
+        _check_per_layer(to_prune, per_layer, pruning_scope, structure, prune_depthwise)
+        pruning_schedule = None
     if structure == "channels":
         if block_size != (1, 1) or sparsity_m_by_n or pruning_policy or kwargs:
             raise ValueError("structure='channels' removes whole channels: block_size, "
@@ -83,13 +92,19 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1),
     def should_wrap(layer):
         if layer.name in skip or isinstance(layer, PruneLowMagnitude):
             return False
+        if per_layer is not None and layer.name not in per_layer:
+            return False
         if not registry.is_prunable(layer, prune_depthwise):
             return False
         return pruning_policy is None or pruning_policy.allow_pruning(layer)
 
     def transform(layer):
         copy = copy_layer(layer)
-        return PruneLowMagnitude(copy, **wrapper_args) if should_wrap(layer) else copy
+        if not should_wrap(layer):
+            return copy
+        args = wrapper_args if per_layer is None else {
+            **wrapper_args, "pruning_schedule": per_layer[layer.name]}
+        return PruneLowMagnitude(copy, **args)
 
     unknown = skip - {layer.name for layer in leaf_layers(to_prune)}
     if unknown:
@@ -99,3 +114,25 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1),
         raise ValueError(f"Model '{to_prune.name}' has no prunable layer (Dense, Conv, Embedding, "
                          "attention, RNN, or a layer with get_prunable_weights()).")
     return pruned
+
+
+def _check_per_layer(to_prune, schedules, pruning_scope, structure, prune_depthwise):
+    if structure != "unstructured":
+        raise ValueError("A dict pruning_schedule sets each layer's weight sparsity "
+                         "(structure='unstructured'); for per-group channel targets use "
+                         "edgeprune.apply_channel_allocation(model, allocation).")
+    if not isinstance(to_prune, keras.Model):
+        raise ValueError("A dict pruning_schedule ({layer name: schedule}) needs a model; for a "
+                         "layer or a list of layers pass one PruningSchedule.")
+    if pruning_scope == "global":
+        raise ValueError("A dict pruning_schedule gives each layer its own target, which "
+                         "pruning_scope='global' (one ranking, one target) cannot honour: use "
+                         "pruning_scope='layer'.")
+    layers = {layer.name: layer for layer in leaf_layers(to_prune)}
+    unknown = sorted(set(schedules) - set(layers))
+    if unknown:
+        raise ValueError(f"pruning_schedule names layers the model does not have: {unknown}.")
+    empty = sorted(name for name in schedules
+                   if not registry.is_prunable(layers[name], prune_depthwise))
+    if empty:
+        raise ValueError(f"pruning_schedule names layers with no weight to prune: {empty}.")

@@ -6,6 +6,8 @@ their layer attributes replaced before they are built. Every layer is a copy wit
 so the source model is never touched.
 """
 
+import contextlib
+
 import keras
 from keras.src.models.functional import Functional  # the class clone_model itself dispatches on
 
@@ -21,8 +23,25 @@ def rebuild(model, transform):
         return transform(layer)
 
     if isinstance(model, (keras.Sequential, Functional)):
-        return keras.models.clone_model(model, clone_function=replace, recursive=True)
+        with _compile_config_hidden(model):
+            return keras.models.clone_model(model, clone_function=replace, recursive=True)
     return _rebuild_subclassed(model, replace)
+
+
+@contextlib.contextmanager
+def _compile_config_hidden(model):
+    """clone_model recompiles copies of compiled models from their compile config, which fails
+    for a lambda loss and would share nothing useful anyway: copies come back uncompiled. The
+    flag is restored on exit, so the caller's model is left as it was."""
+    compiled = [m for m in model._flatten_layers(include_self=True)
+                if isinstance(m, keras.Model) and m.compiled]
+    for m in compiled:
+        m.compiled = False
+    try:
+        yield
+    finally:
+        for m in compiled:
+            m.compiled = True
 
 
 def leaf_layers(model):

@@ -210,3 +210,10 @@ def test_masked_embedding_into_bidirectional_lstm_strips_and_reports(digits):
     assert all(s == pytest.approx(0.5, abs=0.02) for s in report.values())
     np.testing.assert_allclose(stripped.predict(x, verbose=0), pruned.predict(x, verbose=0),
                                atol=1e-6)
+
+
+def test_compiled_model_with_a_lambda_loss_is_copied_uncompiled(digits_cnn):
+    digits_cnn.compile("adam", loss=lambda y, p: keras.ops.mean(p))
+    pruned = ep.prune_low_magnitude(digits_cnn)
+    assert digits_cnn.compiled and not pruned.compiled
+    assert not ep.strip_pruning(pruned).compiled

@@ -1,0 +1,184 @@
+"""Uniform vs global vs sensitivity-allocated sparsity on the digits CNN, same fine-tuning budget.
+
+    python benchmarks/choosing_sparsity.py [--seeds 3] [--pretrain-epochs 15] [--finetune-epochs 6]
+
+For each seed: train the dense CNN, scan its sensitivity (cross-entropy on a validation split
+held out of the training data: smoother than accuracy on 270 images; the test split is only used
+for the final figures), then prune a copy per plan, and report test accuracy one-shot and after
+fine-tuning with the same epochs and optimizer.
+
+Unstructured, 90% of the prunable weights (every plan removes the same number, to the weight):
+- uniform: every prunable layer at the target (`prune_low_magnitude`, pruning_scope="layer");
+- uniform, first/last dense: `uniform_allocation(skip_first_last=True)`;
+- global magnitude: one ranking over all layers (pruning_scope="global");
+- sensitivity-allocated: `allocate(sensitivity_scan(...), 0.9)`.
+Gradual: PolynomialDecay over the first half of fine-tuning.
+
+Channels, 50%: one-shot channel removal, `shrink`, fine-tune the
+smaller model:
+- uniform: `prune_channels(sparsity=0.5)`, half of every group;
+- global: `prune_channels(sparsity=0.5, ranking="global")`;
+- sensitivity-allocated: `allocate(channel scan, budget="params", target=<uniform's parameter
+  count>)`, i.e. at the uniform plan's size.
+"""
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import edgeprune as ep  # noqa: E402
+
+BATCH = 32
+LEVELS = (0.3, 0.5, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99)
+CHANNEL_LEVELS = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875)
+
+
+def build_cnn(seed):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([
+        keras.Input((8, 8, 1)),
+        keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv1"),
+        keras.layers.Conv2D(32, 3, activation="relu", name="conv2"),
+        keras.layers.Flatten(name="flatten"),
+        keras.layers.Dense(64, activation="relu", name="hidden"),
+        keras.layers.Dense(10, name="head")])
+
+
+def splits(seed):
+    (x, y), test = ep.load_digits()
+    order = np.random.default_rng(seed).permutation(len(x))
+    cut = int(0.8 * len(x))
+    return (x[order[:cut]], y[order[:cut]]), (x[order[cut:]], y[order[cut:]]), test
+
+
+def accuracy_on(data):
+    x, y = data
+
+    def accuracy(model):  # a pruned model's forward pass already applies its masks
+        return float(np.mean(np.argmax(model(x, training=False), -1) == y))
+    return accuracy
+
+
+def loss_on(data):
+    x, y = data
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    return lambda model: float(loss(y, model(x, training=False)))
+
+
+def fit(model, train, epochs, callbacks=()):
+    model.compile(keras.optimizers.Adam(1e-3),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(*train, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=list(callbacks))
+    return model
+
+
+def plans(dense, table, target, schedule):
+    """Each plan as the `prune_low_magnitude` arguments that realize it with `schedule`'s shape."""
+    uniform = dict(pruning_schedule=ep.with_target(schedule, target))
+    return {
+        "uniform": uniform,
+        "uniform, first/last dense": dict(pruning_schedule=ep.uniform_allocation(
+            dense, target, skip_first_last=True).schedules(schedule)),
+        "global magnitude": dict(uniform, pruning_scope="global"),
+        "sensitivity-allocated": dict(
+            pruning_schedule=ep.allocate(table, target).schedules(schedule)),
+    }
+
+
+def one_shot(model, prune_args):
+    pruned = ep.prune_low_magnitude(model, **prune_args)
+    controller = ep.PruningController(pruned)
+    controller.begin()
+    controller.update_masks(force=True)
+    return pruned
+
+
+def nonzero_weights(model):
+    return sum(r["size"] - r["zeros"] for r in ep.sparsity_report(ep.strip_pruning(model)))
+
+
+def unstructured_plans(dense, train, val, test, args):
+    table = ep.sensitivity_scan(dense, loss_on(val), sparsities=LEVELS, higher_is_better=False,
+                                progress=False)
+    steps = int(np.ceil(len(train[0]) / BATCH)) * args.finetune_epochs
+    decay = ep.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=steps // 2, frequency=10)
+    gradual = plans(dense, table, args.sparsity, decay)
+    at_once = plans(dense, table, args.sparsity, ep.ConstantSparsity(0.5, begin_step=0))
+    test_accuracy = accuracy_on(test)
+    results = {}
+    for name, prune_args in gradual.items():
+        shot = one_shot(dense, at_once[name])
+        tuned = fit(ep.prune_low_magnitude(dense, **prune_args), train, args.finetune_epochs,
+                    [ep.UpdatePruningStep()])
+        results[name] = {"one-shot": test_accuracy(shot), "fine-tuned": test_accuracy(tuned),
+                         "size": nonzero_weights(tuned)}
+    return ep.allocate(table, args.sparsity), results
+
+
+def channel_plans(dense, train, val, test, args):
+    uniform = ep.prune_channels(dense, args.channel_sparsity)
+    table = ep.sensitivity_scan(dense, loss_on(val), sparsities=CHANNEL_LEVELS,
+                                structure="channels", higher_is_better=False, progress=False)
+    allocation = ep.allocate(table, ep.shrink(uniform).count_params(), budget="params")
+    zeroed = {"uniform": uniform,
+              "global": ep.prune_channels(dense, args.channel_sparsity, ranking="global"),
+              "sensitivity-allocated": ep.apply_channel_allocation(dense, allocation)}
+    test_accuracy = accuracy_on(test)
+    results = {}
+    for name, model in zeroed.items():
+        small = ep.shrink(model)
+        shot = test_accuracy(small)
+        results[name] = {"one-shot": shot, "size": small.count_params(),
+                         "fine-tuned": test_accuracy(fit(small, train, args.finetune_epochs))}
+    return allocation, results
+
+
+def print_table(title, runs, size_label):
+    print(f"\n{title}\n| plan | {size_label} | one-shot | fine-tuned |\n|---|---|---|---|")
+    for name in runs[0]:
+        cells = [f"{np.mean([r[name]['size'] for r in runs]):.0f}"]
+        for key in ("one-shot", "fine-tuned"):
+            values = np.array([r[name][key] for r in runs]) * 100
+            cells.append(f"{values.mean():.2f}% ({values.min():.1f}-{values.max():.1f})")
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sparsity", type=float, default=0.9)
+    parser.add_argument("--channel-sparsity", type=float, default=0.5)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--pretrain-epochs", type=int, default=15)
+    parser.add_argument("--finetune-epochs", type=int, default=6)
+    args = parser.parse_args()
+    kinds = {"unstructured": unstructured_plans, "channels": channel_plans}
+    runs = {kind: [] for kind in kinds}
+    for seed in range(args.seeds):
+        train, val, test = splits(seed)
+        dense = fit(build_cnn(seed), train, args.pretrain_epochs)
+        dense_row = {"one-shot": accuracy_on(test)(dense), "fine-tuned": accuracy_on(test)(dense)}
+        for kind, run in kinds.items():
+            allocation, results = run(dense, train, val, test, args)
+            size = dense.count_params() if kind == "channels" else nonzero_weights(dense)
+            runs[kind].append({"dense": dict(dense_row, size=size), **results})
+            print(f"seed {seed} {kind}: allocated " + ", ".join(
+                f"{name} {s:.3f}" for name, s in allocation.sparsity.items()), flush=True)
+    common = (f"{args.seeds} seeds, test accuracy mean (min-max); fine-tuning "
+              f"{args.finetune_epochs} epochs, Adam 1e-3, batch {BATCH}")
+    print_table(f"digits CNN (conv16-conv32-dense64-dense10), {args.sparsity:.0%} of the "
+                f"prunable weights removed; {common}; PolynomialDecay over the first half",
+                runs["unstructured"], "nonzero prunable weights")
+    print_table(f"digits CNN, {args.channel_sparsity:.0%} channels (one-shot, shrink, then "
+                f"fine-tune the smaller model); {common}", runs["channels"],
+                "parameters after shrink")
+
+
+if __name__ == "__main__":
+    main()

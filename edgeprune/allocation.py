@@ -1,0 +1,314 @@
+"""Per-layer sparsities that meet a budget: sensitivity-driven allocation and the usual heuristics.
+
+`allocate` reads a `SensitivityTable` and spends the budget where the metric suffers least: each
+unit's drop-versus-removed-cost curve is replaced by its lower convex hull, and hull segments
+are taken cheapest first (the Lagrangian solution of "least total drop for this much removed"),
+the last one partially, so the budget is met exactly. Every result is an `Allocation`: per-layer
+sparsities usable as `prune_low_magnitude(model, pruning_schedule=allocation.schedules(...))`
+and as a plain dict (`to_dict`) for recipes.
+"""
+
+import dataclasses
+
+import numpy as np
+from keras import ops
+
+from edgeprune import masks as mask_lib
+from edgeprune import registry
+from edgeprune.sensitivity import channel_units, prunable_layers, working_copy
+
+BUDGETS = ("sparsity", "params", "macs", "bytes")
+
+
+@dataclasses.dataclass
+class Allocation:
+    """Per-unit sparsities (fraction of weights, or of channels, removed) and how they were chosen.
+
+    Attributes:
+        sparsity: `{layer or channel-group name: sparsity}`; 0 means "leave unpruned".
+        sizes: `{name: prunable weights or channels}`, to count what survives.
+        structure: "unstructured" or "channels".
+        method: "sensitivity", "uniform" or "global_magnitude".
+        budget, target: the budget kind and value it was chosen for.
+        predicted_drop: for "sensitivity", the metric drop the scan predicts (sum over units).
+
+    >>> allocation = Allocation({"conv": 0.0, "dense": 0.9}, {"conv": 100, "dense": 900})
+    >>> round(allocation.overall_sparsity(), 3)
+    0.81
+    """
+
+    sparsity: dict
+    sizes: dict
+    structure: str = "unstructured"
+    method: str = "sensitivity"
+    budget: str = "sparsity"
+    target: float = None
+    predicted_drop: float = None
+
+    def kept(self):
+        """`{name: weights (or channels) kept}`, counted as the pruning core rounds them."""
+        return {name: self.sizes[name] if s == 0 else mask_lib.kept_count(self.sizes[name], s)
+                for name, s in self.sparsity.items()}
+
+    def overall_sparsity(self):
+        """Fraction of all the units' weights (or channels) removed."""
+        return 1.0 - sum(self.kept().values()) / sum(self.sizes.values())
+
+    def schedules(self, template):
+        """`{layer name: schedule}` for `prune_low_magnitude`: `template` with each layer's target.
+
+        Layers allocated 0 are left out, so they stay unwrapped.
+
+        >>> import edgeprune as ep
+        >>> allocation = Allocation({"conv": 0.0, "dense": 0.9}, {"conv": 100, "dense": 900})
+        >>> schedules = allocation.schedules(ep.PolynomialDecay(0.0, 0.5, 0, end_step=100))
+        >>> {name: schedule.final_sparsity for name, schedule in schedules.items()}
+        {'dense': 0.9}
+        """
+        if self.structure != "unstructured":
+            raise ValueError("schedules() drives unstructured pruning; apply a channel "
+                             "allocation with apply_channel_allocation(model, allocation).")
+        return {name: with_target(template, s) for name, s in self.sparsity.items() if s > 0}
+
+    def to_dict(self):
+        """Plain values (JSON/YAML-ready); `Allocation.from_dict` reads them back."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data):
+        return cls(**data)
+
+
+def apply_channel_allocation(model, allocation, criterion="l1"):
+    """A copy of `model` with each channel group's weakest channels zeroed to its allocation.
+
+    The copy computes what `shrink` of it computes: shrink it, then fine-tune the smaller model.
+    `criterion` ranks channels within a group, as in the scan ("l1", "l2" or "bn_gamma").
+
+    >>> table = ep.sensitivity_scan(model, accuracy, structure="channels")  # doctest: +SKIP
+    >>> small = ep.shrink(ep.apply_channel_allocation(model, ep.allocate(table, 0.5)))  # doctest: +SKIP
+    """
+    if allocation.structure != "channels":
+        raise ValueError("apply_channel_allocation needs a channel allocation (from a "
+                         "structure='channels' scan); apply unstructured ones with "
+                         "prune_low_magnitude(model, pruning_schedule=allocation.schedules(...)).")
+    pruned = working_copy(model)
+    chosen = [name for name, sparsity in allocation.sparsity.items() if sparsity > 0]
+    for unit in channel_units(pruned, chosen, criterion):
+        unit.prune(allocation.sparsity[unit.name])
+    return pruned
+
+
+def with_target(schedule, sparsity):
+    """A copy of `schedule` that ends at `sparsity` (its final or constant target replaced).
+
+    >>> import edgeprune as ep
+    >>> with_target(ep.ConstantSparsity(0.5, begin_step=0), 0.8).target_sparsity
+    0.8
+    """
+    config = schedule.get_config()
+    for key in ("final_sparsity", "target_sparsity"):
+        if key in config:
+            config[key] = float(sparsity)
+            if config.get("initial_sparsity", 0.0) > sparsity:
+                config["initial_sparsity"] = float(sparsity)
+            return type(schedule).from_config(config)
+    raise ValueError(f"with_target: {type(schedule).__name__} has no final_sparsity or "
+                     "target_sparsity to replace; use ConstantSparsity or PolynomialDecay.")
+
+
+def allocate(table, target, budget="sparsity", skip=(), max_sparsity=None, bytes_per_weight=4):
+    """Chooses per-unit sparsities that meet `budget` exactly while losing least metric.
+
+    Args:
+        table: a `SensitivityTable` from `sensitivity_scan`.
+        target: for budget "sparsity", the fraction of the scanned units' weights (or channels)
+            to remove; for "params", "macs" and "bytes", what the whole model may keep
+            (parameters, dense multiply-accumulates, or `bytes_per_weight` x parameters, an
+            estimate of the weight payload of a `.tflite` stored sparse or gzip-compressed).
+        budget: one of "sparsity", "params", "macs", "bytes".
+        skip: units to leave unpruned (e.g. the first and last layer).
+        max_sparsity: cap for every unit (default: the highest scanned level).
+        bytes_per_weight: 4 for float32, 2 for float16, 1 for int8 (budget "bytes").
+
+    Each unit's sparsity stays within the scanned range, and the result meets the budget
+    exactly under the table's cost model (`SensitivityTable.terms`), up to the rounding of each
+    unit's kept count to a whole weight or channel. For channels the model follows the
+    coupling: a kernel between two pruned groups shrinks on both axes.
+
+    >>> allocation = ep.allocate(table, target=0.9)  # doctest: +SKIP
+    >>> pruned = ep.prune_low_magnitude(
+    ...     model, pruning_schedule=allocation.schedules(ep.PolynomialDecay(0, 0.9, 0, 1000)))  # doctest: +SKIP
+    """
+    if budget not in BUDGETS:
+        raise ValueError(f"budget must be one of {BUDGETS}, got {budget!r}.")
+    unknown = sorted(set(skip) - set(table.units))
+    if unknown:
+        raise ValueError(f"skip names units the scan does not have: {unknown}.")
+    cap = table.sparsities[-1] if max_sparsity is None else float(max_sparsity)
+    if not 0.0 < cap < 1.0:
+        raise ValueError(f"max_sparsity must lie in (0, 1), got {max_sparsity}.")
+    needed = _cost_to_remove(table, budget, target, bytes_per_weight)
+    segments = _hull_segments_by_slope(table, _element_costs(table, budget, bytes_per_weight),
+                                       skip, cap)
+    removed_by = _measure(table, budget, bytes_per_weight)
+    most = sum(segment.length for segment in segments)
+    if removed_by(_spend(segments, most)[0]) < needed * (1 - 1e-9):
+        raise ValueError(f"target {target} ({budget}) needs more than every unit at "
+                         f"max_sparsity={cap} removes: lower the target, allow a higher "
+                         "max_sparsity, or scan higher sparsities.")
+    # Segments are ordered by first-order cost; where costs couple (a kernel between two pruned
+    # channel groups), the exact removal is found by bisection on how far down the list to go.
+    low, high = 0.0, most
+    for _ in range(60):
+        middle = (low + high) / 2
+        if removed_by(_spend(segments, middle)[0]) < needed:
+            low = middle
+        else:
+            high = middle
+    sparsity, predicted = _spend(segments, high)
+    return Allocation(sparsity={unit: sparsity.get(unit, 0.0) for unit in table.units},
+                      sizes=dict(table.sizes), structure=table.structure, budget=budget,
+                      target=target, predicted_drop=predicted)
+
+
+def uniform_allocation(model, sparsity, skip_first_last=False, skip=()):
+    """The same sparsity in every prunable layer; skipped layers' share moves to the others.
+
+    With `skip_first_last=True` the first and last prunable layers stay dense and the others
+    are pruned harder, so the overall sparsity is still `sparsity`.
+
+    >>> allocation = ep.uniform_allocation(model, 0.8, skip_first_last=True)  # doctest: +SKIP
+    """
+    sizes = _layer_sizes(model)
+    names = list(sizes)
+    skipped = set(skip) | ({names[0], names[-1]} if skip_first_last else set())
+    unknown = sorted(skipped - set(names))
+    if unknown:
+        raise ValueError(f"skip names layers with no prunable weights: {unknown}.")
+    pruned = sum(n for name, n in sizes.items() if name not in skipped)
+    level = sparsity * sum(sizes.values()) / pruned if pruned else 1.0
+    if not 0.0 <= level < 1.0:
+        raise ValueError(f"sparsity {sparsity} cannot be met with {sorted(skipped)} unpruned: "
+                         "the other layers would need to lose every weight; lower sparsity.")
+    return Allocation({name: 0.0 if name in skipped else level for name in names}, sizes,
+                      method="uniform", target=sparsity)
+
+
+def global_magnitude_allocation(model, sparsity, skip=()):
+    """Per-layer sparsities of one magnitude ranking over all prunable layers' weights.
+
+    This is where one-shot `pruning_scope="global"` would cut the model now, frozen into a
+    per-layer plan.
+
+    >>> allocation = ep.global_magnitude_allocation(model, 0.9)  # doctest: +SKIP
+    """
+    layers = [layer for layer in prunable_layers(model) if layer.name not in set(skip)]
+    if not layers:
+        raise ValueError("skip leaves no prunable layer to rank.")
+    weights = [(layer.name, ops.convert_to_numpy(w)) for layer in layers
+               for w in registry.prunable_weights(layer, prune_depthwise=True)]
+    results = mask_lib.global_magnitude_masks([value for _, value in weights], sparsity)
+    zeros = {layer.name: 0 for layer in layers}
+    for (name, _), (mask, _) in zip(weights, results):
+        zeros[name] += int(mask.size - mask.sum())
+    sizes = _layer_sizes(model)
+    return Allocation({name: zeros.get(name, 0) / n for name, n in sizes.items()}, sizes,
+                      method="global_magnitude", target=sparsity)
+
+
+@dataclasses.dataclass
+class _Segment:
+    """A straight piece of one unit's drop curve, in first-order budget units."""
+
+    slope: float
+    unit: str
+    start: float  # sparsity at the start
+    end: float
+    scale: float  # budget units removed per unit of sparsity
+
+    @property
+    def length(self):
+        return (self.end - self.start) * self.scale
+
+
+def _hull_segments_by_slope(table, cost_per_element, skip, cap):
+    segments = []
+    for unit in table.units:
+        if unit in skip:
+            continue
+        scale = cost_per_element[unit] * table.sizes[unit]
+        if scale <= 0:
+            continue  # pruning this unit does not move the budget
+        levels = [s for s in table.sparsities if s <= cap]
+        drops = [0.0] + list(table.drop(unit)[:len(levels)])
+        for (s0, d0), (s1, d1) in _hull_segments([0.0] + levels, drops):
+            segments.append(_Segment((d1 - d0) / ((s1 - s0) * scale), unit, s0, s1, scale))
+    # A unit's hull slopes increase, so a stable sort keeps each unit's segments in order.
+    return sorted(segments, key=lambda segment: segment.slope)
+
+
+def _spend(segments, amount):
+    """Takes segments cheapest first until `amount` is removed; the last one partially."""
+    sparsity, predicted = {}, 0.0
+    for segment in segments:
+        if amount <= 0:
+            break
+        step = min(segment.length, amount)
+        sparsity[segment.unit] = segment.start + step / segment.scale
+        predicted += step * segment.slope
+        amount -= step
+    return sparsity, predicted
+
+
+def _measure(table, budget, bytes_per_weight):
+    """`f(sparsity) -> amount removed` in the budget's units, exact under the table's model."""
+    if budget == "sparsity":
+        return lambda sparsity: sum(table.sizes[u] * s for u, s in sparsity.items())
+    key = "macs" if budget == "macs" else "params"
+    factor = bytes_per_weight if budget == "bytes" else 1
+    dense = table.remaining({}, key)
+    return lambda sparsity: factor * (dense - table.remaining(sparsity, key))
+
+
+def _layer_sizes(model):
+    return {layer.name: sum(int(np.prod(w.shape)) for w in
+                            registry.prunable_weights(layer, prune_depthwise=True))
+            for layer in prunable_layers(model)}
+
+
+def _element_costs(table, budget, bytes_per_weight):
+    """What removing one element (weight or channel) of each unit saves, in budget units."""
+    if budget == "sparsity":
+        return {unit: 1.0 for unit in table.units}
+    per_element = table.macs if budget == "macs" else table.params
+    factor = bytes_per_weight if budget == "bytes" else 1.0
+    return {unit: factor * per_element[unit] / table.sizes[unit] for unit in table.units}
+
+
+def _cost_to_remove(table, budget, target, bytes_per_weight):
+    if budget == "sparsity":
+        if not 0.0 <= target < 1.0:
+            raise ValueError(f"target must be a sparsity in [0, 1) for budget='sparsity', "
+                             f"got {target}.")
+        return target * sum(table.sizes.values())
+    factor = bytes_per_weight if budget == "bytes" else 1
+    dense = factor * table.remaining({}, "macs" if budget == "macs" else "params")
+    if not 0 < target <= dense:
+        raise ValueError(f"target must be in (0, {dense}] for budget={budget!r} (the dense "
+                         f"model's value), got {target}.")
+    return dense - target
+
+
+def _hull_segments(xs, ys):
+    """Segments of the lower convex hull of the points (xs ascending, starting at (0, 0))."""
+    hull = []
+    for point in zip(xs, ys):
+        while len(hull) >= 2 and _cross(hull[-2], hull[-1], point) <= 0:
+            hull.pop()
+        hull.append(point)
+    return list(zip(hull[:-1], hull[1:]))
+
+
+def _cross(o, a, b):
+    return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
