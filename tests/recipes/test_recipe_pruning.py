@@ -90,3 +90,28 @@ def test_channels_structure_wraps_the_graph_and_shrinks_after_training(digits, t
     small = ep.shrink(ep.strip_pruning(pruned))
     assert small.get_layer("conv1").filters == small.get_layer("conv2").filters == 4
     assert small.get_layer("classifier").units == 10
+
+
+def test_sensitivity_allocation_sets_each_layers_target(tmp_path):
+    import json
+
+    from edgeprune.recipe import run_recipe
+
+    from .conftest import FAST
+
+    out = tmp_path / "run"
+    recipe = load_recipe(QUICKSTART, FAST + [
+        "pruning.skip_layers=[]",
+        "pruning.allocation={target: 0.8, sparsities: [0.5, 0.8, 0.95], skip: [classifier]}"])
+    state = run_recipe(recipe, out, until="strip")
+    assert list(state["finished"]) == ["baseline", "allocate", "prune", "strip"]
+    allocation = json.loads((out / "allocation.json").read_text())
+    assert allocation["method"] == "sensitivity" and allocation["sparsity"]["classifier"] == 0
+    assert "conv1" in json.loads((out / "sensitivity.json").read_text())["metrics"]
+    stripped = keras.models.load_model(out / "stripped.keras")
+    kept = total = 0
+    for name, target in allocation["sparsity"].items():
+        kernel = stripped.get_layer(name).kernel.numpy()
+        assert abs(float((kernel == 0).mean()) - target) < 0.01
+        kept, total = kept + (kernel != 0).sum(), total + kernel.size
+    assert abs(1 - kept / total - 0.8) < 0.01
