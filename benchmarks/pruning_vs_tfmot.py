@@ -57,67 +57,58 @@ def summarize(times, steps):
     return {name: float(np.median(t[1:])) / steps * 1e3 for name, t in times.items()}
 
 
-def edgeprune_run(args, init_weights):
+class Framework:
+    """What differs between edgeprune on Keras 3 and tfmot on tf_keras: the rest is shared."""
+
+    def __init__(self, keras_module, sparsity_api, kernel_sparsity):
+        self.keras = keras_module
+        self.api = sparsity_api
+        self.kernel_sparsity = kernel_sparsity
+
+
+def edgeprune_framework():
     import keras
-    import tensorflow as tf
     import edgeprune as ep
 
-    (x, y), (xt, yt) = data(args.repeat)
-    steps = int(np.ceil(len(x) / BATCH))
-    end_step = int(steps * args.epochs * 0.6)
-    variants = {}
-    for sparsity in (None,) + SPARSITIES:
-        model = keras.Sequential(build_cnn(keras.layers))
-        model.set_weights(init_weights)
-        if sparsity is not None:
-            schedule = ep.PolynomialDecay(0.0, sparsity, begin_step=0, end_step=end_step,
-                                          frequency=100)
-            model = ep.prune_low_magnitude(model, pruning_schedule=schedule)
-        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        variants["dense" if sparsity is None else f"{int(sparsity * 100)}%"] = model
-    callbacks = {name: [ep.UpdatePruningStep()] if name != "dense" else [] for name in variants}
+    def kernel_sparsity(model):
+        report = ep.sparsity_report(model)
+        return sum(r["zeros"] for r in report) / sum(r["size"] for r in report)
 
-    def fit(name, model, epoch):
-        model.fit(x, y, batch_size=BATCH, epochs=epoch + 1, initial_epoch=epoch, verbose=0,
-                  callbacks=callbacks[name])
-
-    times = run_variants(variants, fit, args.epochs)
-    results = {}
-    for name, model in variants.items():
-        final = model if name == "dense" else ep.strip_pruning(model)
-        tflite = tf.lite.TFLiteConverter.from_keras_model(final).convert()
-        report = ep.sparsity_report(final)
-        results[name] = {
-            "accuracy": float(np.mean(np.argmax(final.predict(xt, verbose=0), -1) == yt)),
-            "sparsity": sum(r["zeros"] for r in report) / sum(r["size"] for r in report),
-            "gzip_bytes": len(gzip.compress(tflite, 9)),
-        }
-    for name, step_ms in summarize(times, steps).items():
-        results[name]["step_ms"] = step_ms
-    return results
+    return Framework(keras, ep, kernel_sparsity)
 
 
-def tfmot_run(args, init_weights):
-    import tensorflow as tf
+def tfmot_framework():
     import tensorflow_model_optimization as tfmot
     import tf_keras
 
-    sparsity_api = tfmot.sparsity.keras
+    def kernel_sparsity(model):
+        kernels = [w for w in model.get_weights() if w.ndim > 1]
+        return sum(int((k == 0).sum()) for k in kernels) / sum(k.size for k in kernels)
+
+    return Framework(tf_keras, tfmot.sparsity.keras, kernel_sparsity)
+
+
+def run(framework, args, init_weights):
+    """Trains dense and each sparsity in turn; returns accuracy, sparsity, gzip size, step time."""
+    import tensorflow as tf
+
+    keras, api = framework.keras, framework.api
     (x, y), (xt, yt) = data(args.repeat)
     steps = int(np.ceil(len(x) / BATCH))
     end_step = int(steps * args.epochs * 0.6)
-    variants = {}
+    variants, callbacks = {}, {}
     for sparsity in (None,) + SPARSITIES:
-        model = tf_keras.Sequential(build_cnn(tf_keras.layers))
+        name = "dense" if sparsity is None else f"{int(sparsity * 100)}%"
+        model = keras.Sequential(build_cnn(keras.layers))
         model.set_weights(init_weights)
+        callbacks[name] = []
         if sparsity is not None:
-            schedule = sparsity_api.PolynomialDecay(0.0, sparsity, begin_step=0,
-                                                    end_step=end_step, frequency=100)
-            model = sparsity_api.prune_low_magnitude(model, pruning_schedule=schedule)
-        model.compile("adam", tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        variants["dense" if sparsity is None else f"{int(sparsity * 100)}%"] = model
-    callbacks = {name: [sparsity_api.UpdatePruningStep()] if name != "dense" else []
-                 for name in variants}
+            schedule = api.PolynomialDecay(0.0, sparsity, begin_step=0, end_step=end_step,
+                                           frequency=100)
+            model = api.prune_low_magnitude(model, pruning_schedule=schedule)
+            callbacks[name] = [api.UpdatePruningStep()]
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        variants[name] = model
 
     def fit(name, model, epoch):
         model.fit(x, y, batch_size=BATCH, epochs=epoch + 1, initial_epoch=epoch, verbose=0,
@@ -126,12 +117,11 @@ def tfmot_run(args, init_weights):
     times = run_variants(variants, fit, args.epochs)
     results = {}
     for name, model in variants.items():
-        final = model if name == "dense" else sparsity_api.strip_pruning(model)
+        final = model if name == "dense" else api.strip_pruning(model)
         tflite = tf.lite.TFLiteConverter.from_keras_model(final).convert()
-        kernels = [w for w in final.get_weights() if w.ndim > 1]
         results[name] = {
             "accuracy": float(np.mean(np.argmax(final.predict(xt, verbose=0), -1) == yt)),
-            "sparsity": sum(int((k == 0).sum()) for k in kernels) / sum(k.size for k in kernels),
+            "sparsity": framework.kernel_sparsity(final),
             "gzip_bytes": len(gzip.compress(tflite, 9)),
         }
     for name, step_ms in summarize(times, steps).items():
@@ -155,11 +145,11 @@ def main():
 
     if args.worker == "tfmot":
         weights = list(np.load(args.weights).values())
-        print(json.dumps(tfmot_run(args, weights)))
+        print(json.dumps(run(tfmot_framework(), args, weights)))
         return
 
     weights = initial_weights()
-    ours = edgeprune_run(args, weights)
+    ours = run(edgeprune_framework(), args, weights)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "init.npz")
         np.savez(path, *weights)

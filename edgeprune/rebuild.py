@@ -1,47 +1,77 @@
-"""Copying a model while replacing its layers: the one mechanism behind prune and strip.
+"""Copying a model while replacing its layers: the one mechanism behind prune, strip, QAT and
+shrink.
 
-Sequential and functional models (nested ones and shared layers included) are rebuilt with
-`keras.models.clone_model(recursive=True)`; subclassed models are re-created from their config and
-their layer attributes replaced before they are built. Every layer is a copy with copied weights,
-so the source model is never touched.
+Sequential and functional models (nested ones and shared layers included) are rebuilt node by
+node; a nested model is rebuilt on the tensors that actually reach it, so a copy whose layers
+changed width still fits. Subclassed models are re-created from their config and their layer
+attributes replaced before they are built. The source model is never touched, and copies come
+back uncompiled.
 """
 
-import contextlib
-
 import keras
-from keras.src.models.functional import Functional  # the class clone_model itself dispatches on
+from keras import tree
+from keras.src.models.functional import Functional
+
+
+def is_graph_model(operation):
+    """Sequential or functional: a model whose layer graph can be walked and rebuilt."""
+    return isinstance(operation, (Functional, keras.Sequential))
 
 
 def rebuild(model, transform):
     """Returns a copy of `model` in which each layer L (at any depth) becomes `transform(L)`.
 
-    `transform` must return a new layer, typically built from `copy_layer(L)`.
+    `transform` returns the new layer: typically `copy_layer(L)` (built, weights copied), a
+    wrapper around it, or a layer from a changed config whose weights the caller sets once the
+    copy is built. A layer shared by several nodes is transformed once and stays shared.
     """
-    def replace(layer):
-        if not isinstance(layer, keras.layers.Layer):
-            return layer  # a stateless keras.ops operation: nothing to copy
-        return transform(layer)
-
-    if isinstance(model, (keras.Sequential, Functional)):
-        with _compile_config_hidden(model):
-            return keras.models.clone_model(model, clone_function=replace, recursive=True)
-    return _rebuild_subclassed(model, replace)
+    if is_graph_model(model):
+        return _GraphCloner(transform).rebuild_model(model, model.inputs)
+    return _rebuild_subclassed(model, transform)
 
 
-@contextlib.contextmanager
-def _compile_config_hidden(model):
-    """clone_model recompiles copies of compiled models from their compile config, which fails
-    for a lambda loss and would share nothing useful anyway: copies come back uncompiled. The
-    flag is restored on exit, so the caller's model is left as it was."""
-    compiled = [m for m in model._flatten_layers(include_self=True)
-                if isinstance(m, keras.Model) and m.compiled]
-    for m in compiled:
-        m.compiled = False
-    try:
-        yield
-    finally:
-        for m in compiled:
-            m.compiled = True
+class _GraphCloner:
+    def __init__(self, transform):
+        self._transform = transform
+        self._cache = {}
+
+    def clone(self, operation):
+        """The new layer for `operation`; nested models wait for their inputs (see `call`)."""
+        if is_graph_model(operation) or not isinstance(operation, keras.layers.Layer):
+            return operation  # stateless keras.ops operations are reused as they are
+        if id(operation) not in self._cache:
+            self._cache[id(operation)] = self._transform(operation)
+        return self._cache[id(operation)]
+
+    def call(self, operation, *args, **kwargs):
+        if is_graph_model(operation):
+            key = ("model", id(operation))
+            if key not in self._cache:
+                self._cache[key] = self.rebuild_model(operation, tree.flatten(args))
+            operation = self._cache[key]
+        return operation(*args, **kwargs)
+
+    def rebuild_model(self, model, example_inputs):
+        inputs = [keras.Input(batch_shape=x.shape, dtype=x.dtype, name=original.name)
+                  for x, original in zip(example_inputs, _graph_inputs(model))]
+        if isinstance(model, keras.Sequential):
+            outputs = inputs[0]
+            for layer in model.layers:
+                outputs = self.call(self.clone(layer), outputs)
+            new_layers = [self._cache.get(("model", id(layer))) or self.clone(layer)
+                          for layer in model.layers]
+            return keras.Sequential([inputs[0], *new_layers], name=model.name)
+        outputs = model._run_through_graph(inputs, operation_fn=self.clone, call_fn=self.call)
+        return keras.Model(inputs[0] if len(inputs) == 1 else inputs, outputs, name=model.name)
+
+
+def _graph_inputs(model):
+    if isinstance(model, keras.Sequential):
+        if not model.built:
+            raise ValueError(f"Sequential model '{model.name}' is not built: give it an "
+                             "keras.Input(shape) first, or call it on a batch of data.")
+        return model._functional.inputs
+    return model.inputs
 
 
 def leaf_layers(model):

@@ -19,7 +19,8 @@ import numpy as np
 from keras.src.models.functional import Functional
 
 from edgeprune.structured import layer_rules
-from edgeprune.structured.rebuild import is_graph_model, weight_arrays
+from edgeprune.rebuild import is_graph_model
+from edgeprune.structured.rebuild import weight_arrays
 from edgeprune.wrapper import PruneLowMagnitude
 
 # A ParamSlice's role says what removing the channel does to that weight:
