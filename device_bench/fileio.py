@@ -16,6 +16,8 @@ def atomic_write(path, data):
     mode = "w" if isinstance(data, str) else "wb"
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:
+        # mkstemp creates 0600; an artifact gets the permissions any new file would (umask).
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, mode) as f:
             f.write(data)
             f.flush()
@@ -26,3 +28,9 @@ def atomic_write(path, data):
             os.remove(tmp)
         raise
     return path
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
