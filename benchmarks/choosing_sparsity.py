@@ -17,7 +17,7 @@ Gradual: PolynomialDecay over the first half of fine-tuning.
 Channels, 50%: one-shot channel removal, `shrink`, fine-tune the
 smaller model:
 - uniform: `prune_channels(sparsity=0.5)`, half of every group;
-- global: `prune_channels(sparsity=0.5, ranking="global")`;
+- global: `prune_channels(sparsity=0.5, pruning_scope="global")`;
 - sensitivity-allocated: `allocate(channel scan, budget="params", target=<uniform's parameter
   count>)`, i.e. at the uniform plan's size.
 """
@@ -128,7 +128,7 @@ def channel_plans(dense, train, val, test, args):
                                 structure="channels", higher_is_better=False, progress=False)
     allocation = ep.allocate(table, ep.shrink(uniform).count_params(), budget="params")
     zeroed = {"uniform": uniform,
-              "global": ep.prune_channels(dense, args.channel_sparsity, ranking="global"),
+              "global": ep.prune_channels(dense, args.channel_sparsity, pruning_scope="global"),
               "sensitivity-allocated": ep.apply_channel_allocation(dense, allocation)}
     test_accuracy = accuracy_on(test)
     results = {}

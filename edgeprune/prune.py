@@ -16,7 +16,7 @@ STRUCTURES = ("unstructured", "channels")
 def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1),
                         block_pooling_type="AVG", sparsity_m_by_n=None, pruning_policy=None,
                         pruning_scope="layer", structure="unstructured", skip_layers=(),
-                        prune_depthwise=False, criterion="l1", ranking="per_layer", round_to=1,
+                        prune_depthwise=False, criterion="l1", round_to=1,
                         min_channels=1, **kwargs):
     """Wraps every prunable layer of `to_prune` so training drives its weights to sparsity.
 
@@ -33,13 +33,14 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1),
         block_size, block_pooling_type, sparsity_m_by_n: granularity, see `PruneLowMagnitude`.
         pruning_policy: optional object with `allow_pruning(layer)` (and optionally
             `ensure_model_supports_pruning(model)`), e.g. `PruneForLatencyOnXNNPack()`.
-        pruning_scope: "layer" (tfmot) or "global": rank weights across all pruned layers.
+        pruning_scope: "layer" (tfmot) or "global": rank weights (or, for structure="channels",
+            channels) across all pruned layers.
         structure: "unstructured" (weights, blocks or N:M) or "channels": whole coupled channels
             (filters, units) are zeroed so that `edgeprune.shrink` can remove them afterwards;
             the schedule's sparsity is then the fraction of channels removed.
         skip_layers: names of layers to leave unwrapped ("channels": whose output channels are
             kept).
-        criterion, ranking, round_to, min_channels: for structure="channels" only, see
+        criterion, round_to, min_channels: for structure="channels" only, see
             `edgeprune.prune_channels`.
         prune_depthwise: also prune DepthwiseConv kernels (tfmot never does).
 
@@ -67,9 +68,9 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1),
             raise ValueError("structure='channels' needs the whole model (Functional or "
                              "Sequential): coupled channels are found from its graph.")
         return wrap_for_channels(to_prune, pruning_schedule or ConstantSparsity(0.5, 0),
-                                 criterion, ranking, round_to, min_channels, skip_layers)
-    if (criterion, ranking, round_to, min_channels) != ("l1", "per_layer", 1, 1):
-        raise ValueError("criterion, ranking, round_to and min_channels choose channels: they "
+                                 criterion, pruning_scope, round_to, min_channels, skip_layers)
+    if (criterion, round_to, min_channels) != ("l1", 1, 1):
+        raise ValueError("criterion, round_to and min_channels choose channels: they "
                          "apply to structure='channels' only.")
     wrapper_args = dict(pruning_schedule=pruning_schedule or ConstantSparsity(0.5, 0),
                         block_size=block_size, block_pooling_type=block_pooling_type,

@@ -48,7 +48,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         weight_names: which of the layer's weights to mask, by path inside the layer
             ("kernel", "query/kernel"); default: the registry's prunable weights.
         channel_pruning: None, or the options of `structure="channels"` pruning (criterion,
-            ranking, round_to, min_channels, skip_layers): the controller then computes this wrapper's
+            pruning_scope, round_to, min_channels, skip_layers): the controller then computes this wrapper's
             masks together with the model's other channel wrappers (`edgeprune.structured`).
 
     Example:

@@ -187,7 +187,7 @@ def apply_pruning(model, pruning, steps_per_epoch, epochs, allocation=None):
     if pruning["structure"] == "channels":
         return ep.prune_low_magnitude(
             model, structure="channels", criterion=pruning["criterion"],
-            ranking={"layer": "per_layer", "global": "global"}[pruning["scope"]],
+            pruning_scope=pruning["scope"],
             round_to=pruning["round_to"], min_channels=pruning["min_channels"],
             skip_layers=pruning.get("skip_layers", []),
             pruning_schedule=make_schedule(pruning["schedule"], steps_per_epoch, epochs))

@@ -19,11 +19,11 @@ from edgeprune.structured.selection import check_selection, select_channels
 from edgeprune.wrapper import PruneLowMagnitude, apply_mask, relative_weight_name
 
 
-def wrap_for_channels(model, pruning_schedule, criterion="l1", ranking="per_layer", round_to=1,
+def wrap_for_channels(model, pruning_schedule, criterion="l1", pruning_scope="layer", round_to=1,
                       min_channels=1, skip_layers=()):
     """A copy of `model` whose channel-owning layers are wrapped for gradual channel pruning.
 
-    The schedule's sparsity is the fraction of channels removed, per group ("per_layer") or
+    The schedule's sparsity is the fraction of channels removed, per group ("layer") or
     over all prunable channels ("global"); see `select_channels` for the other options.
     """
     check_criterion(criterion)
@@ -32,8 +32,8 @@ def wrap_for_channels(model, pruning_schedule, criterion="l1", ranking="per_laye
                          "callback does not see: use 'l1', 'l2' or 'bn_gamma' while training, or "
                          "edgeprune.prune_channels(model, ..., criterion='taylor', data=(x, y), "
                          "loss=...) one-shot.")
-    check_selection(0.0, ranking, round_to, min_channels)
-    options = {"criterion": criterion, "ranking": ranking, "round_to": int(round_to),
+    check_selection(0.0, pruning_scope, round_to, min_channels)
+    options = {"criterion": criterion, "pruning_scope": pruning_scope, "round_to": int(round_to),
                "min_channels": int(min_channels), "skip_layers": list(skip_layers)}
     graph = ChannelGraph(model, skip_layers=skip_layers)
     masked_weights = {}
@@ -70,7 +70,7 @@ class ChannelMasker:
         weights = {key: {**values, **current.get(key, {})}
                    for key, values in self.graph.weight_values().items()}
         scores = channel_scores(self.graph, self.options["criterion"], weights=weights)
-        remove = select_channels(self.graph, scores, sparsity, self.options["ranking"],
+        remove = select_channels(self.graph, scores, sparsity, self.options["pruning_scope"],
                                  self.options["round_to"], self.options["min_channels"])
         masks = channel_masks(self.graph, remove)
         for wrapper in wrappers:

@@ -10,7 +10,7 @@ from edgeprune.structured.selection import check_selection, select_channels
 from edgeprune.wrapper import apply_mask
 
 
-def prune_channels(model, sparsity, criterion="l1", ranking="per_layer", round_to=1,
+def prune_channels(model, sparsity, criterion="l1", pruning_scope="layer", round_to=1,
                    min_channels=1, skip_layers=(), data=None, loss=None):
     """Returns a new model with the least important coupled channels zeroed; `model` is untouched.
 
@@ -22,7 +22,8 @@ def prune_channels(model, sparsity, criterion="l1", ranking="per_layer", round_t
         model: a Functional or Sequential model.
         sparsity: fraction of channels to remove, in [0, 1).
         criterion: "l1", "l2", "bn_gamma" or "taylor" (see `channel_scores`).
-        ranking: "per_layer" or "global" (see `select_channels`).
+        pruning_scope: "layer" (each group loses `sparsity` of its channels) or "global" (see
+            `select_channels`).
         round_to: kept channel counts are rounded up to a multiple of this.
         min_channels: fewest channels any group keeps.
         skip_layers: names of layers whose output channels are kept.
@@ -37,11 +38,11 @@ def prune_channels(model, sparsity, criterion="l1", ranking="per_layer", round_t
     4
     """
     check_criterion(criterion)
-    check_selection(sparsity, ranking, round_to, min_channels)
+    check_selection(sparsity, pruning_scope, round_to, min_channels)
     graph = ChannelGraph(model, skip_layers=skip_layers)
     gradients = loss_gradients(graph, data, loss) if criterion == "taylor" else None
     scores = channel_scores(graph, criterion, gradients=gradients)
-    remove = select_channels(graph, scores, sparsity, ranking, round_to, min_channels)
+    remove = select_channels(graph, scores, sparsity, pruning_scope, round_to, min_channels)
     masks = channel_masks(graph, remove)
     return rebuild(model, lambda layer: layer.get_config(),
                    lambda layer: _masked_weights(layer, masks.get(id(layer), {})))

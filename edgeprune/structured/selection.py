@@ -2,33 +2,34 @@
 
 import numpy as np
 
-RANKINGS = ("per_layer", "global")
+PRUNING_SCOPES = ("layer", "global")
 
 
-def check_selection(sparsity, ranking="per_layer", round_to=1, min_channels=1):
+def check_selection(sparsity, pruning_scope="layer", round_to=1, min_channels=1):
     if not 0.0 <= sparsity < 1.0:
         raise ValueError(f"Channel sparsity must lie in [0, 1); got {sparsity}.")
-    if ranking not in RANKINGS:
-        raise ValueError(f"Unknown ranking {ranking!r}; use one of {RANKINGS}.")
+    if pruning_scope not in PRUNING_SCOPES:
+        raise ValueError(f"pruning_scope must be one of {PRUNING_SCOPES}, got {pruning_scope!r}.")
     if int(round_to) != round_to or round_to < 1:
         raise ValueError(f"round_to must be a positive integer; got {round_to}.")
     if int(min_channels) != min_channels or min_channels < 1:
         raise ValueError(f"min_channels must be a positive integer; got {min_channels}.")
 
 
-def select_channels(graph, scores, sparsity, ranking="per_layer", round_to=1, min_channels=1):
+def select_channels(graph, scores, sparsity, pruning_scope="layer", round_to=1,
+                    min_channels=1):
     """Boolean array over the atoms of `graph`: True for each coupled channel to remove.
 
     Args:
         graph: a `ChannelGraph`.
         scores: importance per atom (see `channel_scores`).
-        sparsity: fraction of each group's channels to remove ("per_layer"), or of all prunable
+        sparsity: fraction of each group's channels to remove ("layer"), or of all prunable
             channels, ranked together after dividing each group's scores by their mean ("global").
         round_to: kept channel counts are rounded up to a multiple of this (4 or 8 suit SIMD).
         min_channels: no group keeps fewer channels than this.
     """
-    check_selection(sparsity, ranking, round_to, min_channels)
-    if ranking == "global":
+    check_selection(sparsity, pruning_scope, round_to, min_channels)
+    if pruning_scope == "global":
         removed = _global_removal_counts(graph, scores, sparsity)
     else:
         removed = [len(g) - int(round(len(g) * (1.0 - sparsity))) for g in graph.groups]

@@ -13,7 +13,7 @@ ARCHITECTURES = ["ConvNeXtTiny", "DenseNet121", "EfficientNetB0", "EfficientNetV
 INPUT_SIZES = {"InceptionV3": 75, "Xception": 71}  # their smallest inputs; 32 for the others
 # Criteria and rankings rotate over the architectures, so each is exercised on several graphs.
 CRITERIA = ("l1", "l2", "bn_gamma")
-RANKINGS = ("per_layer", "global")
+SCOPES = ("layer", "global")
 
 
 @pytest.mark.parametrize("index, name", enumerate(ARCHITECTURES), ids=ARCHITECTURES)
@@ -23,7 +23,7 @@ def test_shrink_matches_zeroed_model(index, name, check_shrink):
                                               classes=10, classifier_activation=None)
     inputs = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype("float32")
     zeroed, small = check_shrink(model, 0.5, inputs, criterion=CRITERIA[index % 3],
-                                 ranking=RANKINGS[index % 2], round_to=2)
+                                 pruning_scope=SCOPES[index % 2], round_to=2)
     report = shrink_report(zeroed, small)
     params, macs = report.total("params"), report.total("macs")
     assert params[1] < 0.8 * params[0] and macs[1] < 0.8 * macs[0]

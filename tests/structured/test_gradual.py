@@ -39,12 +39,12 @@ def test_channel_wrappers_mask_every_weight_a_coupled_channel_owns():
                       "c2": ["bias", "kernel"], "fc": ["bias", "kernel"], "out": ["kernel"]}
 
 
-@pytest.mark.parametrize("criterion, ranking", [("l1", "per_layer"), ("bn_gamma", "global")])
-def test_training_zeroes_whole_groups_and_shrink_matches(criterion, ranking, tmp_path):
+@pytest.mark.parametrize("criterion, pruning_scope", [("l1", "layer"), ("bn_gamma", "global")])
+def test_training_zeroes_whole_groups_and_shrink_matches(criterion, pruning_scope, tmp_path):
     model = small_cnn()
     schedule = ep.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=8, frequency=4)
     pruned = ep.prune_low_magnitude(model, pruning_schedule=schedule, structure="channels",
-                                    criterion=criterion, ranking=ranking)
+                                    criterion=criterion, pruning_scope=pruning_scope)
     train(pruned, steps=12)
     path = str(tmp_path / "pruned.keras")
     pruned.save(path)  # a mid-training checkpoint resumes as channel pruning

@@ -70,7 +70,7 @@ def test_global_ranking_prunes_weak_groups_more():
     model = conv_bn_model()
     set_channel_magnitudes(model, "a", [1, 1, 1, 1, 1, 1, 1, 100])
     set_channel_magnitudes(model, "b", [1, 2, 3, 4, 5, 6, 7, 8])
-    small = shrink(prune_channels(model, 0.5, ranking="global"))
+    small = shrink(prune_channels(model, 0.5, pruning_scope="global"))
     assert small.get_layer("a").filters < 4 < small.get_layer("b").filters
 
 
@@ -118,7 +118,7 @@ class Subclassed(keras.Model):
     (lambda m: prune_channels(m, 1.0), "sparsity must lie in"),
     (lambda m: prune_channels(m, -0.1), "sparsity must lie in"),
     (lambda m: prune_channels(m, 0.5, criterion="l3"), "Unknown channel criterion 'l3'"),
-    (lambda m: prune_channels(m, 0.5, ranking="best"), "Unknown ranking 'best'"),
+    (lambda m: prune_channels(m, 0.5, pruning_scope="best"), "pruning_scope must be one of"),
     (lambda m: prune_channels(m, 0.5, round_to=0), "round_to"),
     (lambda m: prune_channels(m, 0.5, skip_layers=["nope"]), "skip_layers names layers .*'nope'"),
     (lambda m: prune_channels(m, 0.5, criterion="taylor"), "needs data"),
