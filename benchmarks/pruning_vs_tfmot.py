@@ -1,6 +1,6 @@
 """Dense vs edgeprune vs tfmot on the digits CNN: accuracy, sparsity, step time, gzip'd .tflite.
 
-    python benchmarks/pruning_vs_tfmot.py [--epochs 12] [--repeat 3]
+    python benchmarks/pruning_vs_tfmot.py [--epochs 12] [--repeat 3] [--seeds 3]
 
 Each framework trains its variants in one process, epoch by epoch in turn (dense, 80%, 90%, dense,
 ...), so a step-time ratio compares epochs run side by side on the same noisy machine. tfmot runs
@@ -129,48 +129,79 @@ def run(framework, args, init_weights):
     return results
 
 
-def initial_weights():
+def initial_weights(seed):
     import keras
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(seed)
     return keras.Sequential(build_cnn(keras.layers)).get_weights()
+
+
+def tfmot_in_subprocess(args, weights, seed):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "init.npz")
+        np.savez(path, *weights)
+        out = subprocess.run([sys.executable, __file__, "--worker", "tfmot", "--weights", path,
+                              "--seed", str(seed), "--epochs", str(args.epochs),
+                              "--repeat", str(args.repeat)],
+                             capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def aggregate(per_seed):
+    """Mean accuracy, sparsity and size over seeds; the median of each seed's step-time ratio."""
+    summary = {}
+    for name in per_seed[0]:
+        rows = [results[name] for results in per_seed]
+        summary[name] = {
+            "accuracy": float(np.mean([r["accuracy"] for r in rows])),
+            "accuracy_range": (min(r["accuracy"] for r in rows), max(r["accuracy"] for r in rows)),
+            "sparsity": float(np.mean([r["sparsity"] for r in rows])),
+            "gzip_bytes": float(np.mean([r["gzip_bytes"] for r in rows])),
+            "step_ms": float(np.median([r["step_ms"] for r in rows])),
+            "step_ratio": float(np.median([r["step_ms"] / res["dense"]["step_ms"]
+                                           for r, res in zip(rows, per_seed)])),
+        }
+    return summary
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--repeat", type=int, default=3, help="training split copies per epoch")
+    parser.add_argument("--seeds", type=int, default=3, help="initial weights and data order")
     parser.add_argument("--worker", choices=["tfmot"], help=argparse.SUPPRESS)
     parser.add_argument("--weights", help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.worker == "tfmot":
+        import tensorflow as tf
+        tf.random.set_seed(args.seed)
         weights = list(np.load(args.weights).values())
         print(json.dumps(run(tfmot_framework(), args, weights)))
         return
 
-    weights = initial_weights()
-    ours = run(edgeprune_framework(), args, weights)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "init.npz")
-        np.savez(path, *weights)
-        out = subprocess.run([sys.executable, __file__, "--worker", "tfmot", "--weights", path,
-                              "--epochs", str(args.epochs), "--repeat", str(args.repeat)],
-                             capture_output=True, text=True, check=True)
-    theirs = json.loads(out.stdout.strip().splitlines()[-1])
+    ours, theirs = [], []
+    for seed in range(args.seeds):
+        weights = initial_weights(seed)  # also seeds Keras 3's data shuffling for this run
+        ours.append(run(edgeprune_framework(), args, weights))
+        theirs.append(tfmot_in_subprocess(args, weights, seed))
 
     print(f"digits CNN, {args.epochs} epochs x {args.repeat} copies of the training split, "
-          f"batch {BATCH}, PolynomialDecay to the target over 60% of training")
-    header = (f"{'variant':<18}{'accuracy':>9}{'sparsity':>10}{'step ms':>9}{'vs dense':>10}"
-              f"{'gzip KB':>9}{'vs dense':>10}")
-    print(header)
-    for framework, results in (("keras3", ours), ("tf_keras", theirs)):
+          f"batch {BATCH}, PolynomialDecay to the target over 60% of training, "
+          f"{args.seeds} seeds (accuracy: mean [min-max]; step time: median of per-seed ratios)")
+    print(f"{'variant':<18}{'accuracy':>23}{'sparsity':>10}{'step ms':>9}{'vs dense':>10}"
+          f"{'gzip KB':>9}{'vs dense':>10}")
+    for framework, per_seed in (("keras3", ours), ("tf_keras", theirs)):
+        results = aggregate(per_seed)
         dense = results["dense"]
         for name, r in results.items():
             label = f"{'edgeprune' if framework == 'keras3' else 'tfmot'} {name}" \
                 if name != "dense" else f"dense ({framework})"
-            print(f"{label:<18}{r['accuracy'] * 100:>8.2f}%{r['sparsity'] * 100:>9.1f}%"
-                  f"{r['step_ms']:>9.3f}{r['step_ms'] / dense['step_ms']:>9.2f}x"
-                  f"{r['gzip_bytes'] / 1024:>9.1f}{dense['gzip_bytes'] / r['gzip_bytes']:>9.2f}x")
+            low, high = r["accuracy_range"]
+            accuracy = f"{r['accuracy'] * 100:.2f}% [{low * 100:.1f}-{high * 100:.1f}]"
+            print(f"{label:<18}{accuracy:>23}{r['sparsity'] * 100:>9.1f}%{r['step_ms']:>9.3f}"
+                  f"{r['step_ratio']:>9.2f}x{r['gzip_bytes'] / 1024:>9.1f}"
+                  f"{dense['gzip_bytes'] / r['gzip_bytes']:>9.2f}x")
 
 
 if __name__ == "__main__":
