@@ -50,7 +50,9 @@ def test_rounds_reach_the_requested_sparsity_with_nested_masks(digits, tmp_path)
         previous = zeros
         assert r.metric == accuracy(keras.models.load_model(tmp_path / r.model_path))
     assert result.rounds[-1].sparsity == pytest.approx(0.9, abs=1e-3)
-    assert 1 - (1 - result.rounds[1].sparsity) ** 3 == pytest.approx(0.9, abs=1e-3)
+    # Each round removes the same share of what is left: three equal rounds reach 90%.
+    three_rounds = 1 - (1 - result.rounds[1].sparsity) ** 3
+    assert three_rounds == pytest.approx(0.9, abs=1e-3)
     assert result.rounds[-1].metric > 0.5  # retraining keeps a working classifier
 
 
