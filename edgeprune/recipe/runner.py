@@ -14,6 +14,7 @@ import datetime
 import functools
 import json
 import os
+import shutil
 import time
 
 import keras
@@ -25,7 +26,7 @@ from edgeprune.recipe import sources, training
 from edgeprune.recipe.modelstats import model_stats
 from edgeprune.recipe.report import STATE_FILE, read_state
 from edgeprune.recipe.schema import RecipeError
-from edgeprune.recipe.stages import enabled_stages, missing_features
+from edgeprune.recipe.stages import IMP_FOLDER, enabled_stages, missing_features
 
 LOG_FILE = "stages.log"
 CHECKPOINTS = "checkpoints"
@@ -217,6 +218,8 @@ def _open_state(recipe, out, restart):
             f"{state['overrides']}); pass --restart to discard it or choose another --out")
     if restart or not state:
         training.remove_checkpoints(os.path.join(out, CHECKPOINTS), "*")
+        # IMP resumes from its rounds on disk: a fresh run must not find old ones.
+        shutil.rmtree(os.path.join(out, IMP_FOLDER), ignore_errors=True)
         state = {"recipe": recipe.path, "overrides": recipe.overrides,
                  "fingerprint": fingerprint, "name": recipe.name, "finished": {}}
         _write_state(out, state)
