@@ -151,6 +151,9 @@ def _run_stages(recipe, out, stages, until, restart, callbacks):
         context.log(f"skip {name} (finished earlier)")
     for name in list(state["finished"])[first_to_run:]:
         del state["finished"][name]  # a stage redone invalidates what came after it
+    if "prune" in names[first_to_run + 1:]:
+        # Iterative pruning resumes from the rounds on disk, valid only for the same baseline.
+        shutil.rmtree(os.path.join(out, IMP_FOLDER), ignore_errors=True)
     progress = tqdm(stages, desc=recipe.name, unit="stage", initial=first_to_run,
                     total=len(stages), dynamic_ncols=True, disable=None)
     for stage in stages[first_to_run:]:
@@ -218,8 +221,6 @@ def _open_state(recipe, out, restart):
             f"{state['overrides']}); pass --restart to discard it or choose another --out")
     if restart or not state:
         training.remove_checkpoints(os.path.join(out, CHECKPOINTS), "*")
-        # IMP resumes from its rounds on disk: a fresh run must not find old ones.
-        shutil.rmtree(os.path.join(out, IMP_FOLDER), ignore_errors=True)
         state = {"recipe": recipe.path, "overrides": recipe.overrides,
                  "fingerprint": fingerprint, "name": recipe.name, "finished": {}}
         _write_state(out, state)
