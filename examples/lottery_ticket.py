@@ -25,4 +25,5 @@ for r in result.rounds:
     print(f"round {r.round}: sparsity {r.sparsity:.1%}, accuracy {r.metric:.4f}")
 tflite = ep.export_tflite(result.model, "runs/lottery_ticket_example/model.tflite",
                           quantize="int8", representative_data=x[:200])
-print(f"int8 .tflite accuracy {ep.validate_tflite(tflite, result.model, test_x, test_y).tflite_accuracy:.4f}")
+check = ep.validate_tflite(tflite, result.model, test_x, test_y)
+print(f"int8 .tflite accuracy {check.tflite_accuracy:.4f}")

@@ -133,7 +133,7 @@ SCHEMA = _section({
             "skip": _NAMES,
             "scan_samples": {"type": "integer", "minimum": 1, "default": 500},
         }, required=["target"]),
-        # Iterative magnitude pruning in place of one gradual run (`ep.iterative_magnitude_pruning`).
+        # `ep.iterative_magnitude_pruning` in place of one gradual run.
         "iterative": _section({
             "rounds": {"type": "integer", "minimum": 1},
             "final_sparsity": _SPARSITY,
