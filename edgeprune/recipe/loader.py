@@ -167,6 +167,7 @@ def _check_pruning(pruning):
                             "method: sensitivity")
         if allocation["budget"] == "sparsity" and allocation["target"] >= 1:
             problems.append("pruning.allocation.target: a sparsity budget is below 1")
+    problems += _check_iterative(pruning)
     if pruning["structure"] == "unstructured" and pruning["criterion"] != "magnitude":
         problems.append(f"pruning.criterion: {pruning['criterion']!r} ranks channels; "
                         "unstructured pruning uses 'magnitude'")
@@ -177,6 +178,33 @@ def _check_pruning(pruning):
                      "channels are removed, ranked over the model's graph)"
                      for key in ("block_size", "sparsity_m_by_n", "policy", "groups")
                      if key in pruning]
+    return problems
+
+
+def _check_iterative(pruning):
+    """`ep.iterative_magnitude_pruning` prunes weights one-shot by magnitude each round: one
+    target (or the allocation's per-layer ones), no schedule shapes, blocks, N:M or channels."""
+    iterative = pruning.get("iterative")
+    if iterative is None:
+        return []
+    problems = []
+    if "allocation" in pruning:
+        if "final_sparsity" in iterative:
+            problems.append("pruning.iterative.final_sparsity: the per-layer targets come from "
+                            "pruning.allocation; leave it out")
+        if pruning["scope"] == "global":
+            problems.append("pruning.scope: global ranks every layer against one target; the "
+                            "allocation's per-layer targets need scope: layer")
+    elif "final_sparsity" not in iterative:
+        problems.append("pruning.iterative.final_sparsity: required (the sparsity after the "
+                        "last round), unless pruning.allocation gives per-layer targets")
+    if pruning["structure"] != "unstructured":
+        problems.append(f"pruning.iterative: prunes single weights by magnitude; it does not "
+                        f"apply to structure: {pruning['structure']}")
+    problems += [f"pruning.{key}: does not apply to pruning.iterative (each round prunes "
+                 "one-shot by magnitude)"
+                 for key in ("block_size", "sparsity_m_by_n", "policy", "groups")
+                 if key in pruning]
     return problems
 
 

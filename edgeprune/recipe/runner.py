@@ -14,6 +14,7 @@ import datetime
 import functools
 import json
 import os
+import shutil
 import time
 
 import keras
@@ -25,7 +26,7 @@ from edgeprune.recipe import sources, training
 from edgeprune.recipe.modelstats import model_stats
 from edgeprune.recipe.report import STATE_FILE, read_state
 from edgeprune.recipe.schema import RecipeError
-from edgeprune.recipe.stages import enabled_stages, missing_features
+from edgeprune.recipe.stages import IMP_FOLDER, enabled_stages, missing_features
 
 LOG_FILE = "stages.log"
 CHECKPOINTS = "checkpoints"
@@ -150,6 +151,9 @@ def _run_stages(recipe, out, stages, until, restart, callbacks):
         context.log(f"skip {name} (finished earlier)")
     for name in list(state["finished"])[first_to_run:]:
         del state["finished"][name]  # a stage redone invalidates what came after it
+    if "prune" in names[first_to_run + 1:]:
+        # Iterative pruning resumes from the rounds on disk, valid only for the same baseline.
+        shutil.rmtree(os.path.join(out, IMP_FOLDER), ignore_errors=True)
     progress = tqdm(stages, desc=recipe.name, unit="stage", initial=first_to_run,
                     total=len(stages), dynamic_ncols=True, disable=None)
     for stage in stages[first_to_run:]:

@@ -133,6 +133,12 @@ SCHEMA = _section({
             "skip": _NAMES,
             "scan_samples": {"type": "integer", "minimum": 1, "default": 500},
         }, required=["target"]),
+        # `ep.iterative_magnitude_pruning` in place of one gradual run.
+        "iterative": _section({
+            "rounds": {"type": "integer", "minimum": 1},
+            "final_sparsity": _SPARSITY,
+            "rewind_step": {"type": ["integer", "null"], "minimum": 0, "default": None},
+        }, required=["rounds"]),
     }),
     "strip": _section({"shrink": {"type": "boolean", "default": False}}),
     "quantize": _section({
@@ -203,7 +209,9 @@ def _describe(error):
         return [f"{where}: {error.instance!r} is not allowed; allowed: "
                 f"{', '.join(map(str, allowed))}{did_you_mean(error.instance, allowed)}"]
     if error.validator == "type":
-        return [f"{where}: expected {error.validator_value}, got "
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        return [f"{where}: expected {expected}, got "
                 f"{type(error.instance).__name__} {error.instance!r}"]
     if error.validator == "required":
         return [f"{where}: {error.message}"]

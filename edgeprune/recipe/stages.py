@@ -4,7 +4,7 @@
 |-------------|-----------------------------|--------------------------------------------------------|
 | `baseline`  | always                      | the model source, `fit` when `training.epochs` > 0     |
 | `allocate`  | `pruning.allocation`        | `ep.sensitivity_scan` + `ep.allocate`, `ep.uniform_allocation`, `ep.global_magnitude_allocation` |
-| `prune`     | a `pruning` section         | `ep.prune_low_magnitude`, `fit` + `ep.UpdatePruningStep` |
+| `prune`     | a `pruning` section         | `ep.prune_low_magnitude`, `fit` + `ep.UpdatePruningStep`; `ep.iterative_magnitude_pruning` (`pruning.iterative`) |
 | `strip`     | a `pruning` section         | `ep.strip_pruning`, `ep.shrink` (`strip.shrink`)       |
 | `qat`       | `quantize.aware_training`   | `ep.quantize_model` (sparsity kept), `fit`             |
 | `convert`   | always                      | `ep.export_tflite`, `ep.size_report`, `ep.validate_tflite`, `ep.export_micro` |
@@ -30,11 +30,15 @@ import keras
 
 import edgeprune as ep
 from device_bench.fileio import atomic_write
+from edgeprune import imp as imp_module
 from edgeprune import prune as prune_module
 from edgeprune.recipe import report, training
 from edgeprune.recipe.schema import RecipeError, did_you_mean
 from edgeprune.rebuild import leaf_layers
 from edgeprune.registry import is_prunable
+
+IMP_FOLDER = "imp"  # the rounds of `pruning.iterative`, inside the run folder
+
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
@@ -207,16 +211,23 @@ def apply_pruning(model, pruning, steps_per_epoch, epochs, allocation=None):
     return model
 
 
+def finished_allocation(ctx):
+    """The `allocation.json` of a finished allocate stage (as a dict), else None."""
+    if "allocate" not in ctx.state["finished"]:
+        return None
+    with open(ctx.path(ctx.output("allocate", "allocation"))) as f:
+        return json.load(f)
+
+
 def run_prune(ctx):
-    """Prunes while fine-tuning, with a checkpoint per epoch; saves `pruned.keras` (wrapped)."""
+    """Prunes while fine-tuning, with a checkpoint per epoch; saves `pruned.keras` (wrapped).
+    With `pruning.iterative`, runs `run_iterative` instead."""
     pruning = ctx.recipe["pruning"]
+    if "iterative" in pruning:
+        return run_iterative(ctx)
     tune = pruning["fine_tune"]
     keras.utils.set_random_seed(ctx.recipe["seed"])
-
-    allocation = None
-    if "allocate" in ctx.state["finished"]:
-        with open(ctx.path(ctx.output("allocate", "allocation"))) as f:
-            allocation = json.load(f)
+    allocation = finished_allocation(ctx)
 
     def start():
         base = ctx.load(ctx.output("baseline", "model"))
@@ -229,7 +240,63 @@ def run_prune(ctx):
                             output_name="pruned")
 
 
+def run_iterative(ctx):
+    """Iterative magnitude pruning of the baseline with `ep.iterative_magnitude_pruning`.
+
+    Every round, the dense round 0 included, trains `pruning.fine_tune.epochs` epochs with a
+    fresh optimizer; `rewind_step` counts batches of round 0. Each finished round's model,
+    sparsity and test accuracy stay in `imp/`, and a new run resumes after the last finished
+    round (the round in progress is redone). Saves the last round as `pruned.keras` (plain).
+    """
+    pruning = ctx.recipe["pruning"]
+    spec, tune = pruning["iterative"], pruning["fine_tune"]
+    keras.utils.set_random_seed(ctx.recipe["seed"])
+    check_rewind_step(spec["rewind_step"], tune["epochs"], ctx.data.steps_per_epoch)
+    allocation = finished_allocation(ctx)
+    target = (ep.Allocation.from_dict(allocation).sparsity if allocation
+              else spec["final_sparsity"])
+    rounds_done = finished_imp_rounds(ctx.path(IMP_FOLDER))
+    if rounds_done:
+        ctx.log(f"resume prune after IMP round {rounds_done - 1}")
+
+    def train(model, callbacks):
+        training.compile_for(model, tune)
+        model.fit(**ctx.data.fit_arguments(), epochs=tune["epochs"], verbose=0,
+                  callbacks=[*callbacks, *ctx.callbacks, training.ProgressBar("prune round")])
+
+    result = ep.iterative_magnitude_pruning(
+        ctx.load(ctx.output("baseline", "model")), train,
+        lambda model: training.accuracy(model, ctx.data.test_x, ctx.data.test_y),
+        ctx.path(IMP_FOLDER), rounds=spec["rounds"], final_sparsity=target,
+        rewind_step=spec["rewind_step"], pruning_scope=pruning["scope"],
+        skip_layers=pruning.get("skip_layers", []), progress=False)
+    stage = ctx.keras_result("prune", result.model, "pruned.keras",
+                             f"pruned (Keras, IMP round {spec['rounds']})", output_name="pruned")
+    stage["outputs"]["imp"] = f"{IMP_FOLDER}/{imp_module.STATE_FILE}"
+    return stage
+
+
+def check_rewind_step(rewind_step, epochs, steps_per_epoch):
+    """Raises `RecipeError` before any training when round 0 never reaches `rewind_step`."""
+    if rewind_step is not None and rewind_step > epochs * steps_per_epoch:
+        raise RecipeError(
+            f"pruning.iterative.rewind_step: {rewind_step} is past the end of round 0 "
+            f"({epochs} epochs of {steps_per_epoch} steps); rewind earlier or fine-tune longer")
+
+
+def finished_imp_rounds(folder):
+    """How many IMP rounds (the dense round 0 included) `folder` holds from an earlier run."""
+    path = os.path.join(folder, imp_module.STATE_FILE)
+    if not os.path.exists(path):
+        return 0
+    with open(path) as f:
+        return len(json.load(f)["rounds"])
+
+
 def prune_needs(recipe):
+    if "iterative" in recipe["pruning"]:
+        return lacking("pruning.iterative", "edgeprune", "iterative_magnitude_pruning",
+                       "choosing sparsity")
     structure = recipe["pruning"]["structure"]
     if supports_structure(structure):
         return []
