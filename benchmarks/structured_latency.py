@@ -15,10 +15,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
 from device_bench.fileio import atomic_write  # noqa: E402
+from edgeprune import export_tflite  # noqa: E402
 from edgeprune.structured import prune_channels, shrink, shrink_report  # noqa: E402
 
 SIZE = 224
@@ -31,14 +31,11 @@ def representative_data(count=16, seed=0):
 
 
 def to_tflite(model, int8):
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if int8:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative_data
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    return converter.convert()
+    """Float32, or full-integer int8 with int8 input and output, through edgeprune's exporter."""
+    if not int8:
+        return export_tflite(model)
+    images = np.concatenate([batch[0] for batch in representative_data()])
+    return export_tflite(model, quantize="int8", representative_data=images, int8_io=True)
 
 
 def interpreter(flatbuffer, image):
