@@ -2,7 +2,7 @@
 
 Every figure is measured on the `.tflite` itself: accuracy on the digits test split (LiteRT),
 gzip size, kernel sparsity read back from the flatbuffer, and LiteRT latency as a ratio to the
-dense float model, timed in interleaved rounds in one process (the machines are noisy).
+dense float model, timed interleaved by device_bench in one process (the machines are noisy).
 
     python benchmarks/quantization_chain.py [--block_size 4,1] [--output_json results.json]
 """
@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -21,7 +20,7 @@ import numpy as np  # noqa: E402
 
 import edgeprune as ep  # noqa: E402
 from device_bench.fileio import atomic_write  # noqa: E402
-from edgeprune.validate import make_interpreter, to_input_dtype  # noqa: E402
+from litert_latency import interleaved_latency  # noqa: E402
 
 BATCH = 32
 
@@ -64,28 +63,6 @@ def train_variants(x, y, args):
     return dense, stripped, qat
 
 
-def median_latency_ratios(models, x, rounds, runs_per_round):
-    """Median seconds per invoke of each model, timed in interleaved rounds; ratios to the first."""
-    interpreters = {}
-    for name, tflite in models.items():
-        interpreter = make_interpreter(tflite)
-        detail = interpreter.get_input_details()[0]
-        interpreter.set_tensor(detail["index"], to_input_dtype(x[:1], detail))
-        interpreter.invoke()  # warm-up
-        interpreters[name] = interpreter
-    timings = {name: [] for name in models}
-    for _ in range(rounds):
-        for name, interpreter in interpreters.items():
-            start = time.perf_counter()
-            for _ in range(runs_per_round):
-                interpreter.invoke()
-            timings[name].append((time.perf_counter() - start) / runs_per_round)
-    medians = {name: float(np.median(t)) for name, t in timings.items()}
-    reference = medians[next(iter(models))]
-    return {name: {"median_us": m * 1e6, "speedup_vs_dense_float": reference / m}
-            for name, m in medians.items()}
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=30)
@@ -93,8 +70,7 @@ def main():
     parser.add_argument("--qat_epochs", type=int, default=5)
     parser.add_argument("--block_size", type=lambda text: tuple(int(v) for v in text.split(",")),
                         default=(1, 1), help="pruning block, e.g. 4,1 (Keras kernel axes)")
-    parser.add_argument("--rounds", type=int, default=100)
-    parser.add_argument("--runs_per_round", type=int, default=100)
+    parser.add_argument("--num_runs", type=int, default=10000, help="timed invokes per model")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_json")
     args = parser.parse_args()
@@ -109,8 +85,7 @@ def main():
         "pruned-80% int8 QAT": (ep.export_tflite(qat, quantize="int8", int8_io=True,
                                                  representative_data=calibration), qat),
     }
-    latency = median_latency_ratios({name: tfl for name, (tfl, _) in models.items()}, x_test,
-                                    args.rounds, args.runs_per_round)
+    latency = interleaved_latency({name: tfl for name, (tfl, _) in models.items()}, args.num_runs)
     results = {}
     for name, (tflite, keras_model) in models.items():
         check = ep.validate_tflite(tflite, keras_model, x_test, y_test)
@@ -131,10 +106,11 @@ def main():
               f"{100 * (r['tflite_accuracy'] - reference['tflite_accuracy']):+.2f} | "
               f"{r['raw_bytes']} | {r['gzip_bytes']} | "
               f"{reference['gzip_bytes'] / r['gzip_bytes']:.2f}x | {sparsities} | "
-              f"{r['speedup_vs_dense_float']:.2f}x ({r['median_us']:.1f} µs) |")
-    print(f"\nPruning block size {args.block_size}. Test samples: {len(x_test)}. Latency: median "
-          f"of {args.rounds} interleaved rounds of {args.runs_per_round} single-sample invokes, "
-          "1 thread, LiteRT's default XNNPACK delegate.")
+              f"{r['speedup']:.2f}x ({r['p50_us']:.1f} µs) |")
+    print(f"\nPruning block size {args.block_size}. Test samples: {len(x_test)}. Latency: "
+          f"device_bench, {args.num_runs} interleaved single-sample invokes per model on random "
+          "inputs, 1 thread, LiteRT's default XNNPACK delegate; speedup = median of the "
+          "interleaved pair ratios.")
     if args.output_json:
         atomic_write(args.output_json, json.dumps(results, indent=2))
 
