@@ -9,7 +9,7 @@ import os
 import re
 
 from device_bench.fileio import atomic_write
-from edgeprune.flatbuffer import operator_names, read_bytes
+from device_bench.flatbuffer import operator_names, read_bytes
 
 # Resolver methods whose names do not follow from CamelCasing the builtin operator's name.
 _RESOLVER_NAME_EXCEPTIONS = {

@@ -9,7 +9,7 @@ import gzip
 
 import numpy as np
 
-from edgeprune.flatbuffer import operator_names, read_bytes, weight_tensors
+from device_bench.flatbuffer import operator_names, read_bytes, weight_tensors
 
 
 def make_interpreter(tflite):

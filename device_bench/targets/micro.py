@@ -17,7 +17,7 @@ import re
 import subprocess
 import sys
 
-from device_bench import boards
+from device_bench import boards, flatbuffer
 from device_bench.errors import BenchError
 from device_bench.modelfile import read_tflite
 from device_bench.schema import BenchmarkResult, MicroReport, ModelResult
@@ -29,32 +29,19 @@ _MISSING_OP = re.compile(r"Didn't find op for builtin opcode '(\w+)'")
 _FLOAT32 = 0  # TensorType.FLOAT32 in the TFLite schema
 
 
-def _schema():
-    try:
-        from tflite_micro.tensorflow.lite.micro.python import schema_py_generated
-    except ImportError:
-        raise BenchError("the micro target needs the tflite-micro package: "
-                         "pip install tflite-micro") from None
-    return schema_py_generated
-
-
 def inspect_model(data, name):
     """What the flatbuffer says: op names (with float32 ones), dynamic inputs, sparse tensors."""
-    schema = _schema()
     try:
-        model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
+        model = flatbuffer.parse(data)
     except Exception as error:  # the flatbuffer reader fails in many ways on a damaged file
         raise BenchError(f"{name}: truncated or corrupted flatbuffer ({type(error).__name__}: "
                          f"{error}); re-export the model") from None
-    names = {code: name for name, code in vars(schema.BuiltinOperator).items()
-             if not name.startswith("_")}
     op_names, float_ops, sparse = [], collections.Counter(), False
     dynamic = []
     for subgraph in model.subgraphs:
         tensors = subgraph.tensors
         for op in subgraph.operators or []:
-            code = model.operatorCodes[op.opcodeIndex]
-            name = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
+            name = flatbuffer.operator_name(model, op)
             op_names.append(name)
             inputs = [tensors[i] for i in op.inputs if i >= 0]
             if inputs and inputs[0].type == _FLOAT32 and name not in ("QUANTIZE", "DENSIFY"):

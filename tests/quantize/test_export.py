@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import edgeprune as ep
 from edgeprune.export import representative_samples
-from edgeprune.flatbuffer import weight_tensors
+from device_bench.flatbuffer import weight_tensors
 from edgeprune.validate import make_interpreter
 from tests.quantize.models import digits_cnn
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import edgeprune as ep
-from edgeprune.flatbuffer import operator_names, weight_tensors
+from device_bench.flatbuffer import operator_names, weight_tensors
 from edgeprune.validate import make_interpreter
 from tests.quantize.models import compile_for_digits, digits_cnn, kernel_sparsities
 

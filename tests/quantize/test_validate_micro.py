@@ -7,7 +7,7 @@ import pytest
 from tflite_micro.python.tflite_micro import runtime
 
 import edgeprune as ep
-from edgeprune.flatbuffer import operator_names
+from device_bench.flatbuffer import operator_names
 from tests.quantize.models import kernel_sparsities
 
 
