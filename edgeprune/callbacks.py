@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from edgeprune.controller import PruningController
+from edgeprune.controller import PruningController, pruning_wrappers
 
 
 class UpdatePruningStep(keras.callbacks.Callback):
@@ -51,10 +51,13 @@ class PruningSummaries(keras.callbacks.Callback):
         self.log_dir = os.fspath(log_dir)
         self.update_freq = update_freq
         self._writer = None
-        self._controller = None
+        self._wrappers = []
 
     def on_train_begin(self, logs=None):
-        self._controller = PruningController(self.model)
+        self._wrappers = pruning_wrappers(self.model)
+        if not self._wrappers:
+            raise ValueError("PruningSummaries needs a model built with "
+                             "edgeprune.prune_low_magnitude(...): this one has no pruning wrappers.")
         self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "metrics"))
 
     def on_train_batch_end(self, batch, logs=None):
@@ -69,8 +72,8 @@ class PruningSummaries(keras.callbacks.Callback):
             self._writer.close()
 
     def _write(self):
-        wrappers = self._controller.wrappers
-        step = int(ops.convert_to_numpy(wrappers[0].pruning_step))
+        wrappers = self._wrappers
+        step = wrappers[0].current_step()
         with self._writer.as_default(step=step):
             for wrapper in wrappers:
                 for weight, mask, threshold in zip(wrapper.pruned_weights, wrapper.masks,

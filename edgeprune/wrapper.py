@@ -94,11 +94,17 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         self.supports_masking = layer.supports_masking
         self.step_owner = None  # weakref to the PruningController that counts steps
 
-    def save_own_variables(self, store):
-        # The controller writes pruning_step lazily; a checkpoint taken mid-epoch needs it now.
+    def current_step(self):
+        """The training step: the controller's count while one drives this wrapper (it writes
+        `pruning_step` lazily), else the saved variable."""
         controller = self.step_owner() if self.step_owner is not None else None
         if controller is not None:
-            self.pruning_step.assign(controller.current_step)
+            return controller.current_step
+        return int(ops.convert_to_numpy(self.pruning_step))
+
+    def save_own_variables(self, store):
+        # A checkpoint taken mid-epoch needs the step now, not at the next lazy write.
+        self.pruning_step.assign(self.current_step())
         super().save_own_variables(store)
 
     def build(self, input_shape=None):
