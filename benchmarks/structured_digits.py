@@ -2,6 +2,7 @@
 compare test accuracy with the dense model trained for the same number of epochs.
 
     python benchmarks/structured_digits.py [--seeds 3] [--epochs 30] [--prune-epochs 15]
+                                           [--criterion l1|l2|bn_gamma|taylor]
 """
 
 import argparse
@@ -44,7 +45,7 @@ def accuracy(model, x, y):
     return float((np.argmax(model.predict(x, verbose=0), axis=1) == y).mean())
 
 
-def run(seed, epochs, prune_epochs, sparsity):
+def run(seed, epochs, prune_epochs, sparsity, criterion):
     (x, y), (xt, yt) = ep.load_digits()
     keras.utils.set_random_seed(seed)
     dense = compile_model(digits_cnn())
@@ -56,7 +57,8 @@ def run(seed, epochs, prune_epochs, sparsity):
     schedule = ep.PolynomialDecay(0.0, sparsity, begin_step=0, end_step=end,
                                   frequency=max(1, end // 10))
     pruned = compile_model(ep.prune_low_magnitude(dense, pruning_schedule=schedule,
-                                                  structure="channels", round_to=4))
+                                                  structure="channels", round_to=4,
+                                                  criterion=criterion))
     pruned.fit(x, y, batch_size=BATCH, epochs=prune_epochs, verbose=0,
                callbacks=[ep.UpdatePruningStep()])
     final = ep.strip_pruning(pruned)
@@ -73,17 +75,18 @@ def main():
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--prune-epochs", type=int, default=15)
     parser.add_argument("--sparsity", type=float, default=0.5)
+    parser.add_argument("--criterion", default="l1", choices=["l1", "l2", "bn_gamma", "taylor"])
     args = parser.parse_args()
 
     print(f"digits CNN, {args.epochs} dense epochs, then {args.prune_epochs} epochs of gradual "
-          f"channel pruning to {args.sparsity:.0%} (PolynomialDecay, l1, per layer, round_to=4) "
+          f"channel pruning to {args.sparsity:.0%} (PolynomialDecay, {args.criterion}, per layer, round_to=4) "
           f"vs {args.prune_epochs} more dense epochs")
     print("| seed | dense accuracy | shrunk accuracy | difference (points) |")
     print("|---|---|---|---|")
     differences = []
     for seed in range(args.seeds):
         dense_acc, small_acc, final_acc, report = run(seed, args.epochs, args.prune_epochs,
-                                                      args.sparsity)
+                                                      args.sparsity, args.criterion)
         assert small_acc == final_acc, "shrink changed the predictions"
         differences.append(100 * (dense_acc - small_acc))
         print(f"| {seed} | {100 * dense_acc:.2f}% | {100 * small_acc:.2f}% | "

@@ -15,6 +15,7 @@ from device_bench.flatbuffer import operator_names, read_bytes
 _RESOLVER_NAME_EXCEPTIONS = {
     "BATCH_MATMUL": "BatchMatMul",
     "CUMSUM": "CumSum",
+    "PADV2": "PadV2",
     "UNIDIRECTIONAL_SEQUENCE_LSTM": "UnidirectionalSequenceLSTM",
 }
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -50,6 +50,10 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         channel_pruning: None, or the options of `structure="channels"` pruning (criterion,
             pruning_scope, round_to, min_channels, skip_layers): the controller then computes this wrapper's
             masks together with the model's other channel wrappers (`edgeprune.structured`).
+        taylor_axes: `{weight name: [axis, ...]}`, the axes along which the weights index
+            coupled channels. With `channel_pruning` criterion "taylor", each training batch adds
+            (Σ w·∂L/∂w)² per channel along each axis to an accumulator the controller ranks
+            channels by (and resets) at the next pruning step.
 
     Example:
 
@@ -63,7 +67,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
 
     def __init__(self, layer, pruning_schedule=None, block_size=(1, 1),
                  block_pooling_type="AVG", sparsity_m_by_n=None, pruning_scope="layer",
-                 weight_names=None, channel_pruning=None, **kwargs):
+                 weight_names=None, channel_pruning=None, taylor_axes=None, **kwargs):
         kwargs.setdefault("name", f"prune_low_magnitude_{layer.name}")
         super().__init__(layer, **kwargs)
         self.pruning_schedule = deserialize_schedule(pruning_schedule) or ConstantSparsity(0.5, 0)
@@ -91,6 +95,10 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         self.pruning_scope = pruning_scope
         self.weight_names = list(weight_names) if weight_names is not None else None
         self.channel_pruning = dict(channel_pruning) if channel_pruning else None
+        self.taylor_axes = ({name: [int(a) for a in axes] for name, axes in taylor_axes.items()}
+                            if taylor_axes else None)
+        if self.taylor_axes and (self.channel_pruning or {}).get("criterion") != "taylor":
+            raise ValueError("taylor_axes is for channel_pruning with criterion 'taylor'.")
         self.supports_masking = layer.supports_masking
         self.step_owner = None  # weakref to the PruningController that counts steps
 
@@ -114,14 +122,21 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             raise ValueError(f"Layer '{self.layer.name}' ({type(self.layer).__name__}) has no "
                              "weight to prune; leave it unwrapped.")
         self.masks, self.thresholds = [], []
-        for weight in self.pruned_weights:
-            name = relative_weight_name(self.layer, weight).replace("/", "_")
+        self.taylor_importance = []  # (index in pruned_weights, axis, accumulator variable)
+        for index, weight in enumerate(self.pruned_weights):
+            relative_name = relative_weight_name(self.layer, weight)
+            name = relative_name.replace("/", "_")
             self.masks.append(self.add_weight(
                 name=f"{name}_mask", shape=weight.shape, initializer="ones", trainable=False,
                 aggregation="only_first_replica"))
             self.thresholds.append(self.add_weight(
                 name=f"{name}_threshold", shape=(), initializer="zeros", trainable=False,
                 aggregation="only_first_replica"))
+            for axis in (self.taylor_axes or {}).get(relative_name, ()):
+                # "sum": under a distribution strategy every replica's batches count.
+                self.taylor_importance.append((index, axis, self.add_weight(
+                    name=f"{name}_taylor_axis{axis}", shape=(weight.shape[axis],),
+                    initializer="zeros", trainable=False, aggregation="sum")))
         # -1 until UpdatePruningStep / PruningController starts training (tfmot semantics).
         self.pruning_step = self.add_weight(
             name="pruning_step", shape=(), dtype="int64", initializer=keras.initializers.Constant(-1),
@@ -144,6 +159,10 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             tf.debugging.Assert(self.pruning_step >= 0, [MISSING_CALLBACK])
         mapping = [(w, w.value * ops.cast(m, w.dtype))
                    for w, m in zip(self.pruned_weights, self.masks)]
+        if training and self.taylor_importance:
+            mapping = [(w, _accumulate_taylor(value, [(axis, accumulator) for i, axis, accumulator
+                                                      in self.taylor_importance if i == index]))
+                       for index, (w, value) in enumerate(mapping)]
         with keras.StatelessScope(state_mapping=mapping) as scope:
             outputs = self.layer(inputs, *args, **kwargs)
         # The scope also caught the inner layer's other state updates (seeds, statistics).
@@ -179,8 +198,31 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             "pruning_scope": self.pruning_scope,
             "weight_names": self.weight_names,
             "channel_pruning": self.channel_pruning,
+            "taylor_axes": self.taylor_axes,
         })
         return config
+
+
+def _accumulate_taylor(value, accumulators):
+    """`value` unchanged; its backward pass adds (Σ value·gradient)² per index of each axis."""
+    if not accumulators:
+        return value
+
+    @tf.custom_gradient
+    def identity(x):
+        def gradient(upstream):
+            contribution = tf.cast(upstream * x, "float32")
+            # A mixed-precision step whose scaled loss overflowed is skipped by the optimizer:
+            # its gradients must not poison the scores either.
+            contribution = tf.where(tf.math.is_finite(contribution), contribution, 0.0)
+            for axis, accumulator in accumulators:
+                others = [a for a in range(contribution.shape.rank) if a != axis]
+                accumulator.assign_add(tf.square(tf.reduce_sum(contribution, axis=others)))
+            return upstream
+
+        return tf.identity(x), gradient
+
+    return identity(value)
 
 
 def apply_mask(weight, mask):

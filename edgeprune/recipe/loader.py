@@ -173,7 +173,7 @@ def _check_pruning(pruning):
                         "unstructured pruning uses 'magnitude'")
     if pruning["structure"] == "channels":
         if pruning["criterion"] == "magnitude":
-            problems.append("pruning.criterion: channels are ranked by l1, l2 or bn_gamma")
+            problems.append("pruning.criterion: channels are ranked by l1, l2, bn_gamma or taylor")
         problems += [f"pruning.{key}: does not apply to structure: channels (whole coupled "
                      "channels are removed, ranked over the model's graph)"
                      for key in ("block_size", "sparsity_m_by_n", "policy", "groups")

@@ -18,7 +18,7 @@ import jsonschema
 QUANTIZE_MODES = ["none", "dynamic", "float16", "int8", "int16x8"]
 STRUCTURES = ["unstructured", "channels"]
 # Channel criteria of gradual pruning (first-order Taylor needs gradients on data: one-shot only).
-CRITERIA = ["magnitude", "l1", "l2", "bn_gamma"]
+CRITERIA = ["magnitude", "l1", "l2", "bn_gamma", "taylor"]
 OPTIMIZERS = ["adam", "adamw", "sgd", "rmsprop"]
 # device_bench run settings and per-target options a recipe may pass through.
 BENCHMARK_FLAGS = {

@@ -21,7 +21,8 @@ def channel_scores(graph, criterion="l1", weights=None, gradients=None):
         graph: a `ChannelGraph`.
         criterion: "l1" (sum of |w|), "l2" (root of the sum of w²), "bn_gamma" (|γ| of the
             BatchNormalization layers in the group; groups without one fall back to "l1"), or
-            "taylor" (first-order Taylor: (Σ w·∂L/∂w)², Molchanov et al. 2019).
+            "taylor" (first-order Taylor, Molchanov et al. 2019: (Σ w·∂L/∂w)² over each weight
+            slice the channel owns, summed over its slices).
         weights: `{layer id: {weight name: array}}` to score instead of the layers' current
             values (the gradual path passes masked values).
         gradients: `{layer id: {weight name: array}}`, needed by "taylor".
@@ -41,7 +42,7 @@ def channel_scores(graph, criterion="l1", weights=None, gradients=None):
             np.add.at(scores, s.atoms, (value ** 2).sum(axis=1))
         elif criterion == "taylor":
             grad = np.moveaxis(gradients[id(s.layer)][s.weight], s.axis, 0).reshape(len(s.atoms), -1)
-            np.add.at(scores, s.atoms, (value * grad).sum(axis=1))
+            np.add.at(scores, s.atoms, (value * grad).sum(axis=1) ** 2)
         else:
             np.add.at(scores, s.atoms, np.abs(value).sum(axis=1))
             if criterion == "bn_gamma" and s.weight == "gamma":
@@ -49,10 +50,23 @@ def channel_scores(graph, criterion="l1", weights=None, gradients=None):
                 has_gamma[s.atoms] = True
     if criterion == "l2":
         return np.sqrt(scores)
-    if criterion == "taylor":
-        return scores ** 2
     if criterion == "bn_gamma":
         return _bn_gamma_where_present(graph, scores, gamma, has_gamma)
+    return scores
+
+
+def accumulated_taylor_scores(graph, contributions):
+    """Taylor scores from per-slice contributions accumulated during training.
+
+    `contributions[(id(layer), weight name, axis)]` holds, per channel along that axis, the sum
+    over batches of (Σ w·∂L/∂w)², as the "taylor" wrappers accumulate it; each atom sums its
+    slices, as `channel_scores(..., "taylor")` does for one batch.
+    """
+    scores = np.zeros(graph.num_atoms)
+    for s in graph.slices:
+        contribution = contributions.get((id(s.layer), s.weight, s.axis))
+        if s.zeroable and contribution is not None:
+            np.add.at(scores, s.atoms, contribution)
     return scores
 
 

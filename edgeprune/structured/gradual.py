@@ -8,11 +8,14 @@ from `.keras` mid-training resumes without extra state), scores the masked weigh
 and zeroes whole coupled channels, so the model trains as the shrunk model will run.
 """
 
+import warnings
+
 import numpy as np
 from keras import ops
 
 from edgeprune.rebuild import copy_layer, rebuild
-from edgeprune.structured.criteria import channel_scores, check_criterion
+from edgeprune.structured.criteria import (accumulated_taylor_scores, channel_scores,
+                                           check_criterion)
 from edgeprune.structured.graph import ChannelGraph
 from edgeprune.structured.oneshot import channel_masks
 from edgeprune.structured.selection import check_selection, select_channels
@@ -27,21 +30,17 @@ def wrap_for_channels(model, pruning_schedule, criterion="l1", pruning_scope="la
     over all prunable channels ("global"); see `select_channels` for the other options.
     """
     check_criterion(criterion)
-    if criterion == "taylor":
-        raise ValueError("criterion='taylor' needs gradients on data, which the pruning "
-                         "callback does not see: use 'l1', 'l2' or 'bn_gamma' while training, or "
-                         "edgeprune.prune_channels(model, ..., criterion='taylor', data=(x, y), "
-                         "loss=...) one-shot.")
     check_selection(0.0, pruning_scope, round_to, min_channels)
     options = {"criterion": criterion, "pruning_scope": pruning_scope, "round_to": int(round_to),
                "min_channels": int(min_channels), "skip_layers": list(skip_layers)}
     graph = ChannelGraph(model, skip_layers=skip_layers)
-    masked_weights = {}
+    masked_weights, taylor_axes = {}, {}
     for s in graph.slices:
         if s.zeroable and graph.prunable[s.atoms].any():
             names = masked_weights.setdefault(id(s.layer), [])
             if s.weight not in names:
                 names.append(s.weight)
+            taylor_axes.setdefault(id(s.layer), {}).setdefault(s.weight, []).append(s.axis)
     if not masked_weights:
         raise ValueError(f"Model '{model.name}' has no prunable channel: "
                          f"{graph.summary()}")
@@ -51,8 +50,9 @@ def wrap_for_channels(model, pruning_schedule, criterion="l1", pruning_scope="la
         names = masked_weights.get(id(layer))
         if names is None:
             return copy
-        return PruneLowMagnitude(copy, pruning_schedule=pruning_schedule, weight_names=names,
-                                 channel_pruning=options)
+        return PruneLowMagnitude(
+            copy, pruning_schedule=pruning_schedule, weight_names=names, channel_pruning=options,
+            taylor_axes=taylor_axes[id(layer)] if criterion == "taylor" else None)
 
     return rebuild(model, transform)
 
@@ -66,10 +66,7 @@ class ChannelMasker:
 
     def update(self, wrappers, sparsity):
         """Zeroes the lowest-scoring coupled channels so that `sparsity` of them are removed."""
-        current = {id(w.layer): dict(zip(_names(w), w.masked_weight_values())) for w in wrappers}
-        weights = {key: {**values, **current.get(key, {})}
-                   for key, values in self.graph.weight_values().items()}
-        scores = channel_scores(self.graph, self.options["criterion"], weights=weights)
+        scores = self.scores(wrappers)
         remove = select_channels(self.graph, scores, sparsity, self.options["pruning_scope"],
                                  self.options["round_to"], self.options["min_channels"])
         masks = channel_masks(self.graph, remove)
@@ -80,6 +77,31 @@ class ChannelMasker:
                 mask = layer_masks.get(name, np.ones(weight.shape, "float32"))
                 mask_variable.assign(mask)
                 weight.assign(apply_mask(ops.convert_to_numpy(weight), mask))
+
+
+    def scores(self, wrappers):
+        """Scores of the masked weights, or for "taylor" the contributions accumulated since the
+        last pruning step (then reset)."""
+        criterion = self.options["criterion"]
+        if criterion == "taylor":
+            contributions = {}
+            for wrapper in wrappers:
+                names = _names(wrapper)
+                for index, axis, accumulator in wrapper.taylor_importance:
+                    key = (id(wrapper.layer), names[index], axis)
+                    contributions[key] = ops.convert_to_numpy(accumulator)
+                    accumulator.assign(ops.zeros_like(accumulator))
+            if any(c.any() for c in contributions.values()):
+                return accumulated_taylor_scores(self.graph, contributions)
+            warnings.warn("criterion='taylor': no training batch ran since the last pruning "
+                          "step, so there are no gradients to rank channels by; ranking by 'l1' "
+                          "this once. Prune later (begin_step > 0) or less often (frequency).",
+                          stacklevel=2)
+            criterion = "l1"
+        current = {id(w.layer): dict(zip(_names(w), w.masked_weight_values())) for w in wrappers}
+        weights = {key: {**values, **current.get(key, {})}
+                   for key, values in self.graph.weight_values().items()}
+        return channel_scores(self.graph, criterion, weights=weights)
 
 
 def _names(wrapper):

@@ -143,8 +143,12 @@ class ChannelGraph:
     def add_slice(self, layer, weight, axis, ids, role):
         """Records that `layer.<weight>` indexes channels `ids` along `axis` (first call only: a
         shared layer's later calls have their inputs united with the first's)."""
+        variable = next((w for w in layer.weights if w.name == weight), None)
+        if variable is None:
+            return
+        axis %= len(variable.shape)  # one spelling per axis: slices are looked up by it
         key = (id(layer), weight, axis)
-        if weight in {w.name for w in layer.weights} and key not in self._slice_keys:
+        if key not in self._slice_keys:
             self._slice_keys.add(key)
             self.slices.append(ParamSlice(layer, weight, axis, np.asarray(ids), role))
 

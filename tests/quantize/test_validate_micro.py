@@ -8,6 +8,7 @@ from tflite_micro.python.tflite_micro import runtime
 
 import edgeprune as ep
 from device_bench.flatbuffer import operator_names
+from edgeprune.micro import _resolver_method
 from tests.quantize.models import kernel_sparsities
 
 
@@ -68,6 +69,15 @@ def test_micro_export_compiles_with_gcc_and_holds_the_model(int8_model, tmp_path
         subprocess.run(["gcc", "-c", "-Wall", "-Werror", "-std=c99", str(c_file), "-o",
                         str(tmp_path / (os.path.basename(str(c_file)) + ".o"))],
                        check=True, cwd=tmp_path)
+
+
+def test_resolver_method_names_match_tflite_micros_header():
+    # The names are checked against TFLite Micro's own header (see the data file), not our rule.
+    path = os.path.join(os.path.dirname(__file__), "data", "tflm_op_resolver_methods.txt")
+    with open(path) as table:
+        expected = dict(line.split() for line in table if line.strip() and line[0] != "#")
+    assert len(expected) > 80
+    assert {op: _resolver_method(op) for op in expected} == expected
 
 
 def test_op_resolver_lines_name_every_op_and_the_model_runs_in_tflite_micro(int8_model, digits):

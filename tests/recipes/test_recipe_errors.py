@@ -212,5 +212,7 @@ def test_channel_pruning_refuses_weight_granularity_settings():
                                     "pruning.block_size=[1, 4]", "pruning.groups=[{layers: [fc]}]"])
     assert "pruning.block_size: does not apply to structure: channels" in message
     assert "pruning.groups: does not apply to structure: channels" in message
-    assert "'taylor'" in error_of(QUICKSTART, ["pruning.structure=channels",
-                                               "pruning.criterion=taylor"])
+    assert "l1, l2, bn_gamma or taylor" in error_of(QUICKSTART, ["pruning.structure=channels",
+                                                                 "pruning.criterion=magnitude"])
+    recipe = load_recipe(QUICKSTART, ["pruning.structure=channels", "pruning.criterion=taylor"])
+    assert recipe["pruning"]["criterion"] == "taylor"

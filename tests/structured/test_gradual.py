@@ -39,7 +39,8 @@ def test_channel_wrappers_mask_every_weight_a_coupled_channel_owns():
                       "c2": ["bias", "kernel"], "fc": ["bias", "kernel"], "out": ["kernel"]}
 
 
-@pytest.mark.parametrize("criterion, pruning_scope", [("l1", "layer"), ("bn_gamma", "global")])
+@pytest.mark.parametrize("criterion, pruning_scope",
+                         [("l1", "layer"), ("bn_gamma", "global"), ("taylor", "layer")])
 def test_training_zeroes_whole_groups_and_shrink_matches(criterion, pruning_scope, tmp_path):
     model = small_cnn()
     schedule = ep.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=8, frequency=4)
@@ -69,7 +70,6 @@ def test_per_layer_sparsity_follows_the_schedule():
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"criterion": "taylor"}, "taylor.*one-shot"),
     ({"criterion": "l3"}, "Unknown channel criterion"),
     ({"block_size": (2, 2)}, "block_size"),
     ({"skip_layers": ["nope"]}, "nope"),
@@ -82,3 +82,73 @@ def test_bad_channel_options(options, message):
 def test_channel_options_without_channel_structure_are_rejected():
     with pytest.raises(ValueError, match="structure='channels' only"):
         ep.prune_low_magnitude(small_cnn(), criterion="l2")
+
+
+def conv_dense_model():
+    x = keras.Input((8, 8, 1))
+    y = layers.Conv2D(8, 3, activation="relu", name="conv")(x)
+    return keras.Model(x, layers.Dense(10, name="out")(layers.Flatten()(y)))
+
+
+def test_taylor_accumulates_squared_first_order_terms_of_each_training_batch():
+    model = conv_dense_model()
+    x, y = digits_batch(32)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    import tensorflow as tf
+    with tf.GradientTape() as tape:
+        value = loss(y, model(x, training=True))
+    conv = model.get_layer("conv")
+    kernel_grad, bias_grad = tape.gradient(value, [conv.kernel, conv.bias])
+    kernel, bias = conv.get_weights()
+    expected_out = (np.sum(kernel * kernel_grad.numpy(), axis=(0, 1, 2)) ** 2
+                    + (bias * bias_grad.numpy()) ** 2)
+
+    never = ep.ConstantSparsity(0.5, begin_step=1000)
+    pruned = ep.prune_low_magnitude(model, pruning_schedule=never, structure="channels",
+                                    criterion="taylor")
+    pruned.compile(keras.optimizers.SGD(0.0), loss)  # one batch, weights unchanged
+    pruned.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[ep.UpdatePruningStep()])
+    wrapper = next(w for w in ep.PruningController(pruned).wrappers if w.layer.name == "conv")
+    accumulated = {(wrapper.weight_names[i], axis): np.asarray(acc)
+                   for i, axis, acc in wrapper.taylor_importance}
+    assert sorted(accumulated) == [("bias", 0), ("kernel", 3)]
+    np.testing.assert_allclose(accumulated["kernel", 3] + accumulated["bias", 0], expected_out,
+                               rtol=1e-4, atol=1e-12)
+
+
+def test_taylor_prunes_the_channels_training_shows_useless_which_l1_keeps():
+    def model_with_dead_channels():
+        model = conv_dense_model()
+        kernel, bias = model.get_layer("conv").get_weights()
+        kernel[..., :4] *= 20.0  # the largest filters...
+        bias[:4] = -1e4          # ...never get past the ReLU: the loss does not depend on them
+        model.get_layer("conv").set_weights([kernel, bias])
+        return model
+
+    def kept_filters(criterion):
+        schedule = ep.ConstantSparsity(0.5, begin_step=4, frequency=4)
+        pruned = ep.prune_low_magnitude(model_with_dead_channels(), pruning_schedule=schedule,
+                                        structure="channels", criterion=criterion)
+        train(pruned, steps=8)
+        kernel = ep.strip_pruning(pruned).get_layer("conv").get_weights()[0]
+        return np.flatnonzero(np.abs(kernel).sum(axis=(0, 1, 2))).tolist()
+
+    assert kept_filters("taylor") == [4, 5, 6, 7]
+    assert kept_filters("l1") == [0, 1, 2, 3]
+
+
+def test_taylor_accumulators_restart_after_each_pruning_step_and_warn_without_batches():
+    schedule = ep.ConstantSparsity(0.5, begin_step=0, frequency=1)  # prunes before any batch
+    pruned = ep.prune_low_magnitude(conv_dense_model(), pruning_schedule=schedule,
+                                    structure="channels", criterion="taylor")
+    controller = ep.PruningController(pruned)
+    controller.begin()
+    with pytest.warns(UserWarning, match="no training batch ran"):
+        controller.step()
+    x, y = digits_batch(16)
+    pruned.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    pruned.train_on_batch(x, y)
+    accumulators = [acc for w in controller.wrappers for _, _, acc in w.taylor_importance]
+    assert any(np.asarray(acc).any() for acc in accumulators)
+    controller.step()
+    assert not any(np.asarray(acc).any() for acc in accumulators)
