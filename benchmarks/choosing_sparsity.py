@@ -1,6 +1,6 @@
 """Uniform vs global vs sensitivity-allocated sparsity on the digits CNN, same fine-tuning budget.
 
-    python benchmarks/choosing_sparsity.py [--seeds 3] [--pretrain-epochs 15] [--finetune-epochs 6]
+    python benchmarks/choosing_sparsity.py [--seeds 5] [--pretrain-epochs 15] [--finetune-epochs 6]
 
 For each seed: train the dense CNN, scan its sensitivity (cross-entropy on a validation split
 held out of the training data: smoother than accuracy on 270 images; the test split is only used
@@ -14,8 +14,10 @@ Unstructured, 90% of the prunable weights (every plan removes the same number, t
 - sensitivity-allocated: `allocate(sensitivity_scan(...), 0.9)`.
 Gradual: PolynomialDecay over the first half of fine-tuning.
 
-Channels, 50%: one-shot channel removal, `shrink`, fine-tune the
-smaller model:
+Channels, 50%: one-shot channel removal, `shrink`, fine-tune the smaller model; test accuracy
+after 1, 2, 3 and `--finetune-epochs` epochs of that fine-tuning (constant learning rate, so each
+is what that budget alone gives). Every plan of a seed fine-tunes with the same random state
+(shuffling order), so the per-seed differences between plans are paired:
 - uniform: `prune_channels(sparsity=0.5)`, half of every group;
 - global: `prune_channels(sparsity=0.5, pruning_scope="global")`;
 - sensitivity-allocated: `allocate(channel scan, budget="params", target=<uniform's parameter
@@ -72,11 +74,17 @@ def loss_on(data):
     return lambda model: float(loss(y, model(x, training=False)))
 
 
-def fit(model, train, epochs, callbacks=()):
-    model.compile(keras.optimizers.Adam(1e-3),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(*train, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=list(callbacks))
+def fit(model, train, epochs, callbacks=(), initial_epoch=0):
+    if initial_epoch == 0:
+        model.compile(keras.optimizers.Adam(1e-3),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(*train, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=list(callbacks),
+              initial_epoch=initial_epoch)
     return model
+
+
+def checkpoints(total):
+    return sorted({epochs for epochs in (1, 2, 3, total) if epochs <= total})
 
 
 def plans(dense, table, target, schedule):
@@ -104,7 +112,7 @@ def nonzero_weights(model):
     return sum(r["size"] - r["zeros"] for r in ep.sparsity_report(ep.strip_pruning(model)))
 
 
-def unstructured_plans(dense, train, val, test, args):
+def unstructured_plans(dense, train, val, test, args, seed):
     table = ep.sensitivity_scan(dense, loss_on(val), sparsities=LEVELS, higher_is_better=False,
                                 progress=False)
     steps = int(np.ceil(len(train[0]) / BATCH)) * args.finetune_epochs
@@ -115,6 +123,7 @@ def unstructured_plans(dense, train, val, test, args):
     results = {}
     for name, prune_args in gradual.items():
         shot = one_shot(dense, at_once[name])
+        keras.utils.set_random_seed(seed)  # the same batches for every plan
         tuned = fit(ep.prune_low_magnitude(dense, **prune_args), train, args.finetune_epochs,
                     [ep.UpdatePruningStep()])
         results[name] = {"one-shot": test_accuracy(shot), "fine-tuned": test_accuracy(tuned),
@@ -122,7 +131,7 @@ def unstructured_plans(dense, train, val, test, args):
     return ep.allocate(table, args.sparsity), results
 
 
-def channel_plans(dense, train, val, test, args):
+def channel_plans(dense, train, val, test, args, seed):
     uniform = ep.prune_channels(dense, args.channel_sparsity)
     table = ep.sensitivity_scan(dense, loss_on(val), sparsities=CHANNEL_LEVELS,
                                 structure="channels", higher_is_better=False, progress=False)
@@ -134,27 +143,41 @@ def channel_plans(dense, train, val, test, args):
     results = {}
     for name, model in zeroed.items():
         small = ep.shrink(model)
-        shot = test_accuracy(small)
-        results[name] = {"one-shot": shot, "size": small.count_params(),
-                         "fine-tuned": test_accuracy(fit(small, train, args.finetune_epochs))}
+        results[name] = {"one-shot": test_accuracy(small), "size": small.count_params()}
+        keras.utils.set_random_seed(seed)  # the same batches for every plan
+        done = 0
+        for epochs in checkpoints(args.finetune_epochs):
+            fit(small, train, epochs, initial_epoch=done)
+            results[name][f"{epochs} ep"] = test_accuracy(small)
+            done = epochs
     return allocation, results
 
 
-def print_table(title, runs, size_label):
-    print(f"\n{title}\n| plan | {size_label} | one-shot | fine-tuned |\n|---|---|---|---|")
+def print_table(title, runs, size_label, keys):
+    print(f"\n{title}\n| plan | {size_label} | " + " | ".join(keys) + " |\n|---|---|"
+          + "---|" * len(keys))
     for name in runs[0]:
         cells = [f"{np.mean([r[name]['size'] for r in runs]):.0f}"]
-        for key in ("one-shot", "fine-tuned"):
-            values = np.array([r[name][key] for r in runs]) * 100
+        for key in keys:
+            values = np.array([r[name].get(key, r[name]["one-shot"]) for r in runs]) * 100
             cells.append(f"{values.mean():.2f}% ({values.min():.1f}-{values.max():.1f})")
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+
+
+def print_paired(runs, keys, plan, baseline="uniform"):
+    """Per-seed `plan` minus `baseline`, in points: the comparison the seeds' spread hides."""
+    print(f"\n{plan} minus {baseline}, test accuracy points: mean (per seed)")
+    for key in keys:
+        differences = [100 * (r[plan][key] - r[baseline][key]) for r in runs]
+        print(f"- {key}: {np.mean(differences):+.2f} ("
+              + ", ".join(f"{d:+.2f}" for d in differences) + ")")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sparsity", type=float, default=0.9)
     parser.add_argument("--channel-sparsity", type=float, default=0.5)
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--pretrain-epochs", type=int, default=15)
     parser.add_argument("--finetune-epochs", type=int, default=6)
     args = parser.parse_args()
@@ -163,21 +186,24 @@ def main():
     for seed in range(args.seeds):
         train, val, test = splits(seed)
         dense = fit(build_cnn(seed), train, args.pretrain_epochs)
-        dense_row = {"one-shot": accuracy_on(test)(dense), "fine-tuned": accuracy_on(test)(dense)}
+        dense_row = {"one-shot": accuracy_on(test)(dense)}
         for kind, run in kinds.items():
-            allocation, results = run(dense, train, val, test, args)
+            allocation, results = run(dense, train, val, test, args, seed)
             size = dense.count_params() if kind == "channels" else nonzero_weights(dense)
             runs[kind].append({"dense": dict(dense_row, size=size), **results})
             print(f"seed {seed} {kind}: allocated " + ", ".join(
                 f"{name} {s:.3f}" for name, s in allocation.sparsity.items()), flush=True)
-    common = (f"{args.seeds} seeds, test accuracy mean (min-max); fine-tuning "
-              f"{args.finetune_epochs} epochs, Adam 1e-3, batch {BATCH}")
+    common = f"{args.seeds} seeds, test accuracy mean (min-max); Adam 1e-3, batch {BATCH}"
     print_table(f"digits CNN (conv16-conv32-dense64-dense10), {args.sparsity:.0%} of the "
-                f"prunable weights removed; {common}; PolynomialDecay over the first half",
-                runs["unstructured"], "nonzero prunable weights")
+                f"prunable weights removed; {common}; fine-tuning {args.finetune_epochs} epochs, "
+                "PolynomialDecay over the first half", runs["unstructured"],
+                "nonzero prunable weights", ["one-shot", "fine-tuned"])
+    print_paired(runs["unstructured"], ["one-shot", "fine-tuned"], "sensitivity-allocated")
+    channel_keys = ["one-shot"] + [f"{e} ep" for e in checkpoints(args.finetune_epochs)]
     print_table(f"digits CNN, {args.channel_sparsity:.0%} channels (one-shot, shrink, then "
-                f"fine-tune the smaller model); {common}", runs["channels"],
-                "parameters after shrink")
+                f"fine-tune the smaller model for the epochs in each column); {common}",
+                runs["channels"], "parameters after shrink", channel_keys)
+    print_paired(runs["channels"], channel_keys, "sensitivity-allocated")
 
 
 if __name__ == "__main__":

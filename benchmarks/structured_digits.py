@@ -79,7 +79,8 @@ def main():
     args = parser.parse_args()
 
     print(f"digits CNN, {args.epochs} dense epochs, then {args.prune_epochs} epochs of gradual "
-          f"channel pruning to {args.sparsity:.0%} (PolynomialDecay, {args.criterion}, per layer, round_to=4) "
+          f"channel pruning to {args.sparsity:.0%} (PolynomialDecay, {args.criterion}, per layer, "
+          "round_to=4) "
           f"vs {args.prune_epochs} more dense epochs")
     print("| seed | dense accuracy | shrunk accuracy | difference (points) |")
     print("|---|---|---|---|")

@@ -1,7 +1,7 @@
 """MobileNetV2 (224x224, random weights) with 50% of its channels removed, against dense: LiteRT
 latency, 1 thread, float32 and int8, measured interleaved in one run.
 
-    python benchmarks/structured_latency.py [--runs 200] [--output results.json]
+    python benchmarks/structured_latency.py [--runs 200] [--round_to 8] [--output results.json]
 """
 
 import argparse
@@ -39,18 +39,21 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--sparsity", type=float, default=0.5)
+    parser.add_argument("--round_to", type=int, default=8,
+                        help="kept channel counts are multiples of this (SIMD width)")
     parser.add_argument("--output", help="also write the figures as JSON here")
     args = parser.parse_args()
 
     keras.utils.set_random_seed(0)
     dense = keras.applications.MobileNetV2(weights=None, input_shape=(SIZE, SIZE, 3))
-    zeroed = prune_channels(dense, args.sparsity, round_to=8)
+    zeroed = prune_channels(dense, args.sparsity, round_to=args.round_to)
     small = shrink(zeroed)
     report = shrink_report(zeroed, small)
     models = {"dense float32": to_tflite(dense, False), "pruned float32": to_tflite(small, False),
               "dense int8": to_tflite(dense, True), "pruned int8": to_tflite(small, True)}
     latency = interleaved_latency(models, args.runs)
-    print(f"MobileNetV2 {SIZE}x{SIZE}, {args.sparsity:.0%} of channels removed (round_to=8), "
+    print(f"MobileNetV2 {SIZE}x{SIZE}, {args.sparsity:.0%} of channels removed "
+          f"(round_to={args.round_to}), "
           f"LiteRT 1 thread, {args.runs} interleaved runs")
     params, macs = report.total("params"), report.total("macs")
     print(f"params {params[0]:,} -> {params[1]:,}; MACs {macs[0]:,} -> {macs[1]:,} "

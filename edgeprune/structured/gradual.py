@@ -5,7 +5,8 @@ with masks on exactly those weights (filters, biases, BN gamma/beta, depthwise f
 input slices). At each pruning step the `PruningController` hands the channel wrappers to a
 `ChannelMasker`, which rebuilds the channel graph from the wrapped model itself (so a model loaded
 from `.keras` mid-training resumes without extra state), scores the masked weights group by group
-and zeroes whole coupled channels, so the model trains as the shrunk model will run.
+(or, for "taylor", the first-order terms the wrappers accumulated on the training batches) and
+zeroes whole coupled channels, so the model trains as the shrunk model will run.
 """
 
 import warnings
@@ -77,7 +78,6 @@ class ChannelMasker:
                 mask = layer_masks.get(name, np.ones(weight.shape, "float32"))
                 mask_variable.assign(mask)
                 weight.assign(apply_mask(ops.convert_to_numpy(weight), mask))
-
 
     def scores(self, wrappers):
         """Scores of the masked weights, or for "taylor" the contributions accumulated since the
