@@ -1,6 +1,10 @@
 """Uniform vs global vs sensitivity-allocated sparsity on the digits CNN, same fine-tuning budget.
 
     python benchmarks/choosing_sparsity.py [--seeds 5] [--pretrain-epochs 15] [--finetune-epochs 6]
+                                           [--width 1.0]
+
+`--width` scales every hidden layer (0.5: conv8-conv16-dense32), for a CNN with less spare
+capacity than the default conv16-conv32-dense64.
 
 For each seed: train the dense CNN, scan its sensitivity (cross-entropy on a validation split
 held out of the training data: smoother than accuracy on 270 images; the test split is only used
@@ -42,14 +46,19 @@ LEVELS = (0.3, 0.5, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99)
 CHANNEL_LEVELS = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875)
 
 
-def build_cnn(seed):
+def widths(width):
+    return [max(1, round(width * units)) for units in (16, 32, 64)]
+
+
+def build_cnn(seed, width=1.0):
     keras.utils.set_random_seed(seed)
+    conv1, conv2, hidden = widths(width)
     return keras.Sequential([
         keras.Input((8, 8, 1)),
-        keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv1"),
-        keras.layers.Conv2D(32, 3, activation="relu", name="conv2"),
+        keras.layers.Conv2D(conv1, 3, padding="same", activation="relu", name="conv1"),
+        keras.layers.Conv2D(conv2, 3, activation="relu", name="conv2"),
         keras.layers.Flatten(name="flatten"),
-        keras.layers.Dense(64, activation="relu", name="hidden"),
+        keras.layers.Dense(hidden, activation="relu", name="hidden"),
         keras.layers.Dense(10, name="head")])
 
 
@@ -180,12 +189,14 @@ def main():
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--pretrain-epochs", type=int, default=15)
     parser.add_argument("--finetune-epochs", type=int, default=6)
+    parser.add_argument("--width", type=float, default=1.0,
+                        help="multiplier of the hidden layers' widths (conv16-conv32-dense64)")
     args = parser.parse_args()
     kinds = {"unstructured": unstructured_plans, "channels": channel_plans}
     runs = {kind: [] for kind in kinds}
     for seed in range(args.seeds):
         train, val, test = splits(seed)
-        dense = fit(build_cnn(seed), train, args.pretrain_epochs)
+        dense = fit(build_cnn(seed, args.width), train, args.pretrain_epochs)
         dense_row = {"one-shot": accuracy_on(test)(dense)}
         for kind, run in kinds.items():
             allocation, results = run(dense, train, val, test, args, seed)
@@ -194,9 +205,11 @@ def main():
             print(f"seed {seed} {kind}: allocated " + ", ".join(
                 f"{name} {s:.3f}" for name, s in allocation.sparsity.items()), flush=True)
     common = f"{args.seeds} seeds, test accuracy mean (min-max); Adam 1e-3, batch {BATCH}"
-    print_table(f"digits CNN (conv16-conv32-dense64-dense10), {args.sparsity:.0%} of the "
-                f"prunable weights removed; {common}; fine-tuning {args.finetune_epochs} epochs, "
-                "PolynomialDecay over the first half", runs["unstructured"],
+    conv1, conv2, hidden = widths(args.width)
+    print_table(f"digits CNN (conv{conv1}-conv{conv2}-dense{hidden}-dense10), "
+                f"{args.sparsity:.0%} of the prunable weights removed; {common}; fine-tuning "
+                f"{args.finetune_epochs} epochs, PolynomialDecay over the first half",
+                runs["unstructured"],
                 "nonzero prunable weights", ["one-shot", "fine-tuned"])
     print_paired(runs["unstructured"], ["one-shot", "fine-tuned"], "sensitivity-allocated")
     channel_keys = ["one-shot"] + [f"{e} ep" for e in checkpoints(args.finetune_epochs)]
