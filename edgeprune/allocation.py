@@ -16,6 +16,7 @@ from keras import ops
 from edgeprune import masks as mask_lib
 from edgeprune import registry
 from edgeprune.sensitivity import channel_units, prunable_layers, working_copy
+from edgeprune.structured.masked_norm import prunable_copy
 
 BUDGETS = ("sparsity", "params", "macs", "bytes")
 
@@ -92,7 +93,7 @@ def apply_channel_allocation(model, allocation, criterion="l1"):
         raise ValueError("apply_channel_allocation needs a channel allocation (from a "
                          "structure='channels' scan); apply unstructured ones with "
                          "prune_low_magnitude(model, pruning_schedule=allocation.schedules(...)).")
-    pruned = working_copy(model)
+    pruned = working_copy(model, prunable_copy)
     chosen = [name for name, sparsity in allocation.sparsity.items() if sparsity > 0]
     for unit in channel_units(pruned, chosen, criterion):
         unit.prune(allocation.sparsity[unit.name])

@@ -21,6 +21,7 @@ from edgeprune import masks as mask_lib
 from edgeprune import registry
 from edgeprune.rebuild import copy_layer, leaf_layers, rebuild
 from edgeprune.structured import ChannelGraph, channel_masks, channel_scores
+from edgeprune.structured.masked_norm import ChannelMaskedLayerNormalization, prunable_copy
 
 DEFAULT_SPARSITIES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
 STRUCTURES = ("unstructured", "channels")
@@ -196,7 +197,7 @@ def sensitivity_scan(model, eval_fn, sparsities=DEFAULT_SPARSITIES, structure="u
     if unknown:
         raise ValueError(f"sensitivity_scan got {unknown}, which structure={structure!r} does "
                          f"not take; its options are {allowed}.")
-    work = working_copy(model)
+    work = working_copy(model, copy_layer if structure == "unstructured" else prunable_copy)
     if structure == "unstructured":
         units = layer_units(work, layers, **structure_options)
     else:
@@ -217,16 +218,17 @@ def sensitivity_scan(model, eval_fn, sparsities=DEFAULT_SPARSITIES, structure="u
     return SensitivityTable(
         baseline=baseline, sparsities=levels, metrics=metrics,
         sizes={u.name: u.size for u in units}, terms=terms,
-        fixed_params=int(work.count_params()) - sum(t["params"] for t in terms),
+        fixed_params=_deployed_params(work) - sum(t["params"] for t in terms),
         fixed_macs=sum(macs_by_layer(work).values()) - sum(t["macs"] for t in terms),
         structure=structure, higher_is_better=higher_is_better)
 
 
-def working_copy(model):
-    """A copy of `model` with its own weights, compiled as `model` is (if it is)."""
+def working_copy(model, transform=copy_layer):
+    """A copy of `model` with its own weights (each layer `transform`ed), compiled as `model` is
+    (if it is)."""
     if not isinstance(model, keras.Model):
         raise ValueError(f"model must be a Keras 3 model, got {type(model).__name__}.")
-    copy = rebuild(model, copy_layer)
+    copy = rebuild(model, transform)
     if model.compiled and not copy.compiled:  # clone_model compiles graph models already
         copy.compile_from_config(model.get_compile_config())
     return copy
@@ -352,6 +354,8 @@ def channel_terms(graph, group_names):
             owner[group.atoms] = index
     by_weight = {}
     for s in graph.slices:
+        if s.role == "mask":  # exists only while pruning: shrink drops it
+            continue
         owners, counts = np.unique(owner[s.atoms], return_counts=True)
         piece = {"length": len(s.atoms), "counts": {names[o]: int(c) for o, c in
                                                      zip(owners, counts) if o >= 0}}
@@ -366,6 +370,13 @@ def channel_terms(graph, group_names):
         macs = size * _uses_per_weight(layer) if any(variable is k for k in kernels) else 0
         terms.append({"params": size, "macs": macs, "slices": pieces})
     return terms
+
+
+def _deployed_params(model):
+    """`model.count_params()` without the channel masks, which `shrink` drops."""
+    return int(model.count_params()) - sum(
+        int(np.prod(layer.channel_mask.shape)) for layer in leaf_layers(model)
+        if isinstance(layer, ChannelMaskedLayerNormalization))
 
 
 def _variable(layer, name):

@@ -8,7 +8,7 @@ key path, what is allowed and, for a misspelt key or value, a "did you mean".
 Traceback (most recent call last):
 ...
 edgeprune.recipe.schema.RecipeError: r.yaml: invalid recipe
-  quantize.mdoe: unknown key; allowed: calibration_samples, int8_io, mode, sparse_storage (did you mean 'mode'?)
+  quantize.mdoe: unknown key; allowed: aware_training, calibration_samples, int8_io, mode, sparse_storage (did you mean 'mode'?)
 """
 
 import difflib

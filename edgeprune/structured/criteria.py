@@ -35,7 +35,7 @@ def channel_scores(graph, criterion="l1", weights=None, gradients=None):
     gamma = np.zeros(graph.num_atoms)
     has_gamma = np.zeros(graph.num_atoms, bool)
     for s in graph.slices:
-        if not s.zeroable:
+        if not s.scored:
             continue
         value = np.moveaxis(values[id(s.layer)][s.weight], s.axis, 0).reshape(len(s.atoms), -1)
         if criterion == "l2":
@@ -65,7 +65,7 @@ def accumulated_taylor_scores(graph, contributions):
     scores = np.zeros(graph.num_atoms)
     for s in graph.slices:
         contribution = contributions.get((id(s.layer), s.weight, s.axis))
-        if s.zeroable and contribution is not None:
+        if s.scored and contribution is not None:
             np.add.at(scores, s.atoms, contribution)
     return scores
 

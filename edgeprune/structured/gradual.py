@@ -18,6 +18,7 @@ from edgeprune.rebuild import copy_layer, rebuild
 from edgeprune.structured.criteria import (accumulated_taylor_scores, channel_scores,
                                            check_criterion)
 from edgeprune.structured.graph import ChannelGraph
+from edgeprune.structured.masked_norm import with_maskable_norms
 from edgeprune.structured.oneshot import channel_masks
 from edgeprune.structured.selection import check_selection, select_channels
 from edgeprune.wrapper import PruneLowMagnitude, apply_mask, relative_weight_name
@@ -32,6 +33,7 @@ def wrap_for_channels(model, pruning_schedule, criterion="l1", pruning_scope="la
     """
     check_criterion(criterion)
     check_selection(0.0, pruning_scope, round_to, min_channels)
+    model = with_maskable_norms(model)
     options = {"criterion": criterion, "pruning_scope": pruning_scope, "round_to": int(round_to),
                "min_channels": int(min_channels), "skip_layers": list(skip_layers)}
     graph = ChannelGraph(model, skip_layers=skip_layers)
@@ -41,7 +43,8 @@ def wrap_for_channels(model, pruning_schedule, criterion="l1", pruning_scope="la
             names = masked_weights.setdefault(id(s.layer), [])
             if s.weight not in names:
                 names.append(s.weight)
-            taylor_axes.setdefault(id(s.layer), {}).setdefault(s.weight, []).append(s.axis)
+            if s.scored:
+                taylor_axes.setdefault(id(s.layer), {}).setdefault(s.weight, []).append(s.axis)
     if not masked_weights:
         raise ValueError(f"Model '{model.name}' has no prunable channel: "
                          f"{graph.summary()}")

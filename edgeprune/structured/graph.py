@@ -28,7 +28,9 @@ from edgeprune.wrapper import PruneLowMagnitude
 #   "in":   the layer reads the channel (a Conv2D kernel's input axis, a Dense kernel's rows).
 #   "pass": a per-channel parameter of a layer that keeps channels apart (BN gamma, depthwise kernel).
 #   "stat": per-channel statistics (BN moving mean/variance): sliced by shrink, never zeroed or scored.
-ROLES = ("out", "in", "pass", "stat")
+#   "mask": which channels a layer's statistics count (ChannelMaskedLayerNormalization): zeroed
+#           with the channel, never scored, dropped by shrink.
+ROLES = ("out", "in", "pass", "stat", "mask")
 
 
 @dataclasses.dataclass
@@ -45,6 +47,11 @@ class ParamSlice:
     @property
     def zeroable(self):
         return self.role != "stat"
+
+    @property
+    def scored(self):
+        """Whether the weight's values say how important the channel is."""
+        return self.role not in ("stat", "mask")
 
 
 @dataclasses.dataclass

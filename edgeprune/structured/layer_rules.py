@@ -10,7 +10,10 @@ costs prunable channels, never a wrong model.
 import keras
 import numpy as np
 from keras import layers
+from keras.src.applications.convnext import LayerScale
 from keras.src.ops import numpy as numpy_ops
+
+from edgeprune.structured.masked_norm import ChannelMaskedLayerNormalization
 
 # Activations that mix values across the channel axis: a removed channel would change the others.
 _CHANNEL_MIXING_ACTIVATIONS = {"softmax", "log_softmax", "glu", "sparsemax"}
@@ -44,6 +47,8 @@ def resized_config(layer, channels):
         if config.get("groups", 1) == config["filters"] > 1:
             config["groups"] = channels
         config["filters"] = channels
+    elif "projection_dim" in config:  # ConvNeXt's LayerScale
+        config["projection_dim"] = channels
     else:
         config["units"] = channels
     return config
@@ -149,7 +154,17 @@ def _layer_norm(graph, layer, node, in_ids):
     (ids,) = in_ids
     if _is_last_axis(layer.axis, len(node.input_tensors[0].shape)):
         # Exactness: a zeroed channel still counts in the mean and variance of the others.
-        raise UnsupportedLayer("normalizes across channels: removing one changes the others' statistics")
+        # prune_channels and structure="channels" swap in ChannelMaskedLayerNormalization.
+        raise UnsupportedLayer("normalizes across channels: removing one changes the others' "
+                               "statistics (edgeprune's channel pruning masks them instead)")
+    return [ids]
+
+
+def _masked_layer_norm(graph, layer, node, in_ids):
+    (ids,) = in_ids
+    for weight in ("gamma", "beta"):
+        graph.add_slice(layer, weight, 0, ids, "pass")
+    graph.add_slice(layer, "channel_mask", 0, ids, "mask")
     return [ids]
 
 
@@ -169,6 +184,14 @@ def _prelu(graph, layer, node, in_ids):
     (ids,) = in_ids
     if layer.alpha.shape[-1] == len(ids) > 1:
         graph.add_slice(layer, "alpha", -1, ids, "pass")
+    return in_ids
+
+
+def _layer_scale(graph, layer, node, in_ids):
+    # ConvNeXt's `x * gamma`, one factor per channel, sized by its config.
+    (ids,) = in_ids
+    graph.add_slice(layer, layer.gamma.name, 0, ids, "pass")
+    graph.mark_resizable(layer, ids)
     return in_ids
 
 
@@ -233,6 +256,8 @@ def _rules():
     add(_depthwise, layers.DepthwiseConv1D, layers.DepthwiseConv2D)
     add(_batch_norm, layers.BatchNormalization)
     add(_layer_norm, layers.LayerNormalization)
+    add(_masked_layer_norm, ChannelMaskedLayerNormalization)
+    add(_layer_scale, LayerScale)
     add(_softmax, layers.Softmax)
     add(_activation, layers.Activation)
     add(_prelu, layers.PReLU)

@@ -5,6 +5,7 @@ import numpy as np
 
 from edgeprune.structured.criteria import channel_scores, check_criterion
 from edgeprune.structured.graph import ChannelGraph
+from edgeprune.structured.masked_norm import with_maskable_norms
 from edgeprune.structured.rebuild import rebuild, weight_arrays
 from edgeprune.structured.selection import check_selection, select_channels
 from edgeprune.wrapper import apply_mask
@@ -39,6 +40,7 @@ def prune_channels(model, sparsity, criterion="l1", pruning_scope="layer", round
     """
     check_criterion(criterion)
     check_selection(sparsity, pruning_scope, round_to, min_channels)
+    model = with_maskable_norms(model)
     graph = ChannelGraph(model, skip_layers=skip_layers)
     gradients = loss_gradients(graph, data, loss) if criterion == "taylor" else None
     scores = channel_scores(graph, criterion, gradients=gradients)

@@ -5,18 +5,19 @@ import keras
 from edgeprune import rebuild as core
 
 
-def rebuild(model, layer_config, layer_weights):
+def rebuild(model, layer_config, layer_weights, layer_class=type):
     """Returns a new model with the same graph as `model`, nested models included.
 
     Args:
         model: a Functional or Sequential model.
         layer_config: `f(layer) -> config` used to create each new layer.
         layer_weights: `f(layer) -> list of arrays` set on each new layer.
+        layer_class: `f(layer) -> class` of each new layer (default: the same class).
     """
     pairs = []
 
     def resized(layer):
-        new_layer = layer.__class__.from_config(layer_config(layer))
+        new_layer = layer_class(layer).from_config(layer_config(layer))
         pairs.append((layer, new_layer))
         return new_layer
 

@@ -1,9 +1,11 @@
 """`shrink`: rebuild a model without its all-zero coupled channels, as a smaller dense model."""
 
+import keras
 import numpy as np
 
 from edgeprune.structured import layer_rules
 from edgeprune.structured.graph import ChannelGraph
+from edgeprune.structured.masked_norm import ChannelMaskedLayerNormalization
 from edgeprune.structured.rebuild import rebuild, weight_arrays
 
 
@@ -40,9 +42,16 @@ def shrink(model):
         arrays = weight_arrays(layer)
         for s in slices.get(id(layer), []):
             arrays[s.weight] = np.compress(keep[s.atoms], arrays[s.weight], axis=s.axis)
+        if isinstance(layer, ChannelMaskedLayerNormalization):
+            del arrays["channel_mask"]  # only live channels remain: a plain LayerNormalization
         return list(arrays.values())
 
-    return rebuild(model, config, weights)
+    def layer_class(layer):
+        if isinstance(layer, ChannelMaskedLayerNormalization):
+            return keras.layers.LayerNormalization
+        return type(layer)
+
+    return rebuild(model, config, weights, layer_class)
 
 
 def zero_channels(graph, weights=None):

@@ -103,3 +103,28 @@ def test_channel_allocation_is_checked(hand_built, channel_table, trained_cnn):
         ep.allocate(channel_table, 0.5).schedules(ep.ConstantSparsity(0.5, 0))
     with pytest.raises(ValueError, match="layers names channel groups.*conv9"):
         ep.sensitivity_scan(hand_built, lambda m: 0.0, structure="channels", layers=["conv9"])
+
+
+def test_channel_scan_and_allocation_cover_layer_norm_groups():
+    x = keras.Input((8, 8, 1))
+    y = keras.layers.Conv2D(16, 3, padding="same", name="conv")(x)
+    y = keras.layers.ReLU()(keras.layers.LayerNormalization(name="ln")(y))
+    y = keras.layers.Dense(12, activation="relu", name="hidden")(keras.layers.Flatten()(y))
+    model = keras.Model(x, keras.layers.Dense(3, name="head")(y))
+    inputs = np.random.default_rng(0).normal(size=(8, 8, 8, 1)).astype("float32")
+    reference = np.asarray(model(inputs))
+
+    def closeness(m):
+        return -float(np.mean((np.asarray(m(inputs)) - reference) ** 2))
+
+    table = ep.sensitivity_scan(model, closeness, sparsities=LEVELS, structure="channels",
+                                progress=False)
+    assert table.units == ["conv", "hidden"]
+    assert table.remaining({}, "params") == model.count_params()  # no mask in the cost model
+    allocation = ep.allocate(table, 0.5 * model.count_params(), budget="params")
+    zeroed = ep.apply_channel_allocation(model, allocation)
+    small = ep.shrink(zeroed)
+    np.testing.assert_allclose(small(inputs), zeroed(inputs), atol=1e-4)
+    assert small.get_layer("conv").filters == allocation.kept()["conv"]
+    tolerance = sum(table.params[g] / table.sizes[g] for g in table.units)
+    assert abs(small.count_params() - 0.5 * model.count_params()) <= tolerance

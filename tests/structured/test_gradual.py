@@ -60,6 +60,23 @@ def test_training_zeroes_whole_groups_and_shrink_matches(criterion, pruning_scop
     assert np.abs(np.asarray(small(x)) - expected).max() <= 1e-4 * np.abs(expected).max()
 
 
+def test_layer_norm_over_channels_is_pruned_gradually_and_shrinks_exactly():
+    x = keras.Input((8, 8, 1))
+    y = layers.LayerNormalization(name="ln")(layers.Conv2D(8, 3, padding="same", name="c1")(x))
+    y = layers.Conv2D(8, 3, name="c2")(layers.ReLU()(y))
+    model = keras.Model(x, layers.Dense(10, name="out")(layers.Flatten()(y)))
+    schedule = ep.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=8, frequency=4)
+    pruned = ep.prune_low_magnitude(model, pruning_schedule=schedule, structure="channels")
+    train(pruned, steps=12)
+    final = ep.strip_pruning(pruned)
+    small = ep.shrink(final)
+    assert type(small.get_layer("ln")) is layers.LayerNormalization
+    assert small.get_layer("c1").filters == small.get_layer("ln").gamma.shape[0] == 4
+    x, _ = digits_batch(8)
+    expected = np.asarray(final(x))
+    assert np.abs(np.asarray(small(x)) - expected).max() <= 1e-4 * np.abs(expected).max()
+
+
 def test_per_layer_sparsity_follows_the_schedule():
     schedule = ep.ConstantSparsity(0.5, begin_step=0, frequency=1)
     pruned = ep.prune_low_magnitude(small_cnn(), pruning_schedule=schedule, structure="channels",

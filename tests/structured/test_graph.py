@@ -7,6 +7,7 @@ import pytest
 from keras import layers
 
 from edgeprune.structured import ChannelGraph, channel_masks, prune_channels, shrink
+from edgeprune.structured.masked_norm import ChannelMaskedLayerNormalization, prunable_copy
 
 
 def group_layers(graph):
@@ -77,14 +78,52 @@ def test_batch_norm_parameters_and_statistics_follow_the_channel(check_shrink):
     assert all(w.shape == (4,) for w in small.get_layer("bn").get_weights())
 
 
-def test_layer_norm_across_channels_is_unprunable():
+def test_layer_norm_across_channels_is_pruned_with_statistics_over_live_channels(check_shrink):
     x = keras.Input((8, 8, 3))
     y = layers.LayerNormalization(name="ln")(layers.Conv2D(8, 3, name="a")(x))
-    model = keras.Model(x, layers.Conv2D(2, 1)(y))
+    model = keras.Model(x, layers.Conv2D(2, 1)(layers.ReLU()(y)))
+    # A plain LayerNormalization cannot lose a channel exactly: the zeroed one would still count
+    # in the others' mean and variance.
     graph = ChannelGraph(model)
-    assert graph.groups == []
-    assert [u.layer for u in graph.unprunable] == ["ln"]
+    assert graph.groups == [] and [u.layer for u in graph.unprunable] == ["ln"]
     assert "statistics" in graph.unprunable[0].reason
+
+    zeroed, small = check_shrink(model)  # pruning masks the statistics instead
+    norm = zeroed.get_layer("ln")
+    assert isinstance(norm, ChannelMaskedLayerNormalization)
+    np.testing.assert_array_equal(np.flatnonzero(np.asarray(norm.channel_mask) == 0),
+                                  zero_filters(zeroed, "a"))
+    assert type(small.get_layer("ln")) is layers.LayerNormalization
+    assert [w.shape for w in small.get_layer("ln").weights] == [(4,), (4,)]
+    assert type(model.get_layer("ln")) is layers.LayerNormalization  # the input is untouched
+
+
+def test_layer_norm_on_a_residual_stream_couples_like_a_transformer_block(check_shrink):
+    x = keras.Input((6, 4))
+    stream = layers.Dense(16, name="embed")(x)
+    hidden = layers.Dense(32, activation="gelu", name="mlp_in")(
+        layers.LayerNormalization(name="ln1")(stream))
+    stream = layers.Add()([stream, layers.Dense(16, name="mlp_out")(hidden)])
+    y = layers.Dense(3, name="head")(layers.LayerNormalization(name="ln2")(stream))
+    model = keras.Model(x, y)
+    zeroed, small = check_shrink(model)
+    assert small.get_layer("embed").units == small.get_layer("mlp_out").units == 8
+    assert small.get_layer("mlp_in").units == 16
+    assert [w.shape for w in small.get_layer("ln2").weights] == [(8,), (8,)]
+
+
+def test_masked_layer_norm_with_every_channel_live_is_a_layer_norm(tmp_path):
+    x = np.random.default_rng(0).normal(size=(4, 5, 6)).astype("float32")
+    plain = layers.LayerNormalization(epsilon=1e-5, center=False)
+    plain(x)
+    plain.gamma.assign(np.linspace(0.5, 2.0, 6).astype("float32"))
+    masked = prunable_copy(plain)
+    np.testing.assert_allclose(masked(x), plain(x), atol=1e-5)
+    model = keras.Sequential([keras.Input((5, 6)), masked])
+    path = tmp_path / "masked.keras"
+    model.save(path)
+    restored = keras.models.load_model(path)  # safe_mode: the class is registered
+    np.testing.assert_allclose(restored(x), plain(x), atol=1e-5)
 
 
 def test_layer_norm_over_spatial_axes_passes_channels_through(check_shrink):
