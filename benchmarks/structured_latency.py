@@ -2,6 +2,7 @@
 latency, 1 thread, float32 and int8, measured interleaved in one run.
 
     python benchmarks/structured_latency.py [--runs 200] [--round_to 8] [--output results.json]
+    python benchmarks/structured_latency.py --by_segment    # where the time goes
 """
 
 import argparse
@@ -21,6 +22,9 @@ from edgeprune.structured import prune_channels, shrink, shrink_report  # noqa: 
 from litert_latency import interleaved_latency  # noqa: E402
 
 SIZE = 224
+# MobileNetV2 layers after which --by_segment cuts the network (None: the whole model).
+SEGMENT_ENDS = ("block_2_add", "block_5_add", "block_9_add", "block_12_add", "block_15_add",
+                "out_relu", None)
 
 
 def representative_images(count=16, seed=0):
@@ -35,6 +39,25 @@ def to_tflite(model, int8):
                          int8_io=True)
 
 
+def by_segment(variants, runs):
+    """Median latency of each stretch of the network, in µs: every variant is cut after each of
+    SEGMENT_ENDS, the prefixes are timed interleaved, and a stretch takes the difference of two
+    consecutive prefixes."""
+    prefixes = {(name, end): to_tflite(model if end is None else
+                                       keras.Model(model.input, model.get_layer(end).output), int8)
+                for name, (model, int8) in variants.items() for end in SEGMENT_ENDS}
+    latency = interleaved_latency(prefixes, runs)
+    columns = {name: np.diff([0.0] + [latency[name, end]["p50_us"] for end in SEGMENT_ENDS])
+               for name in variants}
+    print("| stretch ending at | " + " | ".join(f"{name} (µs)" for name in variants)
+          + " | pruned int8 speedup vs dense float32 |")
+    print("|---|" + "---|" * (len(variants) + 1))
+    for index, end in enumerate(SEGMENT_ENDS):
+        cells = [f"{columns[name][index]:.0f}" for name in variants]
+        speedup = columns["dense float32"][index] / columns["pruned int8"][index]
+        print(f"| {end or 'predictions'} | " + " | ".join(cells) + f" | {speedup:.1f}x |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
@@ -42,6 +65,8 @@ def main():
     parser.add_argument("--round_to", type=int, default=8,
                         help="kept channel counts are multiples of this (SIMD width)")
     parser.add_argument("--output", help="also write the figures as JSON here")
+    parser.add_argument("--by_segment", action="store_true",
+                        help="time stretches of the network instead of whole models")
     args = parser.parse_args()
 
     keras.utils.set_random_seed(0)
@@ -49,8 +74,11 @@ def main():
     zeroed = prune_channels(dense, args.sparsity, round_to=args.round_to)
     small = shrink(zeroed)
     report = shrink_report(zeroed, small)
-    models = {"dense float32": to_tflite(dense, False), "pruned float32": to_tflite(small, False),
-              "dense int8": to_tflite(dense, True), "pruned int8": to_tflite(small, True)}
+    variants = {"dense float32": (dense, False), "pruned float32": (small, False),
+                "dense int8": (dense, True), "pruned int8": (small, True)}
+    if args.by_segment:
+        return by_segment(variants, args.runs)
+    models = {name: to_tflite(model, int8) for name, (model, int8) in variants.items()}
     latency = interleaved_latency(models, args.runs)
     print(f"MobileNetV2 {SIZE}x{SIZE}, {args.sparsity:.0%} of channels removed "
           f"(round_to={args.round_to}), "

@@ -193,18 +193,27 @@ MIRRORED = textwrap.dedent("""
             make_digits_cnn(), pruning_schedule=ep.PolynomialDecay(0.0, 0.8, 0, 40, frequency=10))
         pruned.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     pruned.fit(x, y, batch_size=64, epochs=3, verbose=0, callbacks=[ep.UpdatePruningStep()])
+    with strategy.scope():  # Taylor accumulators are summed over the replicas
+        channels = ep.prune_low_magnitude(
+            make_digits_cnn(), pruning_schedule=ep.ConstantSparsity(0.5, 10, frequency=10),
+            structure="channels", criterion="taylor")
+        channels.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    channels.fit(x, y, batch_size=64, epochs=1, verbose=0, callbacks=[ep.UpdatePruningStep()])
+    print(ep.shrink(ep.strip_pruning(channels)).count_params() / make_digits_cnn().count_params())
     print(sorted(round(r["sparsity"], 3) for r in ep.sparsity_report(ep.strip_pruning(pruned))))
 """)
 
 
-def test_mirrored_strategy_on_two_logical_cpus_reaches_the_same_sparsity():
+def test_mirrored_strategy_on_two_logical_cpus_prunes_weights_and_taylor_channels():
     # Logical devices must be configured before TensorFlow starts: its own interpreter.
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     result = subprocess.run([sys.executable, "-c", MIRRORED], capture_output=True, text=True,
                             cwd=root, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    sparsities = eval(result.stdout.strip().splitlines()[-1])
+    *_, kept_params, sparsities = result.stdout.strip().splitlines()
+    sparsities = eval(sparsities)
     assert len(sparsities) == 4 and all(abs(s - 0.8) < 0.01 for s in sparsities)
+    assert float(kept_params) < 0.5  # half the channels of each group: about a quarter of the weights
 
 
 def test_mid_epoch_checkpoint_records_the_current_step(digits, tmp_path):
