@@ -21,7 +21,7 @@ from edgeprune import masks as mask_lib
 from edgeprune import registry
 from edgeprune.rebuild import copy_layer, leaf_layers, rebuild
 from edgeprune.structured import ChannelGraph, channel_masks, channel_scores
-from edgeprune.structured.masked_norm import ChannelMaskedLayerNormalization, prunable_copy
+from edgeprune.structured.masked_norm import deployed_params, prunable_copy
 
 DEFAULT_SPARSITIES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
 STRUCTURES = ("unstructured", "channels")
@@ -218,7 +218,7 @@ def sensitivity_scan(model, eval_fn, sparsities=DEFAULT_SPARSITIES, structure="u
     return SensitivityTable(
         baseline=baseline, sparsities=levels, metrics=metrics,
         sizes={u.name: u.size for u in units}, terms=terms,
-        fixed_params=_deployed_params(work) - sum(t["params"] for t in terms),
+        fixed_params=deployed_params(work) - sum(t["params"] for t in terms),
         fixed_macs=sum(macs_by_layer(work).values()) - sum(t["macs"] for t in terms),
         structure=structure, higher_is_better=higher_is_better)
 
@@ -370,13 +370,6 @@ def channel_terms(graph, group_names):
         macs = size * _uses_per_weight(layer) if any(variable is k for k in kernels) else 0
         terms.append({"params": size, "macs": macs, "slices": pieces})
     return terms
-
-
-def _deployed_params(model):
-    """`model.count_params()` without the channel masks, which `shrink` drops."""
-    return int(model.count_params()) - sum(
-        int(np.prod(layer.channel_mask.shape)) for layer in leaf_layers(model)
-        if isinstance(layer, ChannelMaskedLayerNormalization))
 
 
 def _variable(layer, name):

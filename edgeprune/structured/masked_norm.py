@@ -54,6 +54,14 @@ class ChannelMaskedLayerNormalization(keras.layers.LayerNormalization):
         return ops.cast(outputs, self.compute_dtype)
 
 
+def deployed_params(layer):
+    """`layer.count_params()` (of a layer or a whole model) without the channel masks, which
+    exist only while pruning: `shrink` drops them."""
+    masked = [item for item in (layer, *leaf_layers(layer))
+              if isinstance(item, ChannelMaskedLayerNormalization)]
+    return layer.count_params() - sum(int(item.channel_mask.shape[0]) for item in masked)
+
+
 def prunable_copy(layer):
     """`copy_layer(layer)`, with a LayerNormalization over channels made channel-maskable."""
     if not _normalizes_channels(layer):

@@ -6,6 +6,7 @@ import numpy as np
 
 from edgeprune.structured.graph import ChannelGraph
 from edgeprune.rebuild import leaf_layers
+from edgeprune.structured.masked_norm import deployed_params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +59,7 @@ def shrink_report(before, after):
         rows.append(LayerChange(
             layer.name, type(layer).__name__,
             (_channels(layer), _channels(new)),
-            (layer.count_params(), new.count_params()),
+            (deployed_params(layer), new.count_params()),
             (layer_macs(layer), layer_macs(new))))
     return ShrinkReport(rows, ChannelGraph(before).unprunable)
 

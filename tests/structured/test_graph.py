@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from keras import layers
 
-from edgeprune.structured import ChannelGraph, channel_masks, prune_channels, shrink
+from edgeprune.structured import (ChannelGraph, channel_masks, prune_channels, shrink,
+                                  shrink_report)
 from edgeprune.structured.masked_norm import ChannelMaskedLayerNormalization, prunable_copy
 
 
@@ -96,6 +97,8 @@ def test_layer_norm_across_channels_is_pruned_with_statistics_over_live_channels
     assert type(small.get_layer("ln")) is layers.LayerNormalization
     assert [w.shape for w in small.get_layer("ln").weights] == [(4,), (4,)]
     assert type(model.get_layer("ln")) is layers.LayerNormalization  # the input is untouched
+    row = next(r for r in shrink_report(zeroed, small).layers if r.name == "ln")
+    assert row.params == (16, 8)  # gamma and beta; the mask exists only while pruning
 
 
 def test_layer_norm_on_a_residual_stream_couples_like_a_transformer_block(check_shrink):
