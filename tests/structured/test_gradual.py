@@ -169,3 +169,35 @@ def test_taylor_accumulators_restart_after_each_pruning_step_and_warn_without_ba
     assert any(np.asarray(acc).any() for acc in accumulators)
     controller.step()
     assert not any(np.asarray(acc).any() for acc in accumulators)
+
+
+def test_taylor_under_mixed_precision_keeps_finite_scores():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        schedule = ep.ConstantSparsity(0.5, begin_step=4, frequency=4)
+        pruned = ep.prune_low_magnitude(small_cnn(), pruning_schedule=schedule,
+                                        structure="channels", criterion="taylor")
+        train(pruned, steps=6)
+        accumulators = [np.asarray(acc) for w in ep.PruningController(pruned).wrappers
+                        for _, _, acc in w.taylor_importance]
+        assert all(np.isfinite(acc).all() for acc in accumulators)
+        assert any(acc.any() for acc in accumulators)
+        assert ep.shrink(ep.strip_pruning(pruned)).get_layer("c1").filters == 4
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_taylor_skips_the_non_finite_terms_of_an_overflowed_step():
+    import tensorflow as tf
+
+    from edgeprune.wrapper import _accumulate_taylor
+
+    accumulator = keras.Variable(np.zeros(3, "float32"))
+    weights = tf.constant([[1.0, 2.0, 3.0]])
+    with tf.GradientTape() as tape:
+        tape.watch(weights)
+        # A float16 loss-scaled step that overflowed: one gradient is infinite.
+        loss = tf.reduce_sum(_accumulate_taylor(weights, [(1, accumulator)])
+                             * tf.constant([[np.inf, 1.0, 1.0]]))
+    tape.gradient(loss, weights)
+    np.testing.assert_array_equal(np.asarray(accumulator), [0.0, 4.0, 9.0])
