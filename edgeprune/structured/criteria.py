@@ -28,9 +28,9 @@ def channel_scores(graph, criterion="l1", weights=None, gradients=None):
         gradients: `{layer id: {weight name: array}}`, needed by "taylor".
     """
     check_criterion(criterion)
-    if criterion == "taylor" and gradients is None:
-        raise ValueError("criterion='taylor' needs gradients of the loss; pass data=(x, y) and a loss.")
     values = weights if weights is not None else graph.weight_values()
+    if criterion == "taylor":
+        return taylor_scores(graph, _taylor_contributions(graph, values, gradients))
     scores = np.zeros(graph.num_atoms)
     gamma = np.zeros(graph.num_atoms)
     has_gamma = np.zeros(graph.num_atoms, bool)
@@ -40,9 +40,6 @@ def channel_scores(graph, criterion="l1", weights=None, gradients=None):
         value = np.moveaxis(values[id(s.layer)][s.weight], s.axis, 0).reshape(len(s.atoms), -1)
         if criterion == "l2":
             np.add.at(scores, s.atoms, (value ** 2).sum(axis=1))
-        elif criterion == "taylor":
-            grad = np.moveaxis(gradients[id(s.layer)][s.weight], s.axis, 0).reshape(len(s.atoms), -1)
-            np.add.at(scores, s.atoms, (value * grad).sum(axis=1) ** 2)
         else:
             np.add.at(scores, s.atoms, np.abs(value).sum(axis=1))
             if criterion == "bn_gamma" and s.weight == "gamma":
@@ -55,12 +52,12 @@ def channel_scores(graph, criterion="l1", weights=None, gradients=None):
     return scores
 
 
-def accumulated_taylor_scores(graph, contributions):
-    """Taylor scores from per-slice contributions accumulated during training.
+def taylor_scores(graph, contributions):
+    """Taylor scores: each atom sums the contributions of its slices.
 
-    `contributions[(id(layer), weight name, axis)]` holds, per channel along that axis, the sum
-    over batches of (Σ w·∂L/∂w)², as the "taylor" wrappers accumulate it; each atom sums its
-    slices, as `channel_scores(..., "taylor")` does for one batch.
+    `contributions[(id(layer), weight name, axis)]` holds, per channel along that axis,
+    (Σ w·∂L/∂w)²: of one batch (one-shot), or summed over the training batches since the last
+    pruning step (what the "taylor" wrappers accumulate).
     """
     scores = np.zeros(graph.num_atoms)
     for s in graph.slices:
@@ -68,6 +65,19 @@ def accumulated_taylor_scores(graph, contributions):
         if s.scored and contribution is not None:
             np.add.at(scores, s.atoms, contribution)
     return scores
+
+
+def _taylor_contributions(graph, values, gradients):
+    if gradients is None:
+        raise ValueError("criterion='taylor' needs gradients of the loss; pass data=(x, y) "
+                         "and a loss.")
+    contributions = {}
+    for s in graph.slices:
+        if s.scored:
+            product = values[id(s.layer)][s.weight] * gradients[id(s.layer)][s.weight]
+            other_axes = tuple(a for a in range(product.ndim) if a != s.axis)
+            contributions[id(s.layer), s.weight, s.axis] = product.sum(axis=other_axes) ** 2
+    return contributions
 
 
 def _bn_gamma_where_present(graph, l1, gamma, has_gamma):

@@ -15,8 +15,7 @@ import numpy as np
 from keras import ops
 
 from edgeprune.rebuild import copy_layer, rebuild
-from edgeprune.structured.criteria import (accumulated_taylor_scores, channel_scores,
-                                           check_criterion)
+from edgeprune.structured.criteria import channel_scores, check_criterion, taylor_scores
 from edgeprune.structured.graph import ChannelGraph
 from edgeprune.structured.masked_norm import with_maskable_norms
 from edgeprune.structured.oneshot import channel_masks
@@ -95,7 +94,7 @@ class ChannelMasker:
                     contributions[key] = ops.convert_to_numpy(accumulator)
                     accumulator.assign(ops.zeros_like(accumulator))
             if any(c.any() for c in contributions.values()):
-                return accumulated_taylor_scores(self.graph, contributions)
+                return taylor_scores(self.graph, contributions)
             warnings.warn("criterion='taylor': no training batch ran since the last pruning "
                           "step, so there are no gradients to rank channels by; ranking by 'l1' "
                           "this once. Prune later (begin_step > 0) or less often (frequency).",
