@@ -157,12 +157,13 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         if training:
             # In-graph check, as tfmot: the step counter is only set by the callback/controller.
             tf.debugging.Assert(self.pruning_step >= 0, [MISSING_CALLBACK])
-        mapping = [(w, w.value * ops.cast(m, w.dtype))
-                   for w, m in zip(self.pruned_weights, self.masks)]
-        if training and self.taylor_importance:
-            mapping = [(w, _accumulate_taylor(value, [(axis, accumulator) for i, axis, accumulator
-                                                      in self.taylor_importance if i == index]))
-                       for index, (w, value) in enumerate(mapping)]
+        mapping = []
+        for index, (weight, mask) in enumerate(zip(self.pruned_weights, self.masks)):
+            value = weight.value * ops.cast(mask, weight.dtype)
+            if training:
+                value = _accumulate_taylor(value, [(axis, accumulator) for i, axis, accumulator
+                                                   in self.taylor_importance if i == index])
+            mapping.append((weight, value))
         with keras.StatelessScope(state_mapping=mapping) as scope:
             outputs = self.layer(inputs, *args, **kwargs)
         # The scope also caught the inner layer's other state updates (seeds, statistics).
