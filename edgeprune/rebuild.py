@@ -53,7 +53,7 @@ class _GraphCloner:
 
     def rebuild_model(self, model, example_inputs):
         inputs = [keras.Input(batch_shape=x.shape, dtype=x.dtype, name=original.name)
-                  for x, original in zip(example_inputs, _graph_inputs(model))]
+                  for x, original in zip(example_inputs, functional_graph(model).inputs)]
         if isinstance(model, keras.Sequential):
             outputs = inputs[0]
             for layer in model.layers:
@@ -65,13 +65,14 @@ class _GraphCloner:
         return keras.Model(inputs[0] if len(inputs) == 1 else inputs, outputs, name=model.name)
 
 
-def _graph_inputs(model):
+def functional_graph(model):
+    """The functional graph of a functional model, or of a built Sequential one."""
     if isinstance(model, keras.Sequential):
-        if not model.built:
-            raise ValueError(f"Sequential model '{model.name}' is not built: give it an "
+        if getattr(model, "_functional", None) is None:
+            raise ValueError(f"Sequential model '{model.name}' is not built: give it a "
                              "keras.Input(shape) first, or call it on a batch of data.")
-        return model._functional.inputs
-    return model.inputs
+        return model._functional
+    return model
 
 
 def leaf_layers(model):

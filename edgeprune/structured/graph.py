@@ -16,10 +16,9 @@ import dataclasses
 
 import keras
 import numpy as np
-from keras.src.models.functional import Functional
 
 from edgeprune.structured import layer_rules
-from edgeprune.rebuild import is_graph_model
+from edgeprune.rebuild import functional_graph, is_graph_model
 from edgeprune.structured.rebuild import weight_arrays
 from edgeprune.wrapper import PruneLowMagnitude
 
@@ -271,14 +270,13 @@ class ChannelGraph:
 
 
 def _functional_of(model):
-    if isinstance(model, keras.Sequential):
-        if model._functional is None:
-            raise ValueError(f"Sequential model '{model.name}' is not built: give it an "
-                             "keras.Input first or call model.build(input_shape).")
-        return model._functional
-    if isinstance(model, Functional):
-        return model
+    if is_graph_model(model):
+        return functional_graph(model)
+    if not isinstance(model, keras.Model):
+        raise ValueError(
+            f"Structured pruning needs a keras.Model; got {type(model).__name__} {model!r:.80}. "
+            "Load a saved model first with keras.saving.load_model(path).")
     raise ValueError(
         f"Structured pruning needs a Functional or Sequential model; got {type(model).__name__} "
-        f"'{getattr(model, 'name', model)}', a subclassed model whose graph cannot be seen. Rebuild "
-        "it with the functional API (keras.Model(inputs, outputs)) or keras.Sequential.")
+        f"'{model.name}', a subclassed model whose graph cannot be seen. Rebuild it with the "
+        "functional API (keras.Model(inputs, outputs)) or keras.Sequential.")

@@ -134,3 +134,14 @@ def test_subclassed_model_is_rejected_with_advice():
     model(np.zeros((1, 3), "float32"))
     with pytest.raises(ValueError, match="subclassed model.*functional API"):
         shrink(model)
+
+
+def test_a_path_instead_of_a_model_is_told_to_load_it():
+    with pytest.raises(ValueError, match="needs a keras.Model; got str 'pruned.keras'.*load_model"):
+        shrink("pruned.keras")
+
+
+def test_unbuilt_sequential_is_told_to_get_an_input():
+    model = keras.Sequential([keras.layers.Dense(3)])
+    with pytest.raises(ValueError, match="'.*' is not built: give it a keras.Input"):
+        prune_channels(model, 0.5)
