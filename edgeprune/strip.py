@@ -21,6 +21,13 @@ def strip_pruning(model):
     return rebuild(model, _unwrap)
 
 
+def stripped(model):
+    """`model` itself when it has no pruning wrappers, else `strip_pruning(model)`."""
+    if any(isinstance(layer, PruneLowMagnitude) for layer in leaf_layers(model)):
+        return strip_pruning(model)
+    return model
+
+
 def _unwrap(layer):
     if not isinstance(layer, PruneLowMagnitude):
         return copy_layer(layer)

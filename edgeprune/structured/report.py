@@ -6,6 +6,7 @@ import numpy as np
 
 from edgeprune.structured.graph import ChannelGraph
 from edgeprune.rebuild import leaf_layers
+from edgeprune.strip import stripped
 from edgeprune.structured.masked_norm import deployed_params
 
 
@@ -50,6 +51,7 @@ def shrink_report(before, after):
     >>> ep.shrink_report(pruned, ep.shrink(pruned)).total("macs")
     (5472, 2736)
     """
+    before = stripped(before)  # wrappers' names are not the layers' names in `after`
     after_layers = {layer.name: layer for layer in leaf_layers(after)}
     rows = []
     for layer in leaf_layers(before):

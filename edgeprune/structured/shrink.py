@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from edgeprune.strip import stripped
 from edgeprune.structured import layer_rules
 from edgeprune.structured.graph import ChannelGraph
 from edgeprune.structured.masked_norm import ChannelMaskedLayerNormalization
@@ -17,7 +18,8 @@ def shrink(model):
     that read it (what `prune_channels` and `strip_pruning` of a `structure="channels"` model
     leave). Its consumers' weights are zero for it, so the smaller model computes the same outputs.
     Channels the graph marks unprunable (see `ChannelGraph.unprunable`) stay; each group keeps at
-    least one channel. `model` is not changed. Compare the two with `shrink_report`.
+    least one channel. A model that still has pruning wrappers (`structure="channels"` during
+    training) is stripped first. `model` is not changed. Compare the two with `shrink_report`.
 
     >>> import keras, edgeprune as ep
     >>> model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(8, 3),
@@ -26,6 +28,7 @@ def shrink(model):
     >>> small.layers[0].filters
     4
     """
+    model = stripped(model)
     graph = ChannelGraph(model)
     keep = ~zero_channels(graph)
     slices = {}

@@ -60,6 +60,20 @@ def test_training_zeroes_whole_groups_and_shrink_matches(criterion, pruning_scop
     assert np.abs(np.asarray(small(x)) - expected).max() <= 1e-4 * np.abs(expected).max()
 
 
+
+def test_shrink_and_its_report_strip_a_model_that_still_has_wrappers():
+    schedule = ep.ConstantSparsity(0.5, begin_step=0, frequency=4)
+    pruned = ep.prune_low_magnitude(small_cnn(), pruning_schedule=schedule, structure="channels")
+    train(pruned, steps=4)
+    small = ep.shrink(pruned)
+    assert small.get_layer("c1").filters == 4
+    stripped_small = ep.shrink(ep.strip_pruning(pruned))
+    for got, expected in zip(small.weights, stripped_small.weights):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(expected))
+    rows = {row.name: row for row in ep.shrink_report(pruned, small).layers}
+    assert rows["c1"].channels == (8, 4)
+    assert any(isinstance(layer, ep.PruneLowMagnitude) for layer in pruned.layers)  # unchanged
+
 def test_layer_norm_over_channels_is_pruned_gradually_and_shrinks_exactly():
     x = keras.Input((8, 8, 1))
     y = layers.LayerNormalization(name="ln")(layers.Conv2D(8, 3, padding="same", name="c1")(x))
