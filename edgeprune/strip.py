@@ -22,8 +22,9 @@ def strip_pruning(model):
 
 
 def stripped(model):
-    """`model` itself when it has no pruning wrappers, else `strip_pruning(model)`."""
-    if any(isinstance(layer, PruneLowMagnitude) for layer in leaf_layers(model)):
+    """`model` itself when it has no pruning wrappers (or is no model), else `strip_pruning(model)`."""
+    if isinstance(model, keras.Model) and any(isinstance(layer, PruneLowMagnitude)
+                                              for layer in leaf_layers(model)):
         return strip_pruning(model)
     return model
 
