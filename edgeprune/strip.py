@@ -22,7 +22,7 @@ def strip_pruning(model):
 
 
 def stripped(model):
-    """`model` itself when it has no pruning wrappers (or is no model), else `strip_pruning(model)`."""
+    """`strip_pruning(model)` when `model` has pruning wrappers, else `model` itself."""
     if isinstance(model, keras.Model) and any(isinstance(layer, PruneLowMagnitude)
                                               for layer in leaf_layers(model)):
         return strip_pruning(model)
