@@ -30,7 +30,7 @@ def channel_scores(graph, criterion="l1", weights=None, gradients=None):
     check_criterion(criterion)
     values = weights if weights is not None else graph.weight_values()
     if criterion == "taylor":
-        return taylor_scores(graph, _taylor_contributions(graph, values, gradients))
+        return taylor_scores(graph, taylor_contributions(graph, values, gradients))
     scores = np.zeros(graph.num_atoms)
     gamma = np.zeros(graph.num_atoms)
     has_gamma = np.zeros(graph.num_atoms, bool)
@@ -67,7 +67,8 @@ def taylor_scores(graph, contributions):
     return scores
 
 
-def _taylor_contributions(graph, values, gradients):
+def taylor_contributions(graph, values, gradients):
+    """`{(id(layer), weight name, axis): (Σ w·∂L/∂w)² per channel}` of one batch's gradients."""
     if gradients is None:
         raise ValueError("criterion='taylor' needs gradients of the loss; pass data=(x, y) "
                          "and a loss.")

@@ -3,7 +3,8 @@
 import keras
 import numpy as np
 
-from edgeprune.structured.criteria import channel_scores, check_criterion
+from edgeprune.structured.criteria import (channel_scores, check_criterion, taylor_contributions,
+                                           taylor_scores)
 from edgeprune.structured.graph import ChannelGraph
 from edgeprune.structured.masked_norm import with_maskable_norms
 from edgeprune.structured.rebuild import rebuild, weight_arrays
@@ -28,7 +29,8 @@ def prune_channels(model, sparsity, criterion="l1", pruning_scope="layer", round
         round_to: kept channel counts are rounded up to a multiple of this.
         min_channels: fewest channels any group keeps.
         skip_layers: names of layers whose output channels are kept.
-        data: `(x, y)` batch for the "taylor" criterion.
+        data: for the "taylor" criterion, one `(x, y)` batch, or an iterable of `(x, y)` batches
+            (a batched `tf.data.Dataset`, a list): each batch's terms are squared, then summed.
         loss: loss for the "taylor" criterion (a name or a callable `loss(y_true, y_pred)`).
 
     >>> import keras, numpy as np, edgeprune as ep
@@ -42,8 +44,10 @@ def prune_channels(model, sparsity, criterion="l1", pruning_scope="layer", round
     check_selection(sparsity, pruning_scope, round_to, min_channels)
     model = with_maskable_norms(model)
     graph = ChannelGraph(model, skip_layers=skip_layers)
-    gradients = loss_gradients(graph, data, loss) if criterion == "taylor" else None
-    scores = channel_scores(graph, criterion, gradients=gradients)
+    if criterion == "taylor":
+        scores = taylor_scores(graph, data_taylor_contributions(graph, data, loss))
+    else:
+        scores = channel_scores(graph, criterion)
     remove = select_channels(graph, scores, sparsity, pruning_scope, round_to, min_channels)
     masks = channel_masks(graph, remove)
     return rebuild(model, lambda layer: layer.get_config(),
@@ -62,14 +66,31 @@ def channel_masks(graph, remove):
     return masks
 
 
-def loss_gradients(graph, data, loss):
-    """`{id(layer): {weight name: gradient}}` of the mean loss on one batch, for "taylor"."""
+def data_taylor_contributions(graph, data, loss):
+    """Taylor contributions (see `taylor_contributions`) summed over the batches of `data`."""
     if data is None or loss is None:
-        raise ValueError("criterion='taylor' needs data=(x, y) and a loss to compute gradients.")
+        raise ValueError("criterion='taylor' needs data=(x, y) (or an iterable of (x, y) "
+                         "batches) and a loss to compute gradients.")
+    loss_fn = keras.losses.get(loss) if isinstance(loss, str) else loss
+    values = graph.weight_values()
+    total, batches = {}, 0
+    for batch in [data] if isinstance(data, tuple) else data:
+        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+            raise ValueError(f"criterion='taylor' got a {type(batch).__name__} as a batch of data. "
+                             "Pass one batch as a tuple (x, y), or an iterable of such tuples.")
+        gradients = _loss_gradients(graph, *batch, loss_fn)
+        for key, value in taylor_contributions(graph, values, gradients).items():
+            total[key] = total.get(key, 0.0) + value
+        batches += 1
+    if not batches:
+        raise ValueError("criterion='taylor' got data with no batches.")
+    return total
+
+
+def _loss_gradients(graph, x, y, loss_fn):
+    """`{id(layer): {weight name: gradient}}` of the mean loss on one batch."""
     import tensorflow as tf
 
-    x, y = data
-    loss_fn = keras.losses.get(loss) if isinstance(loss, str) else loss
     layers = {id(s.layer): s.layer for s in graph.slices}
     variables = [(key, w) for key, layer in layers.items() for w in layer.trainable_weights]
     with tf.GradientTape() as tape:

@@ -7,6 +7,7 @@ from keras import layers
 
 from edgeprune.structured import (ChannelGraph, channel_scores, prune_channels, select_channels,
                                   shrink, shrink_report)
+from edgeprune.structured.oneshot import data_taylor_contributions
 
 
 def conv_bn_model(filters=8):
@@ -56,6 +57,35 @@ def test_taylor_criterion_removes_channels_the_loss_does_not_see():
                             skip_layers=["b"])
     assert kept_filters(pruned, "a") == [0, 2, 4, 6]
 
+
+
+def test_taylor_over_several_batches_sums_each_batch_squared_terms():
+    import tensorflow as tf
+
+    model = conv_bn_model()
+    rng = np.random.default_rng(0)
+    batches = [(rng.normal(size=(8, 6, 6, 2)).astype("float32"), rng.integers(0, 3, 8))
+               for _ in range(2)]
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    graph = ChannelGraph(model)
+    kernel = model.get_layer("a").kernel
+    expected = 0.0
+    for x, y in batches:
+        with tf.GradientTape() as tape:
+            value = tf.reduce_mean(loss(y, model(x, training=False)))
+        grad = tape.gradient(value, kernel.value).numpy()
+        expected = expected + (np.asarray(kernel) * grad).sum(axis=(0, 1, 2)) ** 2
+    key = (id(model.get_layer("a")), "kernel", 3)
+    from_list = data_taylor_contributions(graph, batches, loss)[key]
+    np.testing.assert_allclose(from_list, expected, rtol=1e-5)
+    xs, ys = (np.concatenate(parts) for parts in zip(*batches))
+    dataset = tf.data.Dataset.from_tensor_slices((xs, ys)).batch(8)
+    np.testing.assert_allclose(data_taylor_contributions(graph, dataset, loss)[key], expected,
+                               rtol=1e-5)
+    with pytest.raises(ValueError, match="got a ndarray as a batch.*tuple \\(x, y\\)"):
+        data_taylor_contributions(graph, [xs, ys], loss)
+    with pytest.raises(ValueError, match="no batches"):
+        data_taylor_contributions(graph, [], loss)
 
 def test_round_to_and_min_channels():
     graph = ChannelGraph(conv_bn_model(filters=12))
