@@ -1,5 +1,7 @@
 """`PruneLowMagnitude`: the layer wrapper that multiplies a layer's prunable weights by masks."""
 
+import re
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -27,6 +29,18 @@ def relative_weight_name(layer, variable):
     return variable.path[len(prefix):] if variable.path.startswith(prefix) else variable.path
 
 
+def weight_key(layer, variable):
+    """How a wrapper names one of `layer`'s weights, the same in a copy of the layer and after
+    save/load: its path inside the layer, or "weights[i]", its position, for a weight Keras named
+    itself (an `add_weight` without `name=` is "variable_18" here and "variable_36" in a copy)."""
+    if _KERAS_AUTO_NAME.fullmatch(variable.name):
+        return f"weights[{next(i for i, w in enumerate(layer.weights) if w is variable)}]"
+    return relative_weight_name(layer, variable)
+
+
+_KERAS_AUTO_NAME = re.compile(r"variable(_\d+)?")
+
+
 @keras.saving.register_keras_serializable(package="edgeprune")
 class PruneLowMagnitude(keras.layers.Wrapper):
     """Masks the prunable weights of `layer`; masks change only at pruning steps.
@@ -46,7 +60,8 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         pruning_scope: "layer" ranks this layer's weights alone (tfmot), "global" ranks them
             together with every other "global" wrapper in the model.
         weight_names: which of the layer's weights to mask, by path inside the layer
-            ("kernel", "query/kernel"); default: the registry's prunable weights.
+            ("kernel", "query/kernel"; "weights[i]" for the i-th weight when Keras named it,
+            see `weight_key`); default: the registry's prunable weights.
         channel_pruning: None, or the options of `structure="channels"` pruning (criterion,
             pruning_scope, round_to, min_channels, skip_layers): the controller then computes this wrapper's
             masks together with the model's other channel wrappers (`edgeprune.structured`).
@@ -124,15 +139,15 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         self.masks, self.thresholds = [], []
         self.taylor_importance = []  # (index in pruned_weights, axis, accumulator variable)
         for index, weight in enumerate(self.pruned_weights):
-            relative_name = relative_weight_name(self.layer, weight)
-            name = relative_name.replace("/", "_")
+            key = weight_key(self.layer, weight)
+            name = key.replace("/", "_")
             self.masks.append(self.add_weight(
                 name=f"{name}_mask", shape=weight.shape, initializer="ones", trainable=False,
                 aggregation="only_first_replica"))
             self.thresholds.append(self.add_weight(
                 name=f"{name}_threshold", shape=(), initializer="zeros", trainable=False,
                 aggregation="only_first_replica"))
-            for axis in (self.taylor_axes or {}).get(relative_name, ()):
+            for axis in (self.taylor_axes or {}).get(key, ()):
                 # "sum": under a distribution strategy every replica's batches count.
                 self.taylor_importance.append((index, axis, self.add_weight(
                     name=f"{name}_taylor_axis{axis}", shape=(weight.shape[axis],),
@@ -146,7 +161,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
     def _resolve_weights(self):
         if self.weight_names is None:
             return registry.prunable_weights(self.layer, prune_depthwise=True)
-        by_name = {relative_weight_name(self.layer, w): w for w in self.layer.weights}
+        by_name = {weight_key(self.layer, w): w for w in self.layer.weights}
         unknown = [n for n in self.weight_names if n not in by_name]
         if unknown:
             raise ValueError(f"Layer '{self.layer.name}' has no weight named {unknown}; its "

@@ -20,7 +20,7 @@ from edgeprune.structured.graph import ChannelGraph
 from edgeprune.structured.masked_norm import with_maskable_norms
 from edgeprune.structured.oneshot import channel_masks
 from edgeprune.structured.selection import check_selection, select_channels
-from edgeprune.wrapper import PruneLowMagnitude, apply_mask, relative_weight_name
+from edgeprune.wrapper import PruneLowMagnitude, apply_mask, relative_weight_name, weight_key
 
 
 def wrap_for_channels(model, pruning_schedule, criterion="l1", pruning_scope="layer", round_to=1,
@@ -53,9 +53,11 @@ def wrap_for_channels(model, pruning_schedule, criterion="l1", pruning_scope="la
         names = masked_weights.get(id(layer))
         if names is None:
             return copy
+        key = {w.name: weight_key(layer, w) for w in layer.weights}  # the graph's names are w.name
+        axes = {key[name]: axes for name, axes in taylor_axes.get(id(layer), {}).items()}
         return PruneLowMagnitude(
-            copy, pruning_schedule=pruning_schedule, weight_names=names, channel_pruning=options,
-            taylor_axes=taylor_axes[id(layer)] if criterion == "taylor" else None)
+            copy, pruning_schedule=pruning_schedule, weight_names=[key[n] for n in names],
+            channel_pruning=options, taylor_axes=axes if criterion == "taylor" else None)
 
     return rebuild(model, transform)
 

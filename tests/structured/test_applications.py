@@ -30,3 +30,27 @@ def test_shrink_matches_zeroed_model(index, name, check_shrink):
     if name == "MobileNet":
         converter = tf.lite.TFLiteConverter.from_keras_model(small)
         assert len(converter.convert()) > 0
+
+
+@pytest.mark.parametrize("name", ["ConvNeXtTiny", "MobileNetV3Small"])
+def test_gradual_channel_pruning_trains_strips_and_shrinks_exactly(name):
+    """The training path on graphs with LayerScale, masked LayerNormalization, squeeze-and-excite
+    and hard-swish: wrap, train through pruning steps, strip, shrink."""
+    import edgeprune as ep
+
+    model = getattr(keras.applications, name)(weights=None, input_shape=(32, 32, 3), classes=10,
+                                              classifier_activation=None)
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(0, 255, (8, 32, 32, 3)).astype("float32"), rng.integers(0, 10, 8)
+    pruned = ep.prune_low_magnitude(model, structure="channels", round_to=2,
+                                    pruning_schedule=ep.ConstantSparsity(0.5, 1, frequency=1))
+    pruned.compile(keras.optimizers.SGD(1e-4),
+                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    pruned.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[ep.UpdatePruningStep()])
+    final = ep.strip_pruning(pruned)
+    small = ep.shrink(final)
+    params = shrink_report(final, small).total("params")
+    assert params[1] < 0.5 * params[0]
+    expected = np.asarray(final(x, training=False))
+    assert np.abs(np.asarray(small(x, training=False)) - expected).max() <= \
+        1e-4 * np.abs(expected).max()

@@ -74,6 +74,32 @@ def test_shrink_and_its_report_strip_a_model_that_still_has_wrappers():
     assert rows["c1"].channels == (8, 4)
     assert any(isinstance(layer, ep.PruneLowMagnitude) for layer in pruned.layers)  # unchanged
 
+
+def test_a_weight_keras_named_itself_is_found_in_copies_and_after_loading(tmp_path):
+    # ConvNeXt's LayerScale calls add_weight without a name: "variable_18" here is "variable_36"
+    # in the wrapper's copy and something else again after loading.
+    from keras.src.applications.convnext import LayerScale
+
+    x = keras.Input((8, 8, 1))
+    y = LayerScale(0.5, 8, name="scale")(layers.Conv2D(8, 3, padding="same", name="c1")(x))
+    model = keras.Model(x, layers.Dense(10, name="out")(layers.GlobalAveragePooling2D()(y)))
+    schedule = ep.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=8, frequency=4)
+    pruned = ep.prune_low_magnitude(model, pruning_schedule=schedule, structure="channels",
+                                    criterion="taylor")
+    wrapper = pruned.get_layer("prune_low_magnitude_scale")
+    assert wrapper.weight_names == ["weights[0]"] and wrapper.taylor_axes == {"weights[0]": [0]}
+    train(pruned, steps=4)
+    path = str(tmp_path / "pruned.keras")
+    pruned.save(path)
+    pruned = keras.models.load_model(path)
+    train(pruned, steps=8)
+    final = ep.strip_pruning(pruned)
+    small = ep.shrink(final)
+    assert small.get_layer("scale").projection_dim == 4
+    inputs, _ = digits_batch(8)
+    expected = np.asarray(final(inputs))
+    assert np.abs(np.asarray(small(inputs)) - expected).max() <= 1e-4 * np.abs(expected).max()
+
 def test_layer_norm_over_channels_is_pruned_gradually_and_shrinks_exactly():
     x = keras.Input((8, 8, 1))
     y = layers.LayerNormalization(name="ln")(layers.Conv2D(8, 3, padding="same", name="c1")(x))
