@@ -1,11 +1,11 @@
 """Digits CNN: train dense, prune 50% of its channels gradually while training, shrink, and
 compare test accuracy with the dense model trained for the same number of epochs.
 
-With --one_shot, the trained model is pruned at once instead (`prune_channels`; "taylor" sums its
+With --one-shot, the trained model is pruned at once instead (`prune_channels`; "taylor" sums its
 terms over every training batch), shrunk, and the smaller model is fine-tuned for the same epochs.
 
     python benchmarks/structured_digits.py [--seeds 3] [--epochs 30] [--prune-epochs 15]
-                                           [--criterion l1|l2|bn_gamma|taylor] [--one_shot]
+                                           [--criterion l1|l2|bn_gamma|taylor] [--one-shot]
 """
 
 import argparse
@@ -91,7 +91,7 @@ def main():
     parser.add_argument("--prune-epochs", type=int, default=15)
     parser.add_argument("--sparsity", type=float, default=0.5)
     parser.add_argument("--criterion", default="l1", choices=["l1", "l2", "bn_gamma", "taylor"])
-    parser.add_argument("--one_shot", action="store_true",
+    parser.add_argument("--one-shot", action="store_true",
                         help="prune the trained model at once, then fine-tune the shrunk one")
     args = parser.parse_args()
 
