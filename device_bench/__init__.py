@@ -10,6 +10,7 @@ from device_bench.api import benchmark, make_target
 from device_bench.errors import BenchError
 from device_bench.schema import SCHEMA_VERSION, BenchmarkResult
 from device_bench.settings import RunSettings
+from device_bench.targets import TargetOption, register_target
 
-__all__ = ["benchmark", "make_target", "BenchError", "BenchmarkResult", "RunSettings",
-           "SCHEMA_VERSION"]
+__all__ = ["benchmark", "make_target", "register_target", "TargetOption", "BenchError",
+           "BenchmarkResult", "RunSettings", "SCHEMA_VERSION"]

@@ -5,46 +5,34 @@
 >>> result.models[0].latency.p50_us                                    # doctest: +SKIP
 >>> device_bench.benchmark(["a.tflite", "b.tflite"], target="ssh://pi@raspberrypi.local",
 ...                        num_threads=4).comparisons[0].ratio.median   # doctest: +SKIP
+>>> options_schema()["properties"]["target"]["pattern"]
+'^(local|ssh://.+|adb://.+|micro|serial://.+)$'
 """
 
 import dataclasses
-import importlib
-import inspect
 import os
 
 from device_bench.errors import BenchError
-from device_bench.settings import RunSettings
-from device_bench.targets import parse_target
+from device_bench.settings import SETTING_SCHEMAS, RunSettings
+from device_bench.targets import registry
 
-_TARGET_CLASSES = {"local": ("device_bench.targets.local", "LocalTarget"),
-                   "ssh": ("device_bench.targets.ssh", "SshTarget"),
-                   "adb": ("device_bench.targets.adb", "AdbTarget"),
-                   "micro": ("device_bench.targets.micro", "MicroTarget"),
-                   "serial": ("device_bench.targets.serial", "SerialTarget")}
 SETTING_NAMES = frozenset(f.name for f in dataclasses.fields(RunSettings))
 
 
 def make_target(spec, **options):
     """The target object for a --target value, given its target-specific options."""
-    kind, address = parse_target(spec)
-    module, name = _TARGET_CLASSES[kind]
-    target_class = getattr(importlib.import_module(module), name)
-    accepted = [p for p in inspect.signature(target_class).parameters if p != "address"]
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise BenchError(f"option(s) {', '.join(unknown)} do not apply to the {kind} target; it "
-                         f"accepts: {', '.join(accepted) or 'no options'}")
-    return target_class(address, **options) if address else target_class(**options)
+    scheme, address = registry.parse_target(spec)
+    return registry.find(scheme).create(address, options)
 
 
 def benchmark(graphs, target="local", **options):
     """Benchmarks one .tflite path or a list of them (interleaved, compared with the first one).
 
     `options` are RunSettings fields (num_threads, warmup_runs, warmup_min_secs, num_runs,
-    min_secs, max_secs, use_xnnpack, input_shapes, seed) and the target's own options (ssh:
-    known_hosts, check_host_key, key_filename, remote_python, timeout, remote_temp_root;
-    adb: benchmark_binary, taskset_mask, adb; micro: board, boards_file; serial: baudrate,
-    timeout, board, boards_file). Returns a schema.BenchmarkResult.
+    min_secs, max_secs, use_xnnpack, input_shapes, seed) and the target's own options, named as
+    in targets/__init__.py (e.g. ssh: key_filename, known_hosts; micro: board), also listed by
+    `device-bench --help`.
+    Returns a schema.BenchmarkResult.
     """
     graphs = [graphs] if isinstance(graphs, (str, os.PathLike)) else list(graphs)
     if not graphs:
@@ -52,3 +40,28 @@ def benchmark(graphs, target="local", **options):
     settings = RunSettings(**{k: v for k, v in options.items() if k in SETTING_NAMES})
     target_options = {k: v for k, v in options.items() if k not in SETTING_NAMES}
     return make_target(target, **target_options).run([os.fspath(g) for g in graphs], settings)
+
+
+def options_schema():
+    """The JSON schema of one `{target: ..., **options}` entry, as recipes list them.
+
+    Run settings apply to every target; each target's own options are allowed only with it, so a
+    recipe that gives --board to `local` fails when it is loaded rather than after training.
+    """
+    return {
+        "type": "object",
+        "properties": {
+            "target": {"type": "string", "pattern": registry.target_pattern(),
+                       "description": f"a target: {registry.usage_list()}"},
+            **SETTING_SCHEMAS,
+        },
+        "required": ["target"],
+        "allOf": [{
+            "if": {"required": ["target"], "properties": {
+                "target": {"type": "string", "pattern": f"^{target.pattern}$"}}},
+            # Settings are checked above; listing them here only allows them.
+            "then": {"properties": {"target": {}, **dict.fromkeys(SETTING_SCHEMAS, {}),
+                                    **{o.name: o.json_schema() for o in target.options}},
+                     "additionalProperties": False},
+        } for target in registry.targets()],
+    }

@@ -17,6 +17,7 @@ from device_bench import api, report
 from device_bench.errors import BenchError
 from device_bench.fileio import atomic_write
 from device_bench.runner import DEFAULTS
+from device_bench.targets import registry
 
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
@@ -48,8 +49,7 @@ def build_parser():
     p.add_argument("--graph", action="append", required=True,
                    help="a .tflite file; several (repeat or comma-separate) are run interleaved "
                         "and compared with the first")
-    p.add_argument("--target", default="local",
-                   help="local (default), ssh://user@host[:port], adb://SERIAL or micro")
+    p.add_argument("--target", default="local", help=target_help())
     runs = p.add_argument_group("runs (benchmark_model's flags)")
     for name, kind in (("num_threads", int), ("warmup_runs", int), ("warmup_min_secs", float),
                        ("num_runs", int), ("min_secs", float), ("max_secs", float),
@@ -64,42 +64,42 @@ def build_parser():
     out = p.add_argument_group("output")
     out.add_argument("--output_json", help="write the result (schema in schema.py) here")
     out.add_argument("--output_csv", help="write one CSV row per model here")
-    ssh = p.add_argument_group("ssh target")
-    ssh.add_argument("--remote_python", help="the board's Python (default python3)")
-    ssh.add_argument("--ssh_key", help="private key file (default: agent and ~/.ssh keys)")
-    ssh.add_argument("--ssh_known_hosts", help="known_hosts file (default ~/.ssh/known_hosts)")
-    ssh.add_argument("--ssh_no_host_key_check", action="store_true",
-                     help="accept any host key (insecure; trusted networks only)")
-    ssh.add_argument("--remote_temp_root", help="where the board's temp dir goes (default /tmp)")
-    adb = p.add_argument_group("adb target")
-    adb.add_argument("--benchmark_binary", help="the official benchmark_model binary for the phone")
-    adb.add_argument("--taskset", help="CPU mask for taskset, e.g. f0 for the big cores")
-    adb.add_argument("--adb", help="adb executable (default: adb on PATH)")
-    micro = p.add_argument_group("micro and serial targets")
-    micro.add_argument("--board", help="board name (built-in or from --boards_file)")
-    micro.add_argument("--boards_file", help="YAML file with your own boards")
-    micro.add_argument("--baudrate", type=int, help="serial target: baud rate (default 115200)")
-    p.add_argument("--timeout", type=float,
-                   help="ssh: seconds to connect (default 10); serial: seconds to wait for the "
-                        "board's results (default 60)")
+    add_target_flags(p)
     return p
 
 
-_TARGET_FLAGS = {"remote_python": "remote_python", "ssh_key": "key_filename",
-                 "ssh_known_hosts": "known_hosts", "timeout": "timeout",
-                 "remote_temp_root": "remote_temp_root",
-                 "benchmark_binary": "benchmark_binary", "taskset": "taskset_mask", "adb": "adb",
-                 "board": "board", "boards_file": "boards_file", "baudrate": "baudrate"}
+def target_help():
+    """--target's help: every registered target's form and what it is."""
+    return "where the models run (default local): " + "; ".join(
+        f"{t.usage_with_help}: {t.description}" for t in registry.targets())
+
+
+def add_target_flags(parser):
+    """The registered targets' options as flags, one group per set of targets sharing flags."""
+    groups = {}
+    for flag, users in registry.flag_table().items():
+        schemes = tuple(scheme for scheme, _ in users)
+        if schemes not in groups:
+            title = " and ".join(schemes) + (" targets" if len(schemes) > 1 else " target")
+            groups[schemes] = parser.add_argument_group(title)
+        helps = {option.cli_help for _, option in users}
+        text = helps.pop() if len(helps) == 1 else "; ".join(
+            f"{scheme}: {option.cli_help}" for scheme, option in users)
+        option = users[0][1]
+        if option.type is bool:
+            groups[schemes].add_argument("--" + flag, dest=flag, action="store_const",
+                                         const=not option.default, help=text)
+        else:
+            groups[schemes].add_argument("--" + flag, dest=flag, type=option.type, help=text)
 
 
 def options_from_args(args):
     """benchmark() keyword arguments from parsed flags (unset target flags are left out)."""
     options = {name: getattr(args, name) for name in api.SETTING_NAMES if name != "input_shapes"}
     options["input_shapes"] = parse_input_shapes(args.input_layer, args.input_layer_shape)
-    options.update({key: getattr(args, flag) for flag, key in _TARGET_FLAGS.items()
-                    if getattr(args, flag) is not None})
-    if args.ssh_no_host_key_check:
-        options["check_host_key"] = False
+    for flag, users in registry.flag_table().items():
+        if getattr(args, flag) is not None:
+            options[users[0][1].name] = getattr(args, flag)
     return options
 
 

@@ -14,6 +14,20 @@ from dataclasses import dataclass, field
 from device_bench.errors import BenchError
 from device_bench.runner import DEFAULTS
 
+# Each setting's JSON schema: RunSettings enforces the bounds and recipes are checked against it.
+SETTING_SCHEMAS = {
+    "num_threads": {"type": "integer", "minimum": -1},
+    "warmup_runs": {"type": "integer", "minimum": 0},
+    "warmup_min_secs": {"type": "number", "minimum": 0},
+    "num_runs": {"type": "integer", "minimum": 1},
+    "min_secs": {"type": "number", "minimum": 0},
+    "max_secs": {"type": "number", "exclusiveMinimum": 0},
+    "use_xnnpack": {"type": "boolean"},
+    "input_shapes": {"type": "object", "additionalProperties": {
+        "type": "array", "items": {"type": "integer"}}},
+    "seed": {"type": "integer"},
+}
+
 
 @dataclass
 class RunSettings:
@@ -28,18 +42,13 @@ class RunSettings:
     seed: int = DEFAULTS["seed"]
 
     def __post_init__(self):
-        self._at_least("num_runs", 1)
-        self._at_least("warmup_runs", 0)
-        self._at_least("num_threads", -1)
-        for name in ("warmup_min_secs", "min_secs"):
-            self._at_least(name, 0)
-        if not self.max_secs > 0:
-            raise BenchError(f"--max_secs must be above 0 (got {self.max_secs})")
-
-    def _at_least(self, name, lowest):
-        value = getattr(self, name)
-        if value < lowest:
-            raise BenchError(f"--{name} must be at least {lowest} (got {value})")
+        for name, schema in SETTING_SCHEMAS.items():
+            value = getattr(self, name)
+            if "minimum" in schema and value < schema["minimum"]:
+                raise BenchError(f"--{name} must be at least {schema['minimum']} (got {value})")
+            if "exclusiveMinimum" in schema and not value > schema["exclusiveMinimum"]:
+                raise BenchError(f"--{name} must be above {schema['exclusiveMinimum']} "
+                                 f"(got {value})")
 
     def to_dict(self):
         return dataclasses.asdict(self)

@@ -15,30 +15,13 @@ import difflib
 
 import jsonschema
 
+from device_bench.api import options_schema as benchmark_options_schema
+
 QUANTIZE_MODES = ["none", "dynamic", "float16", "int8", "int16x8"]
 STRUCTURES = ["unstructured", "channels"]
 # Channel criteria of gradual pruning (first-order Taylor needs gradients on data: one-shot only).
 CRITERIA = ["magnitude", "l1", "l2", "bn_gamma", "taylor"]
 OPTIMIZERS = ["adam", "adamw", "sgd", "rmsprop"]
-# device_bench run settings and per-target options a recipe may pass through.
-BENCHMARK_FLAGS = {
-    "num_threads": {"type": "integer", "minimum": -1},
-    "warmup_runs": {"type": "integer", "minimum": 0},
-    "warmup_min_secs": {"type": "number", "minimum": 0},
-    "num_runs": {"type": "integer", "minimum": 1},
-    "min_secs": {"type": "number", "minimum": 0},
-    "max_secs": {"type": "number", "exclusiveMinimum": 0},
-    "use_xnnpack": {"type": "boolean"},
-    "board": {"type": "string"},
-    "boards_file": {"type": "string"},
-    "known_hosts": {"type": "string"},
-    "check_host_key": {"type": "boolean"},
-    "key_filename": {"type": "string"},
-    "remote_python": {"type": "string"},
-    "timeout": {"type": "number", "exclusiveMinimum": 0},
-    "benchmark_binary": {"type": "string"},
-    "taskset_mask": {"type": "string"},
-}
 
 
 def _section(properties, required=()):
@@ -154,9 +137,8 @@ SCHEMA = _section({
         "array_name": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
     }),
     "benchmark": _section({
-        "targets": {"type": "array", "items": _section(
-            {"target": {"type": "string", "pattern": r"^(local|micro|ssh://.+|adb://.*)$"},
-             **BENCHMARK_FLAGS}, required=["target"])},
+        # device_bench's run settings and each target's own options, from its target registry.
+        "targets": {"type": "array", "items": benchmark_options_schema()},
     }),
     "report": _section({
         "formats": {"type": "array", "items": {"enum": ["markdown", "html"]},

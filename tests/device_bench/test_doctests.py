@@ -5,9 +5,9 @@ import importlib
 
 import pytest
 
-MODULES = ["boards", "benchmark_model_output", "errors", "modelfile", "report", "schema",
+MODULES = ["api", "boards", "benchmark_model_output", "errors", "modelfile", "report", "schema",
            "serial_protocol", "settings", "stats", "targets", "targets.adb", "targets.micro",
-           "targets.serial", "targets.ssh"]
+           "targets.registry", "targets.serial", "targets.ssh"]
 
 
 @pytest.mark.parametrize("name", MODULES)
