@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edgeprune import masks
+from edgeprune.sparsity import masks
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ import gzip
 import numpy as np
 from keras import ops
 
-from edgeprune.controller import pruning_wrappers
-from edgeprune.rebuild import leaf_layers
-from edgeprune.strip import strip_pruning
+from edgeprune.sparsity.controller import pruning_wrappers
+from edgeprune.sparsity.wrapper import leaf_layers
+from edgeprune.sparsity.strip import strip_pruning
 from edgeprune.structured.report import layer_macs
 
 

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from edgeprune.data import load_digits
+from edgeprune.model.keras_internals import all_sublayers
 from edgeprune.recipe.schema import RecipeError, did_you_mean
 
 
@@ -56,7 +57,7 @@ def load_model(recipe):
         if "batchnorm_momentum" in app:
             # The applications' 0.99-0.999 lets the moving statistics, used at test time, lag
             # far behind on a small data set trained from scratch.
-            for layer in model._flatten_layers(include_self=False):
+            for layer in all_sublayers(model):
                 if isinstance(layer, keras.layers.BatchNormalization):
                     layer.momentum = app["batchnorm_momentum"]
         return model

@@ -30,12 +30,12 @@ import keras
 
 import edgeprune as ep
 from device_bench.fileio import atomic_write
-from edgeprune import imp as imp_module
-from edgeprune import prune as prune_module
+from edgeprune.choose import iterative as imp_module
+from edgeprune.sparsity import prune as prune_module
 from edgeprune.recipe import report, training
 from edgeprune.recipe.schema import RecipeError, did_you_mean
-from edgeprune.rebuild import leaf_layers
-from edgeprune.registry import is_prunable
+from edgeprune.sparsity.wrapper import leaf_layers
+from edgeprune.sparsity.layer_registry import is_prunable
 
 IMP_FOLDER = "imp"  # the rounds of `pruning.iterative`, inside the run folder
 

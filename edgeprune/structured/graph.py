@@ -17,10 +17,11 @@ import dataclasses
 import keras
 import numpy as np
 
+from edgeprune.model.keras_internals import is_graph_model, nodes_by_depth
+from edgeprune.model.naming import weight_arrays, weight_by_key
+from edgeprune.model.rebuild import functional_graph
+from edgeprune.sparsity.wrapper import PruneLowMagnitude
 from edgeprune.structured import layer_rules
-from edgeprune.rebuild import functional_graph, is_graph_model
-from edgeprune.structured.rebuild import weight_arrays
-from edgeprune.wrapper import PruneLowMagnitude
 
 # A ParamSlice's role says what removing the channel does to that weight:
 #   "out":  the layer creates the channel (a Conv2D kernel's output axis and its bias).
@@ -149,7 +150,7 @@ class ChannelGraph:
     def add_slice(self, layer, weight, axis, ids, role):
         """Records that `layer.<weight>` indexes channels `ids` along `axis` (first call only: a
         shared layer's later calls have their inputs united with the first's)."""
-        variable = next((w for w in layer.weights if w.name == weight), None)
+        variable = weight_by_key(layer, weight)
         if variable is None:
             return
         axis %= len(variable.shape)  # one spelling per axis: slices are looked up by it
@@ -203,8 +204,9 @@ class ChannelGraph:
 
     def _walk(self, functional, input_ids):
         ids = {id(t): a for t, a in zip(functional.inputs, input_ids)}
-        for depth in sorted(functional._nodes_by_depth, reverse=True):
-            for node in functional._nodes_by_depth[depth]:
+        by_depth = nodes_by_depth(functional)
+        for depth in sorted(by_depth, reverse=True):
+            for node in by_depth[depth]:
                 if node.is_input:
                     continue
                 operation = node.operation

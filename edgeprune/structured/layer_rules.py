@@ -10,9 +10,9 @@ costs prunable channels, never a wrong model.
 import keras
 import numpy as np
 from keras import layers
-from keras.src.applications.convnext import LayerScale
-from keras.src.ops import numpy as numpy_ops
 
+from edgeprune.model.keras_internals import LayerScale, numpy_ops
+from edgeprune.model.naming import weight_key
 from edgeprune.structured.masked_norm import ChannelMaskedLayerNormalization
 
 # Activations that mix values across the channel axis: a removed channel would change the others.
@@ -21,6 +21,36 @@ _CHANNEL_MIXING_ACTIVATIONS = {"softmax", "log_softmax", "glu", "sparsemax"}
 
 class UnsupportedLayer(Exception):
     """Raised by a rule when this particular call cannot be reasoned about."""
+
+
+def register_channel_rule(layer_class, propagate, resize=None):
+    """Teaches the channel graph a layer class (Torch-Pruning's `customized_pruners`).
+
+    Args:
+        layer_class: the exact class (subclasses are not matched: they may compute anything).
+        propagate: `f(graph, layer, node, in_ids) -> [ids of each output]`, given the channel ids
+            of the call's inputs (last axis). It records each weight that indexes channels with
+            `graph.add_slice(layer, weight_key, axis, ids, role)` (roles: see `ParamSlice`),
+            couples channels with `graph.unite(a, b)`, keeps them with `graph.block(ids)`, makes
+            new ones with `graph.fresh(layer, count)`, and raises `UnsupportedLayer` for a call it
+            cannot reason about (every channel it touches is then kept).
+        resize: `f(layer, channels) -> config` with `channels` output channels, for a layer
+            whose config holds its channel count (the rule calls `graph.mark_resizable`).
+
+    >>> import keras
+    >>> class Scale(keras.layers.Layer):  # one factor per channel
+    ...     def build(self, shape):
+    ...         self.factor = self.add_weight(name="factor", shape=(shape[-1],))
+    ...     def call(self, x):
+    ...         return x * self.factor
+    >>> def scale_rule(graph, layer, node, in_ids):
+    ...     graph.add_slice(layer, "factor", 0, in_ids[0], "pass")
+    ...     return in_ids
+    >>> register_channel_rule(Scale, scale_rule)
+    """
+    _RULES[layer_class] = propagate
+    if resize is not None:
+        _RESIZERS[layer_class] = resize
 
 
 def propagate(graph, layer, node, in_ids):
@@ -40,18 +70,28 @@ def propagate(graph, layer, node, in_ids):
 
 def resized_config(layer, channels):
     """`layer`'s config with its output channel count set to `channels`."""
+    resize = _RESIZERS.get(type(layer))
+    if resize is None:
+        raise ValueError(f"Layer '{layer.name}' ({type(layer).__name__}) marks its channels "
+                         "resizable but has no resize function: pass resize= to "
+                         "register_channel_rule.")
+    return resize(layer, channels)
+
+
+def _resize_filters(layer, channels):
     config = layer.get_config()
-    if isinstance(layer, layers.Reshape):
-        config["target_shape"] = tuple(config["target_shape"][:-1]) + (channels,)
-    elif "filters" in config:
-        if config.get("groups", 1) == config["filters"] > 1:
-            config["groups"] = channels
-        config["filters"] = channels
-    elif "projection_dim" in config:  # ConvNeXt's LayerScale
-        config["projection_dim"] = channels
-    else:
-        config["units"] = channels
-    return config
+    if config.get("groups", 1) == config["filters"] > 1:  # depthwise as grouped convolution
+        config["groups"] = channels
+    return {**config, "filters": channels}
+
+
+def _resize_config_key(key):
+    return lambda layer, channels: {**layer.get_config(), key: channels}
+
+
+def _resize_reshape(layer, channels):
+    config = layer.get_config()
+    return {**config, "target_shape": tuple(config["target_shape"][:-1]) + (channels,)}
 
 
 def channel_count(tensor):
@@ -190,7 +230,7 @@ def _prelu(graph, layer, node, in_ids):
 def _layer_scale(graph, layer, node, in_ids):
     # ConvNeXt's `x * gamma`, one factor per channel, sized by its config.
     (ids,) = in_ids
-    graph.add_slice(layer, layer.gamma.name, 0, ids, "pass")
+    graph.add_slice(layer, weight_key(layer, layer.gamma), 0, ids, "pass")
     graph.mark_resizable(layer, ids)
     return in_ids
 
@@ -243,21 +283,23 @@ def _reshape(graph, layer, node, in_ids):
     return [out]
 
 
-def _rules():
-    rules = {}
+_RULES, _RESIZERS = {}, {}
 
-    def add(rule, *classes):
-        rules.update(dict.fromkeys(classes, rule))
+
+def _register_builtin_rules():
+    def add(rule, *classes, resize=None):
+        for layer_class in classes:
+            register_channel_rule(layer_class, rule, resize)
 
     add(_convolution, layers.Conv1D, layers.Conv2D, layers.Conv3D, layers.Conv1DTranspose,
-        layers.Conv2DTranspose, layers.Conv3DTranspose)
-    add(_dense, layers.Dense)
-    add(_separable, layers.SeparableConv1D, layers.SeparableConv2D)
+        layers.Conv2DTranspose, layers.Conv3DTranspose, resize=_resize_filters)
+    add(_dense, layers.Dense, resize=_resize_config_key("units"))
+    add(_separable, layers.SeparableConv1D, layers.SeparableConv2D, resize=_resize_filters)
     add(_depthwise, layers.DepthwiseConv1D, layers.DepthwiseConv2D)
     add(_batch_norm, layers.BatchNormalization)
     add(_layer_norm, layers.LayerNormalization)
     add(_masked_layer_norm, ChannelMaskedLayerNormalization)
-    add(_layer_scale, LayerScale)
+    add(_layer_scale, LayerScale, resize=_resize_config_key("projection_dim"))
     add(_softmax, layers.Softmax)
     add(_activation, layers.Activation)
     add(_prelu, layers.PReLU)
@@ -277,8 +319,7 @@ def _rules():
         layers.Maximum, layers.Minimum, numpy_ops.Add, numpy_ops.Subtract, numpy_ops.Multiply,
         numpy_ops.Divide, numpy_ops.TrueDivide, numpy_ops.Maximum, numpy_ops.Minimum)
     add(_concatenate, layers.Concatenate, numpy_ops.Concatenate)
-    add(_reshape, layers.Flatten, layers.Reshape)
-    return rules
+    add(_reshape, layers.Flatten, layers.Reshape, resize=_resize_reshape)
 
 
-_RULES = _rules()
+_register_builtin_rules()

@@ -11,7 +11,8 @@ kept channels, which computes the same.
 import keras
 from keras import ops
 
-from edgeprune.rebuild import copy_layer, leaf_layers, rebuild
+from edgeprune.model.rebuild import copy_layer, rebuild
+from edgeprune.sparsity.wrapper import leaf_layers
 
 
 @keras.saving.register_keras_serializable(package="edgeprune")

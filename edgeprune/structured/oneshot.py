@@ -3,13 +3,13 @@
 import keras
 import numpy as np
 
-from edgeprune.structured.criteria import (channel_scores, check_criterion, taylor_contributions,
-                                           taylor_scores)
+from edgeprune.model.naming import weight_arrays, weight_key
+from edgeprune.model.rebuild import rebuild_resized
+from edgeprune.structured.criteria import channel_scores, get_criterion, gradient_terms
 from edgeprune.structured.graph import ChannelGraph
 from edgeprune.structured.masked_norm import with_maskable_norms
-from edgeprune.structured.rebuild import rebuild, weight_arrays
-from edgeprune.structured.selection import check_selection, select_channels
-from edgeprune.wrapper import apply_mask
+from edgeprune.structured.selection import channel_masks, check_selection, select_channels
+from edgeprune.sparsity.wrapper import apply_mask
 
 
 def prune_channels(model, sparsity, criterion="l1", pruning_scope="layer", round_to=1,
@@ -40,50 +40,40 @@ def prune_channels(model, sparsity, criterion="l1", pruning_scope="layer", round
     >>> int((np.abs(pruned.layers[0].get_weights()[0]).sum(axis=(0, 1, 2)) == 0).sum())
     4
     """
-    check_criterion(criterion)
+    criterion = get_criterion(criterion)
     check_selection(sparsity, pruning_scope, round_to, min_channels)
     model = with_maskable_norms(model)
     graph = ChannelGraph(model, skip_layers=skip_layers)
-    if criterion == "taylor":
-        scores = taylor_scores(graph, data_taylor_contributions(graph, data, loss))
+    if criterion.needs_gradients:
+        scores = criterion.scores_from_terms(graph, data_gradient_terms(graph, criterion, data,
+                                                                        loss))
     else:
         scores = channel_scores(graph, criterion)
     remove = select_channels(graph, scores, sparsity, pruning_scope, round_to, min_channels)
     masks = channel_masks(graph, remove)
-    return rebuild(model, lambda layer: layer.get_config(),
+    return rebuild_resized(model, lambda layer: layer.get_config(),
                    lambda layer: _masked_weights(layer, masks.get(id(layer), {})))
 
 
-def channel_masks(graph, remove):
-    """`{id(layer): {weight name: 0/1 float32 array}}` zeroing every slice of the removed atoms."""
-    masks = {}
-    for s in graph.slices:
-        if not s.zeroable or not remove[s.atoms].any():
-            continue
-        shape = tuple(_weight(s.layer, s.weight).shape)
-        mask = masks.setdefault(id(s.layer), {}).setdefault(s.weight, np.ones(shape, "float32"))
-        np.moveaxis(mask, s.axis, 0)[remove[s.atoms]] = 0.0
-    return masks
-
-
-def data_taylor_contributions(graph, data, loss):
-    """Taylor contributions (see `taylor_contributions`) summed over the batches of `data`."""
+def data_gradient_terms(graph, criterion, data, loss):
+    """A gradient criterion's terms (see `gradient_terms`) summed over the batches of `data`."""
     if data is None or loss is None:
-        raise ValueError("criterion='taylor' needs data=(x, y) (or an iterable of (x, y) "
-                         "batches) and a loss to compute gradients.")
+        raise ValueError(f"criterion={criterion.name!r} needs data=(x, y) (or an iterable of "
+                         "(x, y) batches) and a loss to compute gradients.")
     loss_fn = keras.losses.get(loss) if isinstance(loss, str) else loss
     values = graph.weight_values()
     total, batches = {}, 0
     for batch in [data] if isinstance(data, tuple) else data:
         if not isinstance(batch, (tuple, list)) or len(batch) != 2:
-            raise ValueError(f"criterion='taylor' got a {type(batch).__name__} as a batch of data. "
+            raise ValueError(f"criterion={criterion.name!r} got a {type(batch).__name__} as a "
+                             "batch of data. "
                              "Pass one batch as a tuple (x, y), or an iterable of such tuples.")
         gradients = _loss_gradients(graph, *batch, loss_fn)
-        for key, value in taylor_contributions(graph, values, gradients).items():
+        for key, value in gradient_terms(graph, criterion, values, gradients).items():
             total[key] = total.get(key, 0.0) + value
         batches += 1
     if not batches:
-        raise ValueError("criterion='taylor' got data with no batches.")
+        raise ValueError(f"criterion={criterion.name!r} got data with no batches.")
     return total
 
 
@@ -99,12 +89,8 @@ def _loss_gradients(graph, x, y, loss_fn):
                           unconnected_gradients=tf.UnconnectedGradients.ZERO)
     gradients = {key: {} for key in layers}
     for (key, w), grad in zip(variables, grads):
-        gradients[key][w.name] = grad.numpy()
+        gradients[key][weight_key(layers[key], w)] = grad.numpy()
     return gradients
-
-
-def _weight(layer, name):
-    return next(w for w in layer.weights if w.name == name)
 
 
 def _masked_weights(layer, masks):

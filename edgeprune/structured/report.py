@@ -5,8 +5,8 @@ import dataclasses
 import numpy as np
 
 from edgeprune.structured.graph import ChannelGraph
-from edgeprune.rebuild import leaf_layers
-from edgeprune.strip import stripped
+from edgeprune.sparsity.wrapper import leaf_layers
+from edgeprune.sparsity.strip import stripped
 from edgeprune.structured.masked_norm import deployed_params
 
 

@@ -2,7 +2,8 @@
 
 import numpy as np
 
-PRUNING_SCOPES = ("layer", "global")
+from edgeprune.model.naming import weight_by_key
+from edgeprune.sparsity.granularity import PRUNING_SCOPES
 
 
 def check_selection(sparsity, pruning_scope="layer", round_to=1, min_channels=1):
@@ -53,3 +54,15 @@ def _global_removal_counts(graph, scores, sparsity):
     normalized, owner = np.concatenate(normalized), np.concatenate(owner)
     lowest = np.argsort(normalized, kind="stable")[:int(round(len(normalized) * sparsity))]
     return np.bincount(owner[lowest], minlength=len(graph.groups)).tolist()
+
+
+def channel_masks(graph, remove):
+    """`{id(layer): {weight name: 0/1 float32 array}}` zeroing every slice of the removed atoms."""
+    masks = {}
+    for s in graph.slices:
+        if not s.zeroable or not remove[s.atoms].any():
+            continue
+        shape = tuple(weight_by_key(s.layer, s.weight).shape)
+        mask = masks.setdefault(id(s.layer), {}).setdefault(s.weight, np.ones(shape, "float32"))
+        np.moveaxis(mask, s.axis, 0)[remove[s.atoms]] = 0.0
+    return masks

@@ -3,11 +3,12 @@
 import keras
 import numpy as np
 
-from edgeprune.strip import stripped
+from edgeprune.model.naming import weight_arrays
+from edgeprune.model.rebuild import rebuild_resized
+from edgeprune.sparsity.strip import stripped
 from edgeprune.structured import layer_rules
 from edgeprune.structured.graph import ChannelGraph
 from edgeprune.structured.masked_norm import ChannelMaskedLayerNormalization
-from edgeprune.structured.rebuild import rebuild, weight_arrays
 
 
 def shrink(model):
@@ -54,7 +55,7 @@ def shrink(model):
             return keras.layers.LayerNormalization
         return type(layer)
 
-    return rebuild(model, config, weights, layer_class)
+    return rebuild_resized(model, config, weights, layer_class)
 
 
 def zero_channels(graph, weights=None):

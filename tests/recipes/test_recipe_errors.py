@@ -142,7 +142,7 @@ def test_cli_validate_prints_the_errors_and_fails(write_recipe, capsys):
 
 def test_a_stage_whose_library_function_is_missing_is_refused_by_name(monkeypatch):
     import edgeprune
-    from edgeprune import prune
+    from edgeprune.sparsity import prune
     from edgeprune.recipe import check_runnable
 
     monkeypatch.delattr(edgeprune, "export_tflite", raising=False)

@@ -87,7 +87,7 @@ def test_a_weight_keras_named_itself_is_found_in_copies_and_after_loading(tmp_pa
     pruned = ep.prune_low_magnitude(model, pruning_schedule=schedule, structure="channels",
                                     criterion="taylor")
     wrapper = pruned.get_layer("prune_low_magnitude_scale")
-    assert wrapper.weight_names == ["weights[0]"] and wrapper.taylor_axes == {"weights[0]": [0]}
+    assert wrapper.weight_names == ["weights[0]"] and wrapper.gradient_axes == {"weights[0]": [0]}
     train(pruned, steps=4)
     path = str(tmp_path / "pruned.keras")
     pruned.save(path)
@@ -167,7 +167,7 @@ def test_taylor_accumulates_squared_first_order_terms_of_each_training_batch():
     pruned.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[ep.UpdatePruningStep()])
     wrapper = next(w for w in ep.PruningController(pruned).wrappers if w.layer.name == "conv")
     accumulated = {(wrapper.weight_names[i], axis): np.asarray(acc)
-                   for i, axis, acc in wrapper.taylor_importance}
+                   for i, axis, acc in wrapper.gradient_accumulators}
     assert sorted(accumulated) == [("bias", 0), ("kernel", 3)]
     np.testing.assert_allclose(accumulated["kernel", 3] + accumulated["bias", 0], expected_out,
                                rtol=1e-4, atol=1e-12)
@@ -205,7 +205,7 @@ def test_taylor_accumulators_restart_after_each_pruning_step_and_warn_without_ba
     x, y = digits_batch(16)
     pruned.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     pruned.train_on_batch(x, y)
-    accumulators = [acc for w in controller.wrappers for _, _, acc in w.taylor_importance]
+    accumulators = [acc for w in controller.wrappers for _, _, acc in w.gradient_accumulators]
     assert any(np.asarray(acc).any() for acc in accumulators)
     controller.step()
     assert not any(np.asarray(acc).any() for acc in accumulators)
@@ -219,7 +219,7 @@ def test_taylor_under_mixed_precision_keeps_finite_scores():
                                         structure="channels", criterion="taylor")
         train(pruned, steps=6)
         accumulators = [np.asarray(acc) for w in ep.PruningController(pruned).wrappers
-                        for _, _, acc in w.taylor_importance]
+                        for _, _, acc in w.gradient_accumulators]
         assert all(np.isfinite(acc).all() for acc in accumulators)
         assert any(acc.any() for acc in accumulators)
         assert ep.shrink(ep.strip_pruning(pruned)).get_layer("c1").filters == 4
@@ -230,7 +230,7 @@ def test_taylor_under_mixed_precision_keeps_finite_scores():
 def test_taylor_skips_the_non_finite_terms_of_an_overflowed_step():
     import tensorflow as tf
 
-    from edgeprune.wrapper import _accumulate_taylor
+    from edgeprune.sparsity.wrapper import _accumulate_taylor
 
     accumulator = keras.Variable(np.zeros(3, "float32"))
     weights = tf.constant([[1.0, 2.0, 3.0]])

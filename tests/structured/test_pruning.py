@@ -7,7 +7,8 @@ from keras import layers
 
 from edgeprune.structured import (ChannelGraph, channel_scores, prune_channels, select_channels,
                                   shrink, shrink_report)
-from edgeprune.structured.oneshot import data_taylor_contributions
+from edgeprune.structured.criteria import get_criterion
+from edgeprune.structured.oneshot import data_gradient_terms
 
 
 def conv_bn_model(filters=8):
@@ -76,16 +77,16 @@ def test_taylor_over_several_batches_sums_each_batch_squared_terms():
         grad = tape.gradient(value, kernel.value).numpy()
         expected = expected + (np.asarray(kernel) * grad).sum(axis=(0, 1, 2)) ** 2
     key = (id(model.get_layer("a")), "kernel", 3)
-    from_list = data_taylor_contributions(graph, batches, loss)[key]
+    from_list = data_gradient_terms(graph, get_criterion("taylor"), batches, loss)[key]
     np.testing.assert_allclose(from_list, expected, rtol=1e-5)
     xs, ys = (np.concatenate(parts) for parts in zip(*batches))
     dataset = tf.data.Dataset.from_tensor_slices((xs, ys)).batch(8)
-    np.testing.assert_allclose(data_taylor_contributions(graph, dataset, loss)[key], expected,
+    np.testing.assert_allclose(data_gradient_terms(graph, get_criterion("taylor"), dataset, loss)[key], expected,
                                rtol=1e-5)
     with pytest.raises(ValueError, match="got a ndarray as a batch.*tuple \\(x, y\\)"):
-        data_taylor_contributions(graph, [xs, ys], loss)
+        data_gradient_terms(graph, get_criterion("taylor"), [xs, ys], loss)
     with pytest.raises(ValueError, match="no batches"):
-        data_taylor_contributions(graph, [], loss)
+        data_gradient_terms(graph, get_criterion("taylor"), [], loss)
 
 def test_round_to_and_min_channels():
     graph = ChannelGraph(conv_bn_model(filters=12))

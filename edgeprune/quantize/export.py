@@ -61,7 +61,7 @@ def export_tflite(model, path=None, quantize=None, representative_data=None, int
     """
     import keras
 
-    from edgeprune.qat import is_quantize_aware, strip_quantization
+    from edgeprune.quantize.qat import is_quantize_aware, strip_quantization
 
     if not isinstance(model, keras.Model):
         raise ValueError(f"model must be a Keras 3 model, got {type(model).__name__}; wrap a "

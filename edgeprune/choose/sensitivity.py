@@ -17,9 +17,10 @@ from keras import ops
 from tqdm.auto import tqdm
 
 from device_bench.fileio import atomic_write
-from edgeprune import masks as mask_lib
-from edgeprune import registry
-from edgeprune.rebuild import copy_layer, leaf_layers, rebuild
+from edgeprune.sparsity import masks as mask_lib
+from edgeprune.sparsity import layer_registry
+from edgeprune.model.rebuild import copy_layer, rebuild
+from edgeprune.sparsity.wrapper import leaf_layers
 from edgeprune.structured import ChannelGraph, channel_masks, channel_scores
 from edgeprune.structured.masked_norm import deployed_params, prunable_copy
 
@@ -238,7 +239,7 @@ def prunable_layers(model, names=None):
     """The leaf layers of `model` that have weights to prune, in model order (or those named)."""
     candidates = [layer for layer in leaf_layers(model) if layer.weights]
     if names is None:
-        return [layer for layer in candidates if registry.is_prunable(layer)]
+        return [layer for layer in candidates if layer_registry.is_prunable(layer)]
     by_name = {layer.name: layer for layer in candidates}
     unknown = sorted(set(names) - set(by_name))
     if unknown:
@@ -246,7 +247,7 @@ def prunable_layers(model, names=None):
                          f"{unknown}; its layers with weights are {sorted(by_name)}.")
     chosen = [by_name[name] for name in names]
     for layer in chosen:
-        if not registry.prunable_weights(layer, prune_depthwise=True):
+        if not layer_registry.prunable_weights(layer, prune_depthwise=True):
             raise ValueError(f"layers: '{layer.name}' has no prunable weight.")
     return chosen
 
@@ -267,7 +268,7 @@ class LayerUnit:
 
     def __init__(self, layer, block_size=(1, 1), block_pooling_type="AVG"):
         self.name = layer.name
-        self.weights = registry.prunable_weights(layer, prune_depthwise=True)
+        self.weights = layer_registry.prunable_weights(layer, prune_depthwise=True)
         self.block_size = tuple(block_size)
         self.block_pooling_type = block_pooling_type
         self.size = sum(int(np.prod(w.shape)) for w in self.weights)
@@ -365,7 +366,7 @@ def channel_terms(graph, group_names):
     for (layer, weight_name), pieces in by_weight.items():
         variable = _variable(layer, weight_name)
         size = int(np.prod(variable.shape))
-        kernels = registry.prunable_weights(layer, prune_depthwise=True) if _has_prunable(
+        kernels = layer_registry.prunable_weights(layer, prune_depthwise=True) if _has_prunable(
             layer) else []
         macs = size * _uses_per_weight(layer) if any(variable is k for k in kernels) else 0
         terms.append({"params": size, "macs": macs, "slices": pieces})
@@ -378,13 +379,13 @@ def _variable(layer, name):
 
 def _has_prunable(layer):
     try:
-        return bool(registry.prunable_weights(layer, prune_depthwise=True))
+        return bool(layer_registry.prunable_weights(layer, prune_depthwise=True))
     except ValueError:
         return False
 
 
 def _prunable_size(layer):
-    return sum(int(np.prod(w.shape)) for w in registry.prunable_weights(layer, True))
+    return sum(int(np.prod(w.shape)) for w in layer_registry.prunable_weights(layer, True))
 
 
 def _uses_per_weight(layer):

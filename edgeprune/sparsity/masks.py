@@ -5,7 +5,7 @@ Everything here is NumPy: masks are recomputed at pruning steps only, outside th
 
 import numpy as np
 
-from edgeprune.registry import reduction_axis
+from edgeprune.sparsity.layer_registry import reduction_axis
 
 
 def kept_count(size, sparsity):

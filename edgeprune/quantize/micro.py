@@ -25,7 +25,7 @@ def op_resolver_lines(tflite, resolver_name="op_resolver"):
     """C++ lines declaring and filling a `tflite::MicroMutableOpResolver` for this model.
 
     >>> import keras
-    >>> from edgeprune.export import export_tflite
+    >>> from edgeprune.quantize.export import export_tflite
     >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
     >>> op_resolver_lines(export_tflite(model))[1:]
     ['op_resolver.AddFullyConnected();', 'op_resolver.AddSoftmax();']
@@ -76,7 +76,7 @@ def export_micro(tflite, path, array_name=None, alignment=16):
         A `MicroExport`; its `op_resolver_lines` are also written as a comment in the header.
 
     >>> import keras, tempfile, os
-    >>> from edgeprune.export import export_tflite
+    >>> from edgeprune.quantize.export import export_tflite
     >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     >>> out = export_micro(export_tflite(model), os.path.join(tempfile.mkdtemp(), "model_data"))
     >>> out.array_name, os.path.basename(out.header_path)

@@ -7,7 +7,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from edgeprune.controller import PruningController, pruning_wrappers
+from edgeprune.sparsity.controller import PruningController
+from edgeprune.sparsity.wrapper import pruning_wrappers
 
 
 class UpdatePruningStep(keras.callbacks.Callback):

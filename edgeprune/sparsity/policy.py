@@ -2,6 +2,8 @@
 
 import keras
 
+from edgeprune.model.keras_internals import all_sublayers
+
 
 class PruneForLatencyOnXNNPack:
     """Prunes only what XNNPACK's sparse inference can use (tfmot's policy of the same name).
@@ -21,7 +23,7 @@ class PruneForLatencyOnXNNPack:
                 and layer.groups == 1)
 
     def ensure_model_supports_pruning(self, model):
-        convs = [l for l in model._flatten_layers(include_self=False)
+        convs = [l for l in all_sublayers(model)
                  if isinstance(l, keras.layers.Conv2D)]
         first = convs[0] if convs else None
         if (first is None or tuple(first.kernel_size) != (3, 3) or tuple(first.strides) != (2, 2)
@@ -29,7 +31,7 @@ class PruneForLatencyOnXNNPack:
             raise ValueError("PruneForLatencyOnXNNPack needs a model whose first convolution is "
                              "3x3, stride 2, over 3 input channels (XNNPACK's sparse-inference "
                              "pattern); this model does not start that way.")
-        last_pool = [l for l in model._flatten_layers(include_self=False)
+        last_pool = [l for l in all_sublayers(model)
                      if isinstance(l, keras.layers.GlobalAveragePooling2D)]
         if not last_pool:
             raise ValueError("PruneForLatencyOnXNNPack needs the model to end its convolutions "

@@ -4,9 +4,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from edgeprune import registry
-from edgeprune.rebuild import copy_layer, leaf_layers, rebuild
-from edgeprune.wrapper import PruneLowMagnitude, relative_weight_name
+from edgeprune.sparsity import layer_registry
+from edgeprune.model.naming import relative_weight_name
+from edgeprune.model.rebuild import copy_layer, rebuild
+from edgeprune.sparsity.wrapper import PruneLowMagnitude, leaf_layers
 
 
 def strip_pruning(model):
@@ -53,7 +54,7 @@ def sparsity_report(model):
             owner = layer.layer
         else:
             try:
-                weights = registry.prunable_weights(layer, prune_depthwise=True)
+                weights = layer_registry.prunable_weights(layer, prune_depthwise=True)
             except ValueError:
                 continue
             named = ((w, ops.convert_to_numpy(w)) for w in weights)

@@ -10,12 +10,9 @@ back uncompiled.
 
 import keras
 from keras import tree
-from keras.src.models.functional import Functional
 
-
-def is_graph_model(operation):
-    """Sequential or functional: a model whose layer graph can be walked and rebuilt."""
-    return isinstance(operation, (Functional, keras.Sequential))
+from edgeprune.model import keras_internals as internals
+from edgeprune.model.keras_internals import is_graph_model
 
 
 def rebuild(model, transform):
@@ -61,37 +58,35 @@ class _GraphCloner:
             new_layers = [self._cache.get(("model", id(layer))) or self.clone(layer)
                           for layer in model.layers]
             return keras.Sequential([inputs[0], *new_layers], name=model.name)
-        outputs = model._run_through_graph(inputs, operation_fn=self.clone, call_fn=self.call)
+        outputs = internals.run_through_graph(model, inputs, self.clone, self.call)
         return keras.Model(inputs[0] if len(inputs) == 1 else inputs, outputs, name=model.name)
 
 
 def functional_graph(model):
     """The functional graph of a functional model, or of a built Sequential one."""
     if isinstance(model, keras.Sequential):
-        if getattr(model, "_functional", None) is None:
+        functional = internals.sequential_functional(model)
+        if functional is None:
             raise ValueError(f"Sequential model '{model.name}' is not built: give it a "
                              "keras.Input(shape) first, or call it on a batch of data.")
-        return model._functional
+        return functional
     return model
 
 
-def leaf_layers(model):
-    """Every layer inside `model` that pruning treats as one unit, each once, in order.
+def leaf_layers(model, is_leaf=lambda layer: False):
+    """Every layer inside `model` that is one unit, each once, in order.
 
-    Nested models and container layers are walked into; a pruning wrapper, and a layer the
-    registry knows as a whole (an LSTM with its cell, a Bidirectional), count as leaves.
+    Nested models and container layers are walked into; a layer for which `is_leaf(layer)` is
+    true (a pruning wrapper, a layer pruned as a whole such as an LSTM with its cell) is not.
     """
-    from edgeprune.registry import is_registered
-    from edgeprune.wrapper import PruneLowMagnitude
-
     seen = set()
 
     def visit(layer):
-        for sub in layer._layers:
+        for sub in internals.sublayers(layer):
             if id(sub) in seen:
                 continue
             seen.add(id(sub))
-            if sub._layers and not isinstance(sub, PruneLowMagnitude) and not is_registered(sub):
+            if internals.sublayers(sub) and not is_leaf(sub):
                 yield from visit(sub)
             else:
                 yield sub
@@ -135,7 +130,7 @@ def _replace_sublayers(copy, source, replace):
         if isinstance(value, keras.layers.Layer) and isinstance(original, keras.layers.Layer):
             new = _replace_one(value, original, replace)
             if new is not value:
-                copy._tracker.untrack(value)
+                internals.untrack(copy, value)
                 setattr(copy, name, new)
         elif isinstance(value, list) and isinstance(original, (list, tuple)):
             for index, (item, item_original) in enumerate(zip(list(value), original)):
@@ -148,9 +143,34 @@ def _replace_sublayers(copy, source, replace):
 
 def _replace_one(copy, original, replace):
     # A container layer (sublayers but no weights of its own) is walked into, a leaf replaced.
+    children = internals.sublayers(original)
     own_weights = [w for w in original.weights if not any(
-        w is sw for sub in original._layers for sw in sub.weights)]
-    if original._layers and not own_weights and not hasattr(original, "get_prunable_weights"):
+        w is sw for sub in children for sw in sub.weights)]
+    if children and not own_weights and not hasattr(original, "get_prunable_weights"):
         _replace_sublayers(copy, original, replace)
         return copy
     return replace(original)
+
+
+def rebuild_resized(model, layer_config, layer_weights, layer_class=type):
+    """A copy of `model` whose layers are re-created from changed configs (other widths), their
+    weights set once the whole graph is built.
+
+    Args:
+        model: a Functional or Sequential model.
+        layer_config: `f(layer) -> config` used to create each new layer.
+        layer_weights: `f(layer) -> list of arrays` set on each new layer.
+        layer_class: `f(layer) -> class` of each new layer (default: the same class).
+    """
+    pairs = []
+
+    def resized(layer):
+        new_layer = layer_class(layer).from_config(layer_config(layer))
+        pairs.append((layer, new_layer))
+        return new_layer
+
+    new_model = rebuild(model, resized)
+    for layer, new_layer in pairs:
+        if new_layer.weights:
+            new_layer.set_weights(layer_weights(layer))
+    return new_model

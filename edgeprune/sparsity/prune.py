@@ -1,17 +1,16 @@
 """`prune_low_magnitude`: wrap the prunable layers of a layer, list of layers or model."""
 
+import inspect
 from collections.abc import Mapping
 
 import keras
 
-from edgeprune import registry
-from edgeprune.rebuild import copy_layer, leaf_layers, rebuild
-from edgeprune.schedules import ConstantSparsity
+from edgeprune.sparsity import layer_registry
+from edgeprune.sparsity.granularity import get_granularity
+from edgeprune.model.rebuild import copy_layer, rebuild
+from edgeprune.sparsity.schedules import ConstantSparsity
 from edgeprune.structured.gradual import wrap_for_channels
-from edgeprune.wrapper import PruneLowMagnitude
-
-STRUCTURES = ("unstructured", "channels")
-
+from edgeprune.sparsity.wrapper import PruneLowMagnitude, leaf_layers
 
 def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1),
                         block_pooling_type="AVG", sparsity_m_by_n=None, pruning_policy=None,
@@ -54,31 +53,32 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1),
     >>> [type(layer).__name__ for layer in pruned.layers]
     ['PruneLowMagnitude', 'PruneLowMagnitude']
     """
-    if structure not in STRUCTURES:
-        raise ValueError(f"structure must be one of {STRUCTURES}, got {structure!r}.")
+    granularity = get_granularity(structure)
+    given = {name: value for name, value in (
+        ("block_size", block_size), ("block_pooling_type", block_pooling_type),
+        ("sparsity_m_by_n", sparsity_m_by_n), ("pruning_scope", pruning_scope),
+        ("criterion", criterion), ("round_to", round_to), ("min_channels", min_channels))
+        if value != _SIGNATURE_DEFAULTS[name]}
+    given.update({k: kwargs.pop(k) for k in list(kwargs) if k in granularity.options})
+    options = granularity.check_options(given)
     per_layer = pruning_schedule if isinstance(pruning_schedule, Mapping) else None
     if per_layer is not None:
-        _check_per_layer(to_prune, per_layer, pruning_scope, structure, prune_depthwise)
+        _check_per_layer(to_prune, per_layer, options.get("pruning_scope"), structure,
+                         prune_depthwise)
         pruning_schedule = None
-    if structure == "channels":
-        if block_size != (1, 1) or sparsity_m_by_n or pruning_policy or kwargs:
-            raise ValueError("structure='channels' removes whole channels: block_size, "
-                             "sparsity_m_by_n, pruning_policy and wrapper options do not apply.")
-        if not isinstance(to_prune, keras.Model):
-            raise ValueError("structure='channels' needs the whole model (Functional or "
-                             "Sequential): coupled channels are found from its graph.")
-        return wrap_for_channels(to_prune, pruning_schedule or ConstantSparsity(0.5, 0),
-                                 criterion, pruning_scope, round_to, min_channels, skip_layers)
-    if (criterion, round_to, min_channels) != ("l1", 1, 1):
-        raise ValueError("criterion, round_to and min_channels choose channels: they "
-                         "apply to structure='channels' only.")
-    wrapper_args = dict(pruning_schedule=pruning_schedule or ConstantSparsity(0.5, 0),
-                        block_size=block_size, block_pooling_type=block_pooling_type,
-                        sparsity_m_by_n=sparsity_m_by_n, pruning_scope=pruning_scope, **kwargs)
+    schedule = pruning_schedule or ConstantSparsity(0.5, 0)
+    wrapped = None if per_layer else granularity.wrap_model(
+        to_prune, schedule, options, skip_layers, prune_depthwise)
+    if wrapped is not None:
+        if pruning_policy or kwargs:
+            raise ValueError(f"structure={structure!r} chooses the weights it masks: "
+                             "pruning_policy and wrapper options do not apply.")
+        return wrapped
+    wrapper_args = dict(pruning_schedule=schedule, granularity=structure,
+                        granularity_options=options, **kwargs)
 
     if isinstance(to_prune, (list, tuple)):
-        return [prune_low_magnitude(layer, structure=structure, **wrapper_args)
-                for layer in to_prune]
+        return [PruneLowMagnitude(layer, **wrapper_args) for layer in to_prune]
     if not isinstance(to_prune, keras.layers.Layer):
         raise ValueError("prune_low_magnitude takes a Keras 3 model, layer or list of layers, got "
                          f"{type(to_prune).__module__}.{type(to_prune).__name__}. A tf_keras "
@@ -95,7 +95,7 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1),
             return False
         if per_layer is not None and layer.name not in per_layer:
             return False
-        if not registry.is_prunable(layer, prune_depthwise):
+        if not layer_registry.is_prunable(layer, prune_depthwise):
             return False
         return pruning_policy is None or pruning_policy.allow_pruning(layer)
 
@@ -134,6 +134,10 @@ def _check_per_layer(to_prune, schedules, pruning_scope, structure, prune_depthw
     if unknown:
         raise ValueError(f"pruning_schedule names layers the model does not have: {unknown}.")
     empty = sorted(name for name in schedules
-                   if not registry.is_prunable(layers[name], prune_depthwise))
+                   if not layer_registry.is_prunable(layers[name], prune_depthwise))
     if empty:
         raise ValueError(f"pruning_schedule names layers with no weight to prune: {empty}.")
+
+
+_SIGNATURE_DEFAULTS = {name: parameter.default for name, parameter in
+                       inspect.signature(prune_low_magnitude).parameters.items()}

@@ -25,7 +25,9 @@ How the fake quantization mirrors the TFLite converter:
 import keras
 from keras import ops
 
-from edgeprune.rebuild import copy_layer, rebuild
+from edgeprune.model.keras_internals import all_sublayers, inbound_nodes, producer
+from edgeprune.model.rebuild import copy_layer, rebuild
+from edgeprune.sparsity.wrapper import PruneLowMagnitude
 
 _WEIGHT_INT_MAX = 127.0  # symmetric "narrow range" int8, as the converter quantizes weights
 _ACTIVATION_LEVELS = 255.0
@@ -235,7 +237,7 @@ def quantize_apply(model, preserve_sparsity=True, ema_decay=0.99):
     ['Dense', 'QuantizeWrapper']
     """
     if not any(isinstance(layer, QuantizeAnnotate)
-               for layer in model._flatten_layers(include_self=False)):
+               for layer in all_sublayers(model)):
         raise ValueError("model has no layer annotated with quantize_annotate_layer; annotate "
                          "some, or use quantize_model to quantize every supported layer.")
     return _quantize(model, lambda layer: isinstance(layer, QuantizeAnnotate), preserve_sparsity,
@@ -265,9 +267,7 @@ def quantize_model(model, preserve_sparsity=True, ema_decay=0.99):
 
 
 def _quantize(model, selected, preserve_sparsity, ema_decay):
-    from edgeprune.wrapper import PruneLowMagnitude
-
-    for layer in model._flatten_layers(include_self=False):
+    for layer in all_sublayers(model):
         if isinstance(layer, PruneLowMagnitude):
             raise ValueError(
                 f"layer {layer.name!r} is still wrapped for pruning; quantize the stripped model: "
@@ -317,7 +317,7 @@ def strip_quantization(model):
 def is_quantize_aware(model):
     """Whether `model` contains `QuantizeWrapper` layers (made by `quantize_model`)."""
     return any(isinstance(layer, QuantizeWrapper)
-               for layer in model._flatten_layers(include_self=False))
+               for layer in all_sublayers(model))
 
 
 def _layers_fused_into_producer(model):
@@ -354,9 +354,9 @@ def _fuses_into(consumer, producer):
 
 def _producer_names(layer):
     names = []
-    for node in getattr(layer, "_inbound_nodes", []):
+    for node in inbound_nodes(layer):
         for tensor in node.input_tensors:
-            history = getattr(tensor, "_keras_history", None)
-            if history is not None:
-                names.append(history.operation.name)
+            operation = producer(tensor)
+            if operation is not None:
+                names.append(operation.name)
     return names

@@ -18,13 +18,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from device_bench.fileio import atomic_write
-from edgeprune.callbacks import UpdatePruningStep
-from edgeprune.controller import PruningController
-from edgeprune.prune import prune_low_magnitude
-from edgeprune.rebuild import copy_layer, leaf_layers, rebuild
-from edgeprune.schedules import ConstantSparsity
-from edgeprune.strip import sparsity_report, strip_pruning
-from edgeprune.wrapper import PruneLowMagnitude
+from edgeprune.sparsity.callbacks import UpdatePruningStep
+from edgeprune.sparsity.controller import PruningController
+from edgeprune.sparsity.prune import prune_low_magnitude
+from edgeprune.model.rebuild import copy_layer, rebuild
+from edgeprune.sparsity.wrapper import leaf_layers
+from edgeprune.sparsity.schedules import ConstantSparsity
+from edgeprune.sparsity.strip import sparsity_report, strip_pruning
+from edgeprune.sparsity.wrapper import PruneLowMagnitude
 
 STATE_FILE = "imp.json"
 REWIND_FILE = "rewind.npz"

@@ -6,6 +6,8 @@ Mirrors tfmot's registry for Keras 3 layers. A custom layer opts in by defining
 
 import keras
 
+from edgeprune.model.keras_internals import attention_projections
+
 L = keras.layers
 
 # Kernels that carry the layer's multiply-accumulates.
@@ -41,8 +43,7 @@ def prunable_weights(layer, prune_depthwise=False):
     if isinstance(layer, L.Embedding):
         return [layer.embeddings]
     if isinstance(layer, L.MultiHeadAttention):
-        return [sub.kernel for sub in (layer._query_dense, layer._key_dense, layer._value_dense,
-                                       layer._output_dense)]
+        return [sub.kernel for sub in attention_projections(layer)]
     if isinstance(layer, _RNN_LAYERS):
         return [layer.cell.kernel, layer.cell.recurrent_kernel]
     if isinstance(layer, L.Bidirectional):

@@ -13,9 +13,9 @@ import dataclasses
 import numpy as np
 from keras import ops
 
-from edgeprune import masks as mask_lib
-from edgeprune import registry
-from edgeprune.sensitivity import channel_units, prunable_layers, working_copy
+from edgeprune.sparsity import masks as mask_lib
+from edgeprune.sparsity import layer_registry
+from edgeprune.choose.sensitivity import channel_units, prunable_layers, working_copy
 from edgeprune.structured.masked_norm import prunable_copy
 
 BUDGETS = ("sparsity", "params", "macs", "bytes")
@@ -208,7 +208,7 @@ def global_magnitude_allocation(model, sparsity, skip=()):
     if not layers:
         raise ValueError("skip leaves no prunable layer to rank.")
     weights = [(layer.name, ops.convert_to_numpy(w)) for layer in layers
-               for w in registry.prunable_weights(layer, prune_depthwise=True)]
+               for w in layer_registry.prunable_weights(layer, prune_depthwise=True)]
     results = mask_lib.global_magnitude_masks([value for _, value in weights], sparsity)
     zeros = {layer.name: 0 for layer in layers}
     for (name, _), (mask, _) in zip(weights, results):
@@ -274,7 +274,7 @@ def _measure(table, budget, bytes_per_weight):
 
 def _layer_sizes(model):
     return {layer.name: sum(int(np.prod(w.shape)) for w in
-                            registry.prunable_weights(layer, prune_depthwise=True))
+                            layer_registry.prunable_weights(layer, prune_depthwise=True))
             for layer in prunable_layers(model)}
 
 

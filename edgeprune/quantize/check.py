@@ -36,7 +36,7 @@ def run_tflite(tflite, x):
     A fixed-batch model is run batch by batch (the last batch padded).
 
     >>> import keras, numpy as np
-    >>> from edgeprune.export import export_tflite
+    >>> from edgeprune.quantize.export import export_tflite
     >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     >>> run_tflite(export_tflite(model), np.ones((3, 4), "float32")).shape
     (3, 2)
@@ -99,7 +99,7 @@ def validate_tflite(tflite, model, x, labels=None):
     With integer class `labels`, the report also gives both models' top-1 accuracy.
 
     >>> import keras, numpy as np
-    >>> from edgeprune.export import export_tflite
+    >>> from edgeprune.quantize.export import export_tflite
     >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     >>> xs = np.random.rand(8, 4).astype("float32")
     >>> validate_tflite(export_tflite(model), model, xs).top1_agreement
@@ -140,7 +140,7 @@ def size_report(tflite):
     The sparsity is read back from the flatbuffer, so it shows what survived conversion.
 
     >>> import keras
-    >>> from edgeprune.export import export_tflite
+    >>> from edgeprune.quantize.export import export_tflite
     >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     >>> report = size_report(export_tflite(model))
     >>> report.gzip_bytes < report.raw_bytes

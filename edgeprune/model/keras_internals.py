@@ -1,0 +1,67 @@
+"""Every use of Keras' private API in edgeprune, in one place.
+
+Keras 3 has no public way to walk a functional graph node by node, to replace a tracked sublayer,
+or to read a layer's call sites; each function here wraps one such access, so a Keras release
+that moves one breaks one line here, found by the tests, instead of code spread over the package.
+"""
+
+import keras
+from keras.src.applications.convnext import LayerScale  # noqa: F401  (re-exported)
+from keras.src.models.functional import Functional
+from keras.src.ops import numpy as numpy_ops  # noqa: F401  (re-exported: keras.ops classes)
+
+
+def is_functional(model):
+    return isinstance(model, Functional)
+
+
+def sequential_functional(model):
+    """The functional graph a built Sequential keeps, or None before it is built."""
+    return getattr(model, "_functional", None)
+
+
+def run_through_graph(model, inputs, operation_fn, call_fn):
+    """Calls `model`'s graph on `inputs`, mapping each operation through `operation_fn` and
+    calling it with `call_fn(operation, *args, **kwargs)`."""
+    return model._run_through_graph(inputs, operation_fn=operation_fn, call_fn=call_fn)
+
+
+def nodes_by_depth(functional):
+    """`{depth: [node]}` of a functional graph; deeper nodes run first."""
+    return functional._nodes_by_depth
+
+
+def sublayers(layer):
+    """The layers `layer` tracks directly (not recursively)."""
+    return layer._layers
+
+
+def all_sublayers(model):
+    """Every layer inside `model`, recursively, without `model` itself."""
+    return list(model._flatten_layers(include_self=False))
+
+
+def untrack(owner, layer):
+    """Stops `owner` from tracking `layer` (before an attribute is replaced by another layer)."""
+    owner._tracker.untrack(layer)
+
+
+def inbound_nodes(layer):
+    """The nodes where `layer` was called in a graph (empty for a layer never called in one)."""
+    return getattr(layer, "_inbound_nodes", [])
+
+
+def producer(tensor):
+    """The operation that made a symbolic tensor, or None for a model input."""
+    history = getattr(tensor, "_keras_history", None)
+    return None if history is None else history.operation
+
+
+def attention_projections(layer):
+    """The query, key, value and output projections of a `MultiHeadAttention`."""
+    return [layer._query_dense, layer._key_dense, layer._value_dense, layer._output_dense]
+
+
+def is_graph_model(operation):
+    """Sequential or functional: a model whose layer graph can be walked and rebuilt."""
+    return isinstance(operation, (Functional, keras.Sequential))
