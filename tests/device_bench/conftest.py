@@ -1,4 +1,4 @@
-"""Fixtures: tiny .tflite models (built once with TensorFlow) and a real sshd on 127.0.0.1."""
+"""Fixtures: tiny .tflite models (built once with TensorFlow) and a real SSH server on 127.0.0.1."""
 
 import fcntl
 import getpass
@@ -40,12 +40,6 @@ def free_port():
         return s.getsockname()[1]
 
 
-def _keygen(path):
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", path], check=True)
-    with open(path + ".pub") as f:
-        return f.read().strip()
-
-
 def _wait_for_port(port, process, log):
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -71,22 +65,43 @@ class Sshd:
 
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory):
-    """A real OpenSSH server on 127.0.0.1, running as the current user, with throwaway keys."""
-    if not os.path.exists(SSHD):
-        pytest.fail(f"{SSHD} missing: install openssh-server (apt-get install -y openssh-server)")
+    """A real SSH server on 127.0.0.1 for the current user, with throwaway keys.
+
+    OpenSSH's sshd where it is installed, else asyncssh's server in-process (ssh_server.py), so
+    the tests need no system package. EDGEPRUNE_TEST_SSHD=openssh|asyncssh picks one.
+    """
+    from tests.device_bench import ssh_server
+
+    backend = os.environ.get("EDGEPRUNE_TEST_SSHD") or (
+        "openssh" if os.path.exists(SSHD) else "asyncssh")
+    if backend not in ("openssh", "asyncssh"):
+        pytest.fail(f"EDGEPRUNE_TEST_SSHD={backend!r}: use openssh or asyncssh")
     folder = str(tmp_path_factory.mktemp("sshd"))
-    host_key_pub = _keygen(os.path.join(folder, "host_key"))
+    host_key = os.path.join(folder, "host_key")
+    host_key_pub = ssh_server.write_key(host_key)
     client_key = os.path.join(folder, "client_key")
     authorized = os.path.join(folder, "authorized_keys")
     with open(authorized, "w") as f:
-        f.write(_keygen(client_key) + "\n")
-    port = free_port()
+        f.write(ssh_server.write_key(client_key) + "\n")
+    user = getpass.getuser()
     known_hosts = os.path.join(folder, "known_hosts")
-    with open(known_hosts, "w") as f:
-        f.write(f"[127.0.0.1]:{port} {host_key_pub}\n")
+
+    def served(port):
+        with open(known_hosts, "w") as f:
+            f.write(f"[127.0.0.1]:{port} {host_key_pub}\n")
+        return Sshd(port, user, client_key, known_hosts)
+
+    if backend == "asyncssh":
+        with ssh_server.InProcessSshd(host_key, authorized, user) as server:
+            yield served(server.port)
+        return
+    if not os.path.exists(SSHD):
+        pytest.fail(f"EDGEPRUNE_TEST_SSHD=openssh but {SSHD} is missing: apt-get install -y "
+                    "openssh-server, or leave EDGEPRUNE_TEST_SSHD unset for the in-process server")
+    port = free_port()
     config = os.path.join(folder, "sshd_config")
     with open(config, "w") as f:
-        f.write(f"Port {port}\nListenAddress 127.0.0.1\nHostKey {folder}/host_key\n"
+        f.write(f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\n"
                 f"AuthorizedKeysFile {authorized}\nPidFile {folder}/sshd.pid\n"
                 "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
                 "StrictModes no\nPermitRootLogin yes\nSubsystem sftp internal-sftp\n")
@@ -98,7 +113,7 @@ def sshd(tmp_path_factory):
                                    stderr=subprocess.STDOUT)
     try:
         _wait_for_port(port, process, log)
-        yield Sshd(port, getpass.getuser(), client_key, known_hosts)
+        yield served(port)
     finally:
         process.terminate()
         process.wait(timeout=10)
