@@ -10,7 +10,6 @@ Exit status: 0 done, 1 a model cannot run on or does not fit the board (micro), 
 """
 
 import argparse
-import json
 import sys
 
 from device_bench import api, report
@@ -110,7 +109,7 @@ def main(argv=None):
         result = api.benchmark(graphs, target=args.target, **options_from_args(args))
         print(report.format_table(result))
         if args.output_json:
-            atomic_write(args.output_json, json.dumps(result.to_dict(), indent=2) + "\n")
+            atomic_write(args.output_json, result.to_json())
         if args.output_csv:
             atomic_write(args.output_csv, report.to_csv(result))
     except BenchError as error:

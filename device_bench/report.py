@@ -3,57 +3,141 @@
 >>> from device_bench.schema import BenchmarkResult
 >>> print(format_table(BenchmarkResult("local", {}, {}, [])))
 target: local
+>>> size_text(3 * 1024 * 1024), size_text(2048), size_text(512)
+('3.00 MiB', '2.0 KiB', '512 B')
+>>> speed_text(Ratio(pairs=0, median=0.25, p5=None, p95=None))
+'4.00x faster'
 """
 
 import csv
 import io
 import os
 
+from device_bench import results, stats
+from device_bench.schema import Ratio
+
 CSV_COLUMNS = ("graph", "size_bytes", "init_us", "first_inference_us", "warmup_mean_us", "count",
                "min_us", "max_us", "mean_us", "std_us", "p50_us", "p90_us", "p99_us", "cv",
                "memory_delta_bytes", "ratio_vs_baseline", "arena_min_bytes", "board", "fits")
+KIB, MIB = 1024, 1024 * 1024
+
+# What each memory_delta_kind measures, printed under the table.
+MEMORY_MEANINGS = {
+    "peak_rss": "peak RSS growth while loading and warming up each model, counted after a "
+                "discarded first load took the runtime's start-up (kernels a model is the first "
+                "to use still add their code)",
+    "rss": "RSS growth while loading and warming up each model (this OS keeps no resettable "
+           "peak), counted after a discarded first load took the runtime's start-up",
+    "benchmark_model_peak": "benchmark_model's peak memory, one process per model",
+    "benchmark_model_overall": "benchmark_model's overall memory footprint, one process per "
+                               "model",
+}
 
 
 def _us(value):
     return "-" if value is None else f"{value / 1000:.3f} ms" if value >= 1000 else f"{value:.1f} us"
 
 
-def _kib(value):
-    return "-" if value is None else f"{value / 1024:.1f} KiB"
+def size_text(value):
+    """Bytes as B, KiB or, for large files, MiB."""
+    if value is None:
+        return "-"
+    if abs(value) >= MIB:
+        return f"{value / MIB:.2f} MiB"
+    return f"{value / KIB:.1f} KiB" if abs(value) >= KIB else f"{value} B"
 
 
-def _ratios(result):
-    return {c.graph: c.ratio for c in result.comparisons}
+def speed_text(ratio):
+    """A latency ratio (model / first model) as 'N.NNx faster' or 'slower', with the 5-95% range
+    of per-round ratios in the same terms when the runs were interleaved."""
+    faster = ratio.median < 1
+    factor = 1 / ratio.median if faster else ratio.median
+    text = f"{factor:.2f}x {'faster' if faster else 'slower'}"
+    if ratio.p5 is None:
+        return text
+    low, high = (1 / ratio.p95, 1 / ratio.p5) if faster else (ratio.p5, ratio.p95)
+    return f"{text} [{low:.2f}-{high:.2f}]"
+
+
+def settings_text(settings):
+    """The run settings that shape the figures, in one line ('' when the target ignores them)."""
+    if not settings:
+        return ""
+    threads = settings["num_threads"]
+    return (f"settings: threads {'runtime default' if threads < 1 else threads}, XNNPACK "
+            f"{'on' if settings['use_xnnpack'] else 'off'}, timed: "
+            f"{_at_least(settings['num_runs'], settings['min_secs'])} (stop at "
+            f"{settings['max_secs']:g} s), warmup: "
+            f"{_at_least(settings['warmup_runs'], settings['warmup_min_secs'])}")
+
+
+def _at_least(runs, secs):
+    return f"at least {runs} run{'s' if runs != 1 else ''}" + (f" and {secs:g} s" if secs else "")
+
+
+def _comparisons(result):
+    """{model index: Ratio}; comparisons follow the models after the first, in order."""
+    if len(result.comparisons) != len(result.models) - 1:
+        return {}
+    return {i: comparison.ratio for i, comparison in enumerate(result.comparisons, 1)}
 
 
 def format_table(result):
     lines = [f"target: {result.target}"]
-    ratios = _ratios(result)
-    latency_rows = [m for m in result.models if m.latency is not None]
-    if latency_rows:
-        header = ("model", "size", "init", "first", "p50", "p90", "p99", "mean", "std", "cv",
-                  "memory", "vs first")
-        rows = [header]
-        for m in latency_rows:
-            lat, ratio = m.latency, ratios.get(m.graph)
-            rows.append((os.path.basename(m.graph), _kib(m.size_bytes), _us(m.init_us),
-                         _us(m.first_inference_us), _us(lat.p50_us), _us(lat.p90_us),
-                         _us(lat.p99_us), _us(lat.mean_us), _us(lat.std_us),
-                         "-" if lat.cv is None else f"{lat.cv:.1%}", _kib(m.memory_delta_bytes),
-                         "-" if ratio is None else _ratio_text(ratio)))
+    ratios = _comparisons(result)
+    timed = [(i, m) for i, m in enumerate(result.models) if m.latency is not None]
+    if timed:
+        lines += [line for line in [settings_text(result.settings)] if line]
+        rows = [("model", "size", "runs", "init", "first", "min", "p50", "p90", "p99", "max",
+                 "mean", "cv", "memory", "vs first")]
+        for i, m in timed:
+            lat = m.latency
+            rows.append((os.path.basename(m.graph), size_text(m.size_bytes), lat.count,
+                         _us(m.init_us), _us(m.first_inference_us), _us(lat.min_us),
+                         _us(lat.p50_us), _us(lat.p90_us), _us(lat.p99_us), _us(lat.max_us),
+                         _us(lat.mean_us), "-" if lat.cv is None else f"{lat.cv:.1%}",
+                         size_text(m.memory_delta_bytes),
+                         speed_text(ratios[i]) if i in ratios else "-"))
         lines += _align(rows)
+        lines += _footnotes(result, ratios)
     for m in result.models:
         if m.micro is not None:
             lines.append(f"{os.path.basename(m.graph)}: {m.micro.verdict}")
             lines += [f"  note: {note}" for note in m.micro.notes if note not in m.micro.verdict]
-    lines += [f"warning: {w}" for w in result.warnings]
+            lines += _arena_line(m.micro)
+    lines += _warnings(result)
     return "\n".join(lines)
 
 
-def _ratio_text(ratio):
-    if ratio.p5 is None:
-        return f"{ratio.median:.3f}x"
-    return f"{ratio.median:.3f}x [{ratio.p5:.2f}-{ratio.p95:.2f}]"
+def _footnotes(result, ratios):
+    kinds = dict.fromkeys(m.memory_delta_kind for m in result.models if m.memory_delta_kind)
+    notes = [f"memory: {MEMORY_MEANINGS.get(kind, kind)}" for kind in kinds]
+    if any(r.p5 is not None for r in ratios.values()):
+        notes.append("vs first: how much faster or slower than the first model, the median over "
+                     "runs taken in the same rounds [5%-95% range]; a range spanning 1.00 is no "
+                     "clear difference")
+    elif ratios:
+        notes.append("vs first: ratio of typical latencies, the models run one after another")
+    return notes
+
+
+def _arena_line(micro):
+    if micro.arena_min_bytes is None:
+        return []
+    return [f"  kTensorArenaSize: {micro.arena_min_bytes} bytes, the smallest arena that ran here "
+            "(optimized kernels such as CMSIS-NN may need scratch space on top)"]
+
+
+def _warnings(result):
+    """Warnings, with the advice for noisy latencies given once for all the models it concerns."""
+    noisy = [m for m in result.models if m.latency is not None and stats.is_noisy(m.latency)]
+    repeated = {results.noise_warning(m) for m in noisy}
+    lines = [f"warning: {w}" for w in result.warnings if w not in repeated]
+    if noisy:
+        varied = ", ".join(f"{os.path.basename(m.graph)} {m.latency.cv:.0%}" for m in noisy)
+        lines.append(f"warning: noisy latency (coefficient of variation above "
+                     f"{stats.NOISY_CV:.0%}): {varied}; {results.NOISE_ADVICE}")
+    return lines
 
 
 def _align(rows):
@@ -67,15 +151,15 @@ def to_csv(result):
     out = io.StringIO()
     writer = csv.DictWriter(out, CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
-    ratios = _ratios(result)
-    for m in result.models:
+    ratios = _comparisons(result)
+    for i, m in enumerate(result.models):
         row = {"graph": m.graph, "size_bytes": m.size_bytes, "init_us": m.init_us,
                "first_inference_us": m.first_inference_us, "warmup_mean_us": m.warmup_mean_us,
                "memory_delta_bytes": m.memory_delta_bytes}
         if m.latency is not None:
             row.update({k: v for k, v in vars(m.latency).items() if k in CSV_COLUMNS})
-        if m.graph in ratios:
-            row["ratio_vs_baseline"] = ratios[m.graph].median
+        if i in ratios:
+            row["ratio_vs_baseline"] = ratios[i].median
         if m.micro is not None:
             row.update(arena_min_bytes=m.micro.arena_min_bytes, board=m.micro.board,
                        fits=m.micro.fits)

@@ -18,13 +18,18 @@ def model_result(raw, graph_name):
     return result
 
 
+NOISE_ADVICE = ("the machine was too noisy to trust these figures; close other programs, pin the "
+                "process to a core, raise --min_secs, or compare models in one interleaved run")
+
+
+def noise_warning(result):
+    return (f"{result.graph}: latency varied by {result.latency.cv:.0%} (coefficient of variation "
+            f"above {stats.NOISY_CV:.0%}): {NOISE_ADVICE}")
+
+
 def add_noise_warning(result):
     if result.latency is not None and stats.is_noisy(result.latency):
-        result.warnings.append(
-            f"{result.graph}: latency varied by {result.latency.cv:.0%} (coefficient of variation "
-            f"above {stats.NOISY_CV:.0%}): the machine was too noisy to trust these figures; close "
-            "other programs, pin the process to a core, raise --min_secs, or compare models in "
-            "one interleaved run")
+        result.warnings.append(noise_warning(result))
 
 
 def from_runner(raw, target, settings, graphs):

@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import sys
+import threading
 import time
 
 PROTOCOL = 1
@@ -51,6 +52,23 @@ def import_dependencies():
                           f"{sys.executable} cannot import {error.name or error}: install it with "
                           f"'{sys.executable} -m pip install ai-edge-litert numpy'") from None
     return numpy, interpreter
+
+
+def exit_with_parent(poll_secs=0.5):
+    """Ends this process soon after the process that started it dies.
+
+    A killed device-bench, or a dropped SSH session, would otherwise leave the runner measuring for
+    up to max_secs with nobody to read the result. An orphan's parent id changes (to init or a
+    subreaper); a daemon thread watches for that, as portable as it gets without native code.
+    """
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(poll_secs)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit_with_parent", daemon=True).start()
 
 
 def memory_bytes():
@@ -183,6 +201,11 @@ def run(config):
     np, litert = import_dependencies()
     rng = np.random.default_rng(config["seed"])
     deadline = time.perf_counter_ns() + int(config["max_secs"] * 1e9)
+    # A first, discarded load and run of the first model takes the runtime's one-time start-up
+    # (library pages, delegate and thread-pool set-up) out of that model's init time and memory,
+    # so every model's figures are its own.
+    warm_up(TimedModel(config["graphs"][0], config, np, litert, np.random.default_rng(0)),
+            {**config, "warmup_runs": 0, "warmup_min_secs": 0}, deadline)
     models, reports = [], []
     for path in config["graphs"]:
         peak_was_reset = reset_peak_memory()
@@ -213,6 +236,7 @@ def runtime_info(litert):
 
 
 def main():
+    exit_with_parent()
     try:
         result = run(json.load(sys.stdin))
         code = 0

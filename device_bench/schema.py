@@ -7,15 +7,21 @@ pinned by SCHEMA_VERSION; `BenchmarkResult.from_dict()` reads it back.
 >>> result = BenchmarkResult(target="local", settings={}, runtime={}, models=[])
 >>> result.to_dict()["schema_version"]
 1
+>>> rounded({"p50_us": 734.2618920001, "cv": 0.0123456789})
+{'p50_us': 734.262, 'cv': 0.0123457}
 
 Times are microseconds, sizes bytes. Fields a target cannot measure are None (for example the
 percentiles from an old benchmark_model that prints only the mean).
 """
 
 import dataclasses
+import json
+import math
 from dataclasses import dataclass, field
 
 SCHEMA_VERSION = 1
+# Timing noise is far above a millionth, so more digits in the JSON would only be clutter.
+FLOAT_DIGITS = 6
 
 
 @dataclass
@@ -78,7 +84,8 @@ class ModelResult:
     warmup_mean_us: float | None = None
     warmup_count: int | None = None
     latency: LatencyStats | None = None
-    memory_delta_bytes: int | None = None   # peak RSS growth while loading and warming up
+    # Peak RSS growth while loading and warming up, after the runtime's start-up (see runner.py).
+    memory_delta_bytes: int | None = None
     memory_delta_kind: str | None = None    # "peak_rss", "rss" or "benchmark_model_overall"
     inputs: list[dict] = field(default_factory=list)
     micro: MicroReport | None = None
@@ -97,6 +104,10 @@ class BenchmarkResult:
 
     def to_dict(self):
         return dataclasses.asdict(self)
+
+    def to_json(self):
+        """to_dict() as indented JSON text, floats rounded to FLOAT_DIGITS significant digits."""
+        return json.dumps(rounded(self.to_dict()), indent=2) + "\n"
 
     @classmethod
     def from_dict(cls, data):
@@ -122,3 +133,14 @@ def _model_from_dict(data):
                 micro[key] = MemoryVerdict(**micro[key])
         data["micro"] = MicroReport(**micro)
     return ModelResult(**data)
+
+
+def rounded(data):
+    """`data` (nested dicts and lists) with every float rounded to FLOAT_DIGITS significant digits."""
+    if isinstance(data, dict):
+        return {key: rounded(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [rounded(value) for value in data]
+    if isinstance(data, float) and math.isfinite(data):
+        return float(f"{data:.{FLOAT_DIGITS}g}")
+    return data

@@ -102,7 +102,8 @@ class Target:
         unknown = sorted(set(options) - set(accepted))
         if unknown:
             raise BenchError(f"option(s) {', '.join(unknown)} do not apply to the {self.scheme} "
-                             f"target; it accepts: {', '.join(accepted) or 'no options'}")
+                             f"target; it accepts: {', '.join(accepted) or 'no options'}"
+                             + "".join(_where_it_applies(name) for name in unknown))
         target_class = self.load_class()
         return target_class(address, **options) if self.address else target_class(**options)
 
@@ -167,6 +168,12 @@ def flag_table():
         for option in target.options:
             table.setdefault(option.flag_name, []).append((target.scheme, option))
     return table
+
+
+def _where_it_applies(option_name):
+    """'. board is for --target=micro or serial://PORT', or '' when no target takes it."""
+    owners = [t.usage for t in targets() if option_name in {o.name for o in t.options}]
+    return f". {option_name} is for --target={_or_list(owners)}" if owners else ""
 
 
 def _or_list(items):

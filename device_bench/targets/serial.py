@@ -37,7 +37,8 @@ class SerialTarget:
             micro.fits = micro.flash.fits and micro.ram.fits
             model.micro = micro
         results.add_noise_warning(model)
-        return BenchmarkResult(target=self.name, settings=settings.to_dict(),
+        # The sketch decides threads and runs, so the host's run settings do not describe it.
+        return BenchmarkResult(target=self.name, settings={},
                                runtime={"board_model_name": parser.model,
                                         "baudrate": self.baudrate},
                                models=[model], warnings=model.warnings)
