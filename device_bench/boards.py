@@ -14,6 +14,7 @@ Built-in boards come from the vendors' specifications. Your own boards go in a Y
 'fits nano33ble: flash 300.0 of 1024.0 KiB (724.0 KiB left), RAM 100.0 of 256.0 KiB (156.0 KiB left)'
 """
 
+import difflib
 import re
 from dataclasses import dataclass
 
@@ -100,8 +101,11 @@ def find_board(name, boards_file=None):
     if boards_file:
         boards.update(load_boards_file(boards_file))
     if name not in boards:
-        raise BenchError(f"unknown board {name!r}; known boards: {', '.join(sorted(boards))} "
-                         "(add your own with --boards_file, see device_bench/boards.py)")
+        close = difflib.get_close_matches(name, boards, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise BenchError(f"unknown board {name!r}{hint}; known boards: "
+                         f"{', '.join(sorted(boards))} (add your own with --boards_file, see "
+                         "device_bench/boards.py)")
     return boards[name]
 
 

@@ -60,8 +60,10 @@ def explain_failure(facts, log, error):
     reasons = []
     if facts["sparse"]:
         reasons.append("weights are stored sparse (DENSIFY op / sparsity metadata) and TFLite "
-                       "Micro has no DENSIFY kernel: convert without "
-                       "tf.lite.Optimize.EXPERIMENTAL_SPARSITY so the weights are stored dense")
+                       "Micro has no DENSIFY kernel: export with "
+                       "edgeprune.export_tflite(..., sparse_storage=False) (in a recipe, "
+                       "quantize.sparse_storage: false), or convert without "
+                       "tf.lite.Optimize.EXPERIMENTAL_SPARSITY, so the weights are stored dense")
     for name, signature in facts["dynamic_inputs"]:
         reasons.append(f"input {name} has dynamic dimensions {signature}: TFLite Micro needs fixed "
                        "shapes; export with a fixed input shape, e.g. keras.Input(shape=(...), "

@@ -93,3 +93,13 @@ def test_board_without_a_board_target_says_which_targets_take_it(models, capsys)
 def test_ratio_range_reads_in_the_same_direction():
     assert report.speed_text(Ratio(10, 1.25, 1.1, 1.4)) == "1.25x slower [1.10-1.40]"
     assert report.speed_text(Ratio(10, 0.5, 0.4, 0.8)) == "2.00x faster [1.25-2.50]"
+
+
+def test_unknown_board_gets_a_did_you_mean(models, capsys):
+    assert cli.main([f"--graph={models['int8']}", "--target=micro", "--board=nano33"]) == 2
+    assert "unknown board 'nano33' (did you mean 'nano33ble'?)" in capsys.readouterr().err
+
+
+def test_sparse_model_refusal_names_the_export_option(models):
+    verdict = device_bench.benchmark(models["sparse"], target="micro").models[0].micro.verdict
+    assert "sparse_storage=False" in verdict and "quantize.sparse_storage: false" in verdict
