@@ -24,7 +24,7 @@ from device_bench.fileio import atomic_write  # noqa: E402
 from edgeprune import export_tflite  # noqa: E402
 from edgeprune.structured import prune_channels, shrink, shrink_report  # noqa: E402
 from edgeprune.sparsity.wrapper import leaf_layers  # noqa: E402
-from edgeprune.structured.report import layer_macs  # noqa: E402
+from edgeprune.model.cost import layer_macs  # noqa: E402
 from litert_latency import interleaved_latency  # noqa: E402
 
 SIZE = 224

@@ -1,7 +1,5 @@
 """Bundled data for quickstarts, tests and benchmarks: scikit-learn's digits set (no download)."""
 
-import numpy as np
-
 
 def load_digits(test_fraction=0.25, seed=0):
     """Returns `(x_train, y_train), (x_test, y_test)` from scikit-learn's bundled 8x8 digits.

@@ -15,7 +15,8 @@ from keras import ops
 
 from edgeprune.sparsity import masks as mask_lib
 from edgeprune.sparsity import layer_registry
-from edgeprune.choose.sensitivity import channel_units, prunable_layers, working_copy
+from edgeprune.choose.sensitivity import working_copy
+from edgeprune.choose.units import channel_units, prunable_layers
 from edgeprune.structured.masked_norm import prunable_copy
 
 BUDGETS = ("sparsity", "params", "macs", "bytes")
@@ -80,11 +81,12 @@ class Allocation:
         return cls(**data)
 
 
-def apply_channel_allocation(model, allocation, criterion="l1"):
+def apply_channel_allocation(model, allocation, criterion="l1", round_to=1, min_channels=1):
     """A copy of `model` with each channel group's weakest channels zeroed to its allocation.
 
     The copy computes what `shrink` of it computes: shrink it, then fine-tune the smaller model.
-    `criterion` ranks channels within a group, as in the scan ("l1", "l2" or "bn_gamma").
+    `criterion` ranks channels within a group, as in the scan ("l1", "l2" or "bn_gamma");
+    `round_to` and `min_channels` round each group's kept count as `prune_channels` does.
 
     >>> table = ep.sensitivity_scan(model, accuracy, structure="channels")  # doctest: +SKIP
     >>> small = ep.shrink(ep.apply_channel_allocation(model, ep.allocate(table, 0.5)))  # doctest: +SKIP
@@ -95,7 +97,7 @@ def apply_channel_allocation(model, allocation, criterion="l1"):
                          "prune_low_magnitude(model, pruning_schedule=allocation.schedules(...)).")
     pruned = working_copy(model, prunable_copy)
     chosen = [name for name, sparsity in allocation.sparsity.items() if sparsity > 0]
-    for unit in channel_units(pruned, chosen, criterion):
+    for unit in channel_units(pruned, chosen, criterion, round_to, min_channels):
         unit.prune(allocation.sparsity[unit.name])
     return pruned
 

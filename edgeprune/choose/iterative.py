@@ -18,6 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from device_bench.fileio import atomic_write
+from edgeprune.model.saving import save_model_atomically
 from edgeprune.sparsity.callbacks import UpdatePruningStep
 from edgeprune.sparsity.controller import PruningController
 from edgeprune.sparsity.prune import prune_low_magnitude
@@ -213,7 +214,7 @@ class _Run:
 
     def finish(self, index, model, metric):
         name = f"round_{index}.keras"
-        _save_model(model, os.path.join(self.directory, name))
+        save_model_atomically(model, os.path.join(self.directory, name))
         rows = sparsity_report(model)
         layer_sparsity = {row["layer"]: row["sparsity"] for row in rows}
         overall = sum(row["zeros"] for row in rows) / sum(row["size"] for row in rows)
@@ -234,11 +235,3 @@ class _Run:
         with np.load(os.path.join(self.directory, REWIND_FILE)) as data:
             return [[data[f"{i}/{j}"] for j in range(count)]
                     for i, count in enumerate(data["layers"])]
-
-
-def _save_model(model, path):
-    with tempfile.TemporaryDirectory() as folder:
-        staged = os.path.join(folder, os.path.basename(path))
-        model.save(staged)
-        with open(staged, "rb") as f:
-            atomic_write(path, f.read())

@@ -10,11 +10,16 @@ _KERAS_AUTO_NAME = re.compile(r"variable(_\d+)?")
 def relative_weight_name(layer, variable):
     """A variable's path inside `layer` ("kernel", "query/kernel"): stable across save/load.
 
-    Variables of sublayers created outside the layer's name scope (a Bidirectional's copies)
-    keep their full path.
+    A variable created outside the layer's name scope (a layer built inside a Sequential's call)
+    is named by its own name when no other weight of the layer shares it, else (a Bidirectional's
+    copies) by its full path.
     """
     prefix = layer.path + "/"
-    return variable.path[len(prefix):] if variable.path.startswith(prefix) else variable.path
+    if variable.path.startswith(prefix):
+        return variable.path[len(prefix):]
+    if sum(w.name == variable.name for w in layer.weights) == 1:
+        return variable.name
+    return variable.path
 
 
 def weight_key(layer, variable):

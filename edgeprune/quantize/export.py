@@ -10,6 +10,7 @@ import tempfile
 import numpy as np
 
 from device_bench.fileio import atomic_write
+from edgeprune.quantize.qat import is_quantize_aware, strip_quantization
 
 QUANTIZE_MODES = (None, "dynamic", "float16", "int8", "int16x8")
 
@@ -60,8 +61,6 @@ def export_tflite(model, path=None, quantize=None, representative_data=None, int
     b'TFL3'
     """
     import keras
-
-    from edgeprune.quantize.qat import is_quantize_aware, strip_quantization
 
     if not isinstance(model, keras.Model):
         raise ValueError(f"model must be a Keras 3 model, got {type(model).__name__}; wrap a "
@@ -255,4 +254,3 @@ def _convert(model, input_spec, quantize, samples, int8_io, sparse_storage):
             raise ValueError(
                 f"TFLite conversion failed with quantize={quantize!r}: {str(err).strip()[:2000]}"
             ) from err
-

@@ -25,54 +25,13 @@ How the fake quantization mirrors the TFLite converter:
 import keras
 from keras import ops
 
-from edgeprune.model.keras_internals import all_sublayers, inbound_nodes, producer
+from edgeprune.model.keras_internals import all_sublayers
 from edgeprune.model.rebuild import copy_layer, rebuild
+from edgeprune.model.substitute import call_with_weights
+from edgeprune.quantize.fake_quant import fake_quantize_activations, fake_quantize_weights
+from edgeprune.quantize.fusion import (OUTPUT_QUANTIZED, has_quantizable_kernel,
+                                       layers_fused_into_producer)
 from edgeprune.sparsity.wrapper import PruneLowMagnitude
-
-_WEIGHT_INT_MAX = 127.0  # symmetric "narrow range" int8, as the converter quantizes weights
-_ACTIVATION_LEVELS = 255.0
-# Layers whose int8 TFLite op writes a tensor with its own scale (pooling, Flatten and Reshape keep
-# their input's scale and need no fake quantization).
-_OUTPUT_QUANTIZED = (keras.layers.BatchNormalization, keras.layers.ReLU, keras.layers.Activation,
-                     keras.layers.LeakyReLU, keras.layers.Add, keras.layers.Subtract,
-                     keras.layers.Multiply, keras.layers.Average, keras.layers.Concatenate,
-                     keras.layers.GlobalAveragePooling2D, keras.layers.GlobalAveragePooling1D)
-
-
-# Layers whose kernels the converter quantizes per output channel (CONV_2D, DEPTHWISE_CONV_2D,
-# FULLY_CONNECTED; Conv1D converts to CONV_2D). Other layers with weights stay float in training.
-_KERNEL_LAYERS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.DepthwiseConv2D,
-                  keras.layers.Dense)
-
-
-def _has_quantizable_kernel(layer):
-    return isinstance(layer, _KERNEL_LAYERS)
-
-
-def fake_quantize_weights(kernel, channel_axes):
-    """Per-channel symmetric int8 fake quantization with a straight-through gradient.
-
-    `channel_axes` are the kernel axes that index TFLite's quantization channels (the output axis
-    for Conv/Dense; input channel and multiplier for DepthwiseConv2D).
-    """
-    reduce_axes = tuple(a for a in range(len(kernel.shape)) if a not in channel_axes)
-    max_abs = ops.max(ops.abs(kernel), axis=reduce_axes, keepdims=True)
-    scale = ops.maximum(max_abs, 1e-12) / _WEIGHT_INT_MAX
-    quantized = ops.clip(ops.round(kernel / scale), -_WEIGHT_INT_MAX, _WEIGHT_INT_MAX) * scale
-    return kernel + ops.stop_gradient(quantized - kernel)
-
-
-def fake_quantize_activations(x, range_min, range_max):
-    """Asymmetric 8-bit fake quantization over [range_min, range_max] (which contains 0).
-
-    The gradient passes straight through inside the range and is zero outside it, as in TF's
-    FakeQuantWithMinMaxVars.
-    """
-    scale = ops.maximum(range_max - range_min, 1e-12) / _ACTIVATION_LEVELS
-    zero_point = ops.round(-range_min / scale)
-    clipped = ops.clip(x, range_min, range_max)
-    levels = ops.clip(ops.round(clipped / scale) + zero_point, 0.0, _ACTIVATION_LEVELS)
-    return clipped + ops.stop_gradient((levels - zero_point) * scale - clipped)
 
 
 @keras.saving.register_keras_serializable(package="edgeprune")
@@ -102,7 +61,7 @@ class QuantizeWrapper(keras.layers.Wrapper):
         self.quantize_output = quantize_output
         self.preserve_sparsity = preserve_sparsity
         self.ema_decay = ema_decay
-        self.quantizes_kernel = _has_quantizable_kernel(layer)
+        self.quantizes_kernel = has_quantizable_kernel(layer)
         if self.quantizes_kernel and getattr(layer, "lora_enabled", False):
             raise ValueError(f"layer {layer.name!r} has LoRA enabled; merge or disable LoRA first.")
 
@@ -137,10 +96,9 @@ class QuantizeWrapper(keras.layers.Wrapper):
         return fake_quantize_weights(kernel, channel_axes)
 
     def call(self, inputs, training=None, **kwargs):
-        if self.quantizes_kernel:
-            outputs = self._kernel_call(inputs)
-        else:
-            outputs = self.layer(inputs, training=training, **kwargs)
+        replacements = [(self.layer.kernel, self.quantized_kernel())] if self.quantizes_kernel \
+            else []
+        outputs = call_with_weights(self.layer, replacements, inputs, training=training, **kwargs)
         if not self.quantize_output:
             return outputs
         if training:
@@ -150,23 +108,6 @@ class QuantizeWrapper(keras.layers.Wrapper):
             self.range_updates > 0,
             lambda: fake_quantize_activations(outputs, self.output_min, self.output_max),
             lambda: outputs)
-
-    def _kernel_call(self, inputs):
-        layer, kernel = self.layer, self.quantized_kernel()
-        if isinstance(layer, keras.layers.Dense):
-            outputs = ops.matmul(inputs, kernel)
-        elif isinstance(layer, keras.layers.DepthwiseConv2D):
-            outputs = ops.depthwise_conv(inputs, kernel, strides=layer.strides,
-                                         padding=layer.padding, data_format=layer.data_format,
-                                         dilation_rate=layer.dilation_rate)
-        else:
-            outputs = layer.convolution_op(inputs, kernel)
-        if layer.use_bias:
-            bias = layer.bias
-            if getattr(layer, "data_format", "channels_last") == "channels_first":
-                bias = ops.reshape(bias, (1, -1) + (1,) * (len(outputs.shape) - 2))
-            outputs = outputs + bias
-        return layer.activation(outputs) if layer.activation is not None else outputs
 
     def _update_range(self, outputs):
         batch_min = ops.minimum(ops.min(outputs), 0.0)
@@ -274,14 +215,14 @@ def _quantize(model, selected, preserve_sparsity, ema_decay):
                 "quantize_model(ep.strip_pruning(pruned)).")
         if isinstance(layer, QuantizeWrapper):
             raise ValueError(f"layer {layer.name!r} is already quantization-aware.")
-    fused = _layers_fused_into_producer(model)
+    fused = layers_fused_into_producer(model, _unannotated)
 
     def wrap(layer):
         inner = _unannotated(layer)
         copy = copy_layer(inner)
         quantize_output = layer.name not in fused
-        if selected(layer) and (_has_quantizable_kernel(inner) or (
-                quantize_output and isinstance(inner, _OUTPUT_QUANTIZED))):
+        if selected(layer) and (has_quantizable_kernel(inner) or (
+                quantize_output and isinstance(inner, OUTPUT_QUANTIZED))):
             return QuantizeWrapper(copy, quantize_output=quantize_output,
                                    preserve_sparsity=preserve_sparsity, ema_decay=ema_decay,
                                    name=f"quant_{inner.name}")
@@ -318,45 +259,3 @@ def is_quantize_aware(model):
     """Whether `model` contains `QuantizeWrapper` layers (made by `quantize_model`)."""
     return any(isinstance(layer, QuantizeWrapper)
                for layer in all_sublayers(model))
-
-
-def _layers_fused_into_producer(model):
-    """Names of layers whose only input comes from a layer TFLite fuses them with.
-
-    A BatchNormalization or ReLU right after a Conv/Dense (or ReLU after BN) disappears into the
-    producer's op in TFLite, so the producer's own output has no quantized tensor: such producers
-    must not fake-quantize their outputs.
-    """
-    producers_of = {layer.name: _producer_names(layer) for layer in model.layers}
-    consumers = {}
-    for name, producers in producers_of.items():
-        for producer in producers:
-            consumers.setdefault(producer, []).append(name)
-    by_name = {layer.name: _unannotated(layer) for layer in model.layers}
-    fused_producers = set()
-    for name, users in consumers.items():
-        if len(users) == 1 and name in by_name and _fuses_into(by_name[users[0]], by_name[name]):
-            fused_producers.add(name)
-    return fused_producers
-
-
-def _fuses_into(consumer, producer):
-    linear_kernel_layer = _has_quantizable_kernel(producer) and producer.activation in (
-        None, keras.activations.linear)
-    if isinstance(consumer, keras.layers.BatchNormalization):
-        return linear_kernel_layer
-    is_relu = isinstance(consumer, keras.layers.ReLU) or (
-        isinstance(consumer, keras.layers.Activation)
-        and getattr(consumer.activation, "__name__", "") in ("relu", "relu6"))
-    return is_relu and (linear_kernel_layer
-                        or isinstance(producer, keras.layers.BatchNormalization))
-
-
-def _producer_names(layer):
-    names = []
-    for node in inbound_nodes(layer):
-        for tensor in node.input_tensors:
-            operation = producer(tensor)
-            if operation is not None:
-                names.append(operation.name)
-    return names

@@ -7,6 +7,6 @@
 from edgeprune.recipe.loader import Recipe, load_recipe
 from edgeprune.recipe.modelstats import format_stats, model_stats
 from edgeprune.recipe.report import write_report
-from edgeprune.recipe.runner import StageFailed, check_runnable, run_recipe
-from edgeprune.recipe.schema import SCHEMA, RecipeError
-from edgeprune.recipe.stages import enabled_stages, missing_features
+from edgeprune.recipe.runner import StageFailed, run_recipe
+from edgeprune.recipe.schema import RecipeError, recipe_schema
+from edgeprune.recipe.stages import Stage, enabled_stages, register_stage

@@ -12,6 +12,7 @@ import os
 
 import yaml
 
+from edgeprune.recipe.pruning_options import option_problems
 from edgeprune.recipe.schema import SCHEMA, RecipeError, check, did_you_mean
 
 # Sections that exist with their defaults even when a recipe leaves them out; a missing `pruning`
@@ -150,8 +151,8 @@ def _check_pruning(pruning):
     problems = []
     for where, settings in [("pruning", pruning)] + [
             (f"pruning.groups[{i}]", g) for i, g in enumerate(pruning.get("groups", []))]:
-        if "block_size" in settings and "sparsity_m_by_n" in settings:
-            problems.append(f"{where}: block_size and sparsity_m_by_n cannot be combined")
+        problems += option_problems(where, settings if where == "pruning" else {**pruning,
+                                                                                **settings})
         schedule = settings.get("schedule", {})
         if schedule.get("kind", "polynomial_decay") == "polynomial_decay" and "end" in schedule \
                 and schedule["end"] <= schedule.get("begin", 0):
@@ -168,16 +169,11 @@ def _check_pruning(pruning):
         if allocation["budget"] == "sparsity" and allocation["target"] >= 1:
             problems.append("pruning.allocation.target: a sparsity budget is below 1")
     problems += _check_iterative(pruning)
-    if pruning["structure"] == "unstructured" and pruning["criterion"] != "magnitude":
-        problems.append(f"pruning.criterion: {pruning['criterion']!r} ranks channels; "
-                        "unstructured pruning uses 'magnitude'")
-    if pruning["structure"] == "channels":
-        if pruning["criterion"] == "magnitude":
-            problems.append("pruning.criterion: channels are ranked by l1, l2, bn_gamma or taylor")
-        problems += [f"pruning.{key}: does not apply to structure: channels (whole coupled "
-                     "channels are removed, ranked over the model's graph)"
-                     for key in ("block_size", "sparsity_m_by_n", "policy", "groups")
-                     if key in pruning]
+    if pruning["structure"] != "unstructured":
+        # Groups and policies choose layers one by one; other granularities wrap what they
+        # choose from the whole model (channels: the coupled groups of its graph).
+        problems += [f"pruning.{key}: does not apply to structure: {pruning['structure']}"
+                     for key in ("policy", "groups") if key in pruning]
     return problems
 
 

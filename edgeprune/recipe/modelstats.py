@@ -16,10 +16,9 @@ import gzip
 import numpy as np
 from keras import ops
 
-from edgeprune.sparsity.controller import pruning_wrappers
+from edgeprune.model.cost import deployed_params, is_mac_weight, layer_macs
+from edgeprune.sparsity.strip import stripped
 from edgeprune.sparsity.wrapper import leaf_layers
-from edgeprune.sparsity.strip import strip_pruning
-from edgeprune.structured.report import layer_macs
 
 
 def model_stats(model):
@@ -29,14 +28,13 @@ def model_stats(model):
     skip (dense CPU kernels still do all `macs`). `weight_bytes` / `weight_gzip_bytes` are the
     raw and gzip-compressed size of all weights: what pruning saves once compressed.
     """
-    if pruning_wrappers(model):
-        model = strip_pruning(model)
+    model = stripped(model)
     rows = []
     for layer in leaf_layers(model):
         if not layer.weights:
             continue
         values = [ops.convert_to_numpy(w) for w in layer.weights]
-        kernels = [v for w, v in zip(layer.weights, values) if w.name.endswith("kernel")]
+        kernels = [v for w, v in zip(layer.weights, values) if is_mac_weight(w)]
         kernel_size = sum(k.size for k in kernels)
         kernel_zeros = sum(int(np.count_nonzero(k == 0)) for k in kernels)
         macs = layer_macs(layer)
@@ -46,7 +44,7 @@ def model_stats(model):
                      "zeros": int(sum(np.count_nonzero(v == 0) for v in values)),
                      "kernel_sparsity": sparsity, "macs": macs,
                      "nonzero_macs": int(round(macs * (1 - sparsity)))})
-    params = model.count_params()
+    params = deployed_params(model)
     zeros = sum(row["zeros"] for row in rows)
     weight_bytes = b"".join(ops.convert_to_numpy(w).tobytes() for w in model.weights)
     return {"name": model.name, "params": int(params), "nonzero_params": int(params - zeros),

@@ -22,11 +22,12 @@ from tqdm.auto import tqdm
 
 import edgeprune as ep
 from device_bench.fileio import atomic_write
+from edgeprune.model.saving import save_model_atomically
 from edgeprune.recipe import sources, training
 from edgeprune.recipe.modelstats import model_stats
 from edgeprune.recipe.report import STATE_FILE, read_state
 from edgeprune.recipe.schema import RecipeError
-from edgeprune.recipe.stages import IMP_FOLDER, enabled_stages, missing_features
+from edgeprune.recipe.stages import enabled_stages
 
 LOG_FILE = "stages.log"
 CHECKPOINTS = "checkpoints"
@@ -79,7 +80,7 @@ class RunContext:
 
     def keras_result(self, stage, model, file, label, output_name="model"):
         """Saves `model` atomically as `file`; returns the stage result with its report row."""
-        training.save_model_atomically(model, self.path(file))
+        save_model_atomically(model, self.path(file))
         stats = model_stats(model)
         row = {"label": label, "kind": "keras", "file": file, "stage": stage,
                "accuracy": training.accuracy(model, self.data.test_x, self.data.test_y),
@@ -114,14 +115,6 @@ def log_line(out, message):
     tqdm.write(f"[edgeprune] {message}")
 
 
-def check_runnable(recipe, until=None):
-    """Raises `RecipeError` when this installation lacks a library function the recipe needs
-    (in the stages up to `until`, when given)."""
-    missing = missing_features(recipe, until)
-    if missing:
-        raise RecipeError(f"{recipe.path}: cannot run here\n  " + "\n  ".join(missing))
-
-
 def run_recipe(recipe, out, until=None, restart=False, callbacks=()):
     """Runs (or resumes) `recipe` into folder `out`; returns the final state.
 
@@ -136,7 +129,6 @@ def run_recipe(recipe, out, until=None, restart=False, callbacks=()):
     names = [stage.name for stage in stages]
     if until is not None and until not in names:
         raise RecipeError(f"--until {until!r}: this recipe's stages are {', '.join(names)}")
-    check_runnable(recipe, until)
     os.makedirs(out, exist_ok=True)
     with _run_lock(out):
         return _run_stages(recipe, out, stages, until, restart, callbacks)
@@ -151,9 +143,10 @@ def _run_stages(recipe, out, stages, until, restart, callbacks):
         context.log(f"skip {name} (finished earlier)")
     for name in list(state["finished"])[first_to_run:]:
         del state["finished"][name]  # a stage redone invalidates what came after it
-    if "prune" in names[first_to_run + 1:]:
-        # Iterative pruning resumes from the rounds on disk, valid only for the same baseline.
-        shutil.rmtree(os.path.join(out, IMP_FOLDER), ignore_errors=True)
+    for stage in stages[first_to_run + 1:]:
+        # What a stage keeps to resume is valid only for the outputs of the stages before it.
+        for folder in stage.scratch:
+            shutil.rmtree(os.path.join(out, folder), ignore_errors=True)
     progress = tqdm(stages, desc=recipe.name, unit="stage", initial=first_to_run,
                     total=len(stages), dynamic_ncols=True, disable=None)
     for stage in stages[first_to_run:]:

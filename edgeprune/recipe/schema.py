@@ -17,10 +17,6 @@ import jsonschema
 
 from device_bench.api import options_schema as benchmark_options_schema
 
-QUANTIZE_MODES = ["none", "dynamic", "float16", "int8", "int16x8"]
-STRUCTURES = ["unstructured", "channels"]
-# Channel criteria of gradual pruning (first-order Taylor needs gradients on data: one-shot only).
-CRITERIA = ["magnitude", "l1", "l2", "bn_gamma", "taylor"]
 OPTIMIZERS = ["adam", "adamw", "sgd", "rmsprop"]
 
 
@@ -93,8 +89,9 @@ SCHEMA = _section({
     }),
     "training": _TRAINING,
     "pruning": _section({
-        "structure": {"enum": STRUCTURES, "default": "unstructured"},
-        "criterion": {"enum": CRITERIA, "default": "magnitude"},
+        # enums from the library's registries: see `recipe_schema`
+        "structure": {"enum": [], "default": "unstructured"},
+        "criterion": {"enum": [], "default": "magnitude"},
         **_GROUP_SETTINGS,
         "schedule": {**_SCHEDULE, "default": {}},
         "scope": {"enum": ["layer", "global"], "default": "layer"},
@@ -125,7 +122,7 @@ SCHEMA = _section({
     }),
     "strip": _section({"shrink": {"type": "boolean", "default": False}}),
     "quantize": _section({
-        "mode": {"enum": QUANTIZE_MODES, "default": "none"},
+        "mode": {"enum": [], "default": "none"},
         "int8_io": {"type": "boolean", "default": False},
         "sparse_storage": {"type": "boolean", "default": False},
         "calibration_samples": {"type": "integer", "minimum": 1, "default": 200},
@@ -148,6 +145,28 @@ SCHEMA = _section({
 }, required=["model"])
 
 
+def recipe_schema():
+    """`SCHEMA` with its vocabularies read from the library's registries (granularities,
+    channel criteria, quantization modes), so a registered granularity or criterion is a valid
+    recipe value and none can drift."""
+    from edgeprune.quantize.export import QUANTIZE_MODES
+    from edgeprune.sparsity.granularity import granularity_names
+    from edgeprune.structured.criteria import criterion_names
+
+    pruning = SCHEMA["properties"]["pruning"]["properties"]
+    pruning["structure"]["enum"] = granularity_names()
+    # "magnitude" ranks single weights; the channel criteria rank channels.
+    pruning["criterion"]["enum"] = ["magnitude", *criterion_names()]
+    SCHEMA["properties"]["quantize"]["properties"]["mode"]["enum"] = [
+        mode or "none" for mode in QUANTIZE_MODES]
+    return SCHEMA
+
+
+def add_section(name, section):
+    """Allows the top-level recipe section `name` (a registered stage's own settings)."""
+    SCHEMA["properties"][name] = section
+
+
 class RecipeError(ValueError):
     """A recipe that cannot run: the message names the file, the key path and what is allowed."""
 
@@ -157,7 +176,7 @@ def check(document, source):
     if not isinstance(document, dict):
         raise RecipeError(f"{source}: a recipe is a YAML mapping of sections "
                           f"({', '.join(SCHEMA['properties'])}), got {type(document).__name__}")
-    validator = jsonschema.Draft202012Validator(SCHEMA)
+    validator = jsonschema.Draft202012Validator(recipe_schema())
     errors = sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.path)))
     if errors:
         problems = [line for error in errors for line in _describe(error)]

@@ -16,25 +16,13 @@ import keras
 import numpy as np
 from tqdm.auto import tqdm
 
+from edgeprune.model.saving import save_model_atomically
+
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
               "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
 LOSSES_WITH_LOGITS = {"sparse_categorical_crossentropy": keras.losses.SparseCategoricalCrossentropy,
                       "categorical_crossentropy": keras.losses.CategoricalCrossentropy,
                       "binary_crossentropy": keras.losses.BinaryCrossentropy}
-
-
-def save_model_atomically(model, path):
-    """`model.save(path)` through a temporary file in the same folder and one `os.replace`."""
-    folder, name = os.path.split(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    partial = os.path.join(folder, f".{name}.partial.keras")
-    try:
-        model.save(partial)
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
-    return path
 
 
 def compile_for(model, settings):

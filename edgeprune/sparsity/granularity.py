@@ -44,12 +44,13 @@ class Granularity:
         option this granularity does not take."""
         unknown = sorted(set(options) - set(self.options))
         if unknown:
-            where = [f"{name} applies to structure=" + " or ".join(
-                repr(g.name) for g in _GRANULARITIES.values() if name in g.options) + " only"
-                     for name in unknown if any(name in g.options for g in _GRANULARITIES.values())]
+            owners = {name: [repr(g.name) for g in _GRANULARITIES.values() if name in g.options]
+                      for name in unknown}
+            where = "; ".join(f"{name} applies to structure={' or '.join(names)} only"
+                              for name, names in owners.items() if names)
+            takes = ", ".join(sorted(self.options)) or "no options"
             raise ValueError(f"structure={self.name!r} does not take {', '.join(unknown)}"
-                             + (f" ({'; '.join(where)})" if where else "") + "; it takes: "
-                             + (", ".join(sorted(self.options)) or "no options") + ".")
+                             f"{f' ({where})' if where else ''}; it takes: {takes}.")
         return {**self.options, **options}
 
     def wrap_model(self, model, pruning_schedule, options, skip_layers, prune_depthwise):

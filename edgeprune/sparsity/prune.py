@@ -9,8 +9,8 @@ from edgeprune.sparsity import layer_registry
 from edgeprune.sparsity.granularity import get_granularity
 from edgeprune.model.rebuild import copy_layer, rebuild
 from edgeprune.sparsity.schedules import ConstantSparsity
-from edgeprune.structured.gradual import wrap_for_channels
 from edgeprune.sparsity.wrapper import PruneLowMagnitude, leaf_layers
+
 
 def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1),
                         block_pooling_type="AVG", sparsity_m_by_n=None, pruning_policy=None,

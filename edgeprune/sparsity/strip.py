@@ -5,7 +5,7 @@ import numpy as np
 from keras import ops
 
 from edgeprune.sparsity import layer_registry
-from edgeprune.model.naming import relative_weight_name
+from edgeprune.model.naming import weight_key
 from edgeprune.model.rebuild import copy_layer, rebuild
 from edgeprune.sparsity.wrapper import PruneLowMagnitude, leaf_layers
 
@@ -61,7 +61,7 @@ def sparsity_report(model):
             owner = layer
         for weight, value in named:
             zeros = int(np.count_nonzero(value == 0))
-            rows.append({"layer": owner.name, "weight": relative_weight_name(owner, weight), "shape": tuple(value.shape),
-                         "size": int(value.size), "zeros": zeros,
+            rows.append({"layer": owner.name, "weight": weight_key(owner, weight),
+                         "shape": tuple(value.shape), "size": int(value.size), "zeros": zeros,
                          "sparsity": zeros / value.size if value.size else 0.0})
     return rows

@@ -28,7 +28,7 @@ class Unstructured(Granularity):
             if m_by_n[0] >= m_by_n[1]:
                 raise ValueError(f"sparsity_m_by_n=(m, n) needs m < n, got {m_by_n}.")
             if options["block_size"] != (1, 1):
-                raise ValueError("sparsity_m_by_n and block_size cannot be combined: choose one.")
+                raise ValueError("block_size and sparsity_m_by_n cannot be combined: choose one.")
         if options["pruning_scope"] not in PRUNING_SCOPES:
             raise ValueError(f"pruning_scope must be one of {PRUNING_SCOPES}, got "
                              f"{options['pruning_scope']!r}.")

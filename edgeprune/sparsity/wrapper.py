@@ -7,6 +7,7 @@ from keras import ops
 
 from edgeprune.model import rebuild as model_rebuild
 from edgeprune.model.naming import weight_key
+from edgeprune.model.substitute import call_with_weights
 from edgeprune.sparsity import layer_registry
 from edgeprune.sparsity.granularity import get_granularity
 from edgeprune.sparsity.schedules import ConstantSparsity, PruningSchedule, deserialize_schedule
@@ -149,21 +150,14 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         mapping = []
         for index, (weight, mask) in enumerate(zip(self.pruned_weights, self.masks)):
             value = weight.value * ops.cast(mask, weight.dtype)
-            if training:
-                value = self._accumulate_gradient_terms(
+            if training and self.gradient_accumulators:
+                granularity, options = get_granularity(self.granularity), self.granularity_options
+                value = accumulate_gradient_terms(
                     value, [(axis, accumulator) for i, axis, accumulator
-                            in self.gradient_accumulators if i == index])
+                            in self.gradient_accumulators if i == index],
+                    lambda x, g, axis: granularity.gradient_terms(x, g, axis, options))
             mapping.append((weight, value))
-        with keras.StatelessScope(state_mapping=mapping) as scope:
-            outputs = self.layer(inputs, *args, **kwargs)
-        # The scope also caught the inner layer's other state updates (seeds, statistics).
-        masked = {id(w) for w in self.pruned_weights}
-        for variable in self.layer.variables:
-            if id(variable) not in masked:
-                value = scope.get_current_value(variable)
-                if value is not None:
-                    variable.assign(value)
-        return outputs
+        return call_with_weights(self.layer, mapping, inputs, *args, **kwargs)
 
     def compute_output_shape(self, *args, **kwargs):
         return self.layer.compute_output_shape(*args, **kwargs)
@@ -173,28 +167,6 @@ class PruneLowMagnitude(keras.layers.Wrapper):
 
     def compute_mask(self, inputs, mask=None):
         return self.layer.compute_mask(inputs, mask)
-
-    def _accumulate_gradient_terms(self, value, accumulators):
-        """`value` unchanged; its backward pass adds the granularity's gradient terms along each
-        axis to the accumulators."""
-        if not accumulators:
-            return value
-        granularity, options = get_granularity(self.granularity), self.granularity_options
-
-        @tf.custom_gradient
-        def identity(x):
-            def gradient(upstream):
-                for axis, accumulator in accumulators:
-                    terms = granularity.gradient_terms(x, upstream, axis, options)
-                    # A mixed-precision step whose scaled loss overflowed is skipped by the
-                    # optimizer: its gradients must not poison the scores either.
-                    terms = tf.where(tf.math.is_finite(terms), terms, 0.0)
-                    accumulator.assign_add(terms)
-                return upstream
-
-            return tf.identity(x), gradient
-
-        return identity(value)
 
     def assign_masks(self, results):
         """Sets this wrapper's masks and thresholds from `[(mask, threshold)]`, one per pruned
@@ -221,6 +193,27 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             "gradient_axes": self.gradient_axes,
         })
         return config
+
+
+def accumulate_gradient_terms(value, accumulators, terms):
+    """`value` unchanged; its backward pass adds `terms(value, gradient, axis)` (one value per
+    index along `axis`) to the accumulator of each `(axis, accumulator)`."""
+    if not accumulators:
+        return value
+
+    @tf.custom_gradient
+    def identity(x):
+        def gradient(upstream):
+            for axis, accumulator in accumulators:
+                batch_terms = terms(x, upstream, axis)
+                # A mixed-precision step whose scaled loss overflowed is skipped by the optimizer:
+                # its gradients must not poison the scores either.
+                accumulator.assign_add(tf.where(tf.math.is_finite(batch_terms), batch_terms, 0.0))
+            return upstream
+
+        return tf.identity(x), gradient
+
+    return identity(value)
 
 
 def apply_mask(weight, mask):

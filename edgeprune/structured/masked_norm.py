@@ -31,6 +31,8 @@ class ChannelMaskedLayerNormalization(keras.layers.LayerNormalization):
     [-1.22, 0.0, 1.22, 0.0]
     """
 
+    not_deployed_weights = ("channel_mask",)  # `shrink` drops it (see edgeprune.model.cost)
+
     def build(self, input_shape):
         super().build(input_shape)
         rank = len(input_shape)
@@ -53,14 +55,6 @@ class ChannelMaskedLayerNormalization(keras.layers.LayerNormalization):
         if self.beta is not None:
             outputs = outputs + ops.cast(self.beta, "float32") * mask
         return ops.cast(outputs, self.compute_dtype)
-
-
-def deployed_params(layer):
-    """`layer.count_params()` (of a layer or a whole model) without the channel masks, which
-    exist only while pruning: `shrink` drops them."""
-    masked = [item for item in (layer, *leaf_layers(layer))
-              if isinstance(item, ChannelMaskedLayerNormalization)]
-    return layer.count_params() - sum(int(item.channel_mask.shape[0]) for item in masked)
 
 
 def prunable_copy(layer):

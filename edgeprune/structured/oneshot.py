@@ -1,10 +1,9 @@
 """One-shot channel pruning of a trained model: score, select, and zero whole coupled channels."""
 
 import keras
-import numpy as np
 
 from edgeprune.model.naming import weight_arrays, weight_key
-from edgeprune.model.rebuild import rebuild_resized
+from edgeprune.model.rebuild import copy_layer, rebuild
 from edgeprune.structured.criteria import channel_scores, get_criterion, gradient_terms
 from edgeprune.structured.graph import ChannelGraph
 from edgeprune.structured.masked_norm import with_maskable_norms
@@ -51,8 +50,8 @@ def prune_channels(model, sparsity, criterion="l1", pruning_scope="layer", round
         scores = channel_scores(graph, criterion)
     remove = select_channels(graph, scores, sparsity, pruning_scope, round_to, min_channels)
     masks = channel_masks(graph, remove)
-    return rebuild_resized(model, lambda layer: layer.get_config(),
-                   lambda layer: _masked_weights(layer, masks.get(id(layer), {})))
+    return rebuild(model, lambda layer: copy_layer(layer, _masked_weights(layer, masks.get(
+        id(layer), {}))))
 
 
 def data_gradient_terms(graph, criterion, data, loss):

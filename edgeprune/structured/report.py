@@ -2,12 +2,12 @@
 
 import dataclasses
 
-import numpy as np
 
+from edgeprune.model.cost import deployed_params, layer_macs
+from edgeprune.model.keras_internals import inbound_nodes
 from edgeprune.structured.graph import ChannelGraph
 from edgeprune.sparsity.wrapper import leaf_layers
 from edgeprune.sparsity.strip import stripped
-from edgeprune.structured.masked_norm import deployed_params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,19 +66,9 @@ def shrink_report(before, after):
     return ShrinkReport(rows, ChannelGraph(before).unprunable)
 
 
-def layer_macs(layer):
-    """Multiply-accumulates of one call of a Conv/Depthwise/Separable/Dense-like layer, else 0."""
-    kernel_size = sum(int(np.prod(w.shape)) for w in layer.weights if w.name.endswith("kernel"))
-    if not kernel_size or not layer._inbound_nodes:
-        return 0
-    node = layer._inbound_nodes[0]
-    transposed = "Transpose" in type(layer).__name__
-    shape = (node.input_tensors if transposed else node.output_tensors)[0].shape
-    return int(np.prod(shape[1:-1])) * kernel_size
-
-
 def _channels(layer):
-    return layer._inbound_nodes[0].output_tensors[0].shape[-1] if layer._inbound_nodes else None
+    nodes = inbound_nodes(layer)
+    return nodes[0].output_tensors[0].shape[-1] if nodes else None
 
 
 def _pair(values):

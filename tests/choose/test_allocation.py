@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import edgeprune as ep
-from edgeprune.masks import kept_count
-from edgeprune.sensitivity import unstructured_term
+from edgeprune.sparsity.masks import kept_count
+from edgeprune.choose.units import unstructured_term
 from tests.choose.conftest import accuracy_on, compile_and_fit
 
 LEVELS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import edgeprune as ep
-from edgeprune.imp import round_sparsity
+from edgeprune.choose.iterative import round_sparsity
 from tests.choose.conftest import accuracy_on, compile_and_fit, named_cnn
 
 BATCH = 64

@@ -4,7 +4,6 @@ import fcntl
 import getpass
 import json
 import os
-import shutil
 import socket
 import subprocess
 import time

@@ -1,7 +1,6 @@
 """The ssh:// target against a real sshd on 127.0.0.1 (see conftest.sshd)."""
 
 import socket
-import subprocess
 import sys
 import threading
 
@@ -9,6 +8,7 @@ import pytest
 
 import device_bench
 from device_bench.targets.ssh import parse_address
+from tests.device_bench.ssh_server import write_key
 
 
 def ssh_options(sshd, **extra):
@@ -50,10 +50,9 @@ def test_unknown_host_key_is_refused(sshd, models, tmp_path):
 
 
 def test_changed_host_key_is_refused(sshd, models, tmp_path):
-    other = tmp_path / "other_key"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    other_public = write_key(str(tmp_path / "other_key"))
     known_hosts = tmp_path / "known_hosts"
-    known_hosts.write_text(f"[127.0.0.1]:{sshd.port} {(tmp_path / 'other_key.pub').read_text()}")
+    known_hosts.write_text(f"[127.0.0.1]:{sshd.port} {other_public}\n")
     with pytest.raises(device_bench.BenchError, match="host key differs.*ssh-keygen -R"):
         device_bench.benchmark(models["float"], target=sshd.target,
                                **ssh_options(sshd, known_hosts=str(known_hosts)))

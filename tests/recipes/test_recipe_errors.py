@@ -8,7 +8,8 @@ import pytest
 from edgeprune import cli
 from edgeprune.recipe import RecipeError, load_recipe
 from edgeprune.recipe.sources import import_factory, load_data
-from edgeprune.recipe.stages import enabled_stages, pruning_passes
+from edgeprune.recipe.stages import enabled_stages
+from edgeprune.recipe.stages.prune import pruning_passes
 
 from .conftest import QUICKSTART, RECIPES
 
@@ -138,27 +139,6 @@ def test_cli_validate_prints_the_errors_and_fails(write_recipe, capsys):
     assert cli.main(["validate", path]) == 1
     err = capsys.readouterr().err
     assert "model.factroy: unknown key" in err and "did you mean 'factory'?" in err
-
-
-def test_a_stage_whose_library_function_is_missing_is_refused_by_name(monkeypatch):
-    import edgeprune
-    from edgeprune.sparsity import prune
-    from edgeprune.recipe import check_runnable
-
-    monkeypatch.delattr(edgeprune, "export_tflite", raising=False)
-    monkeypatch.delattr(edgeprune, "sensitivity_scan", raising=False)
-    monkeypatch.setattr(prune, "STRUCTURES", ("unstructured",))
-    recipe = load_recipe(QUICKSTART, ["pruning.structure=channels", "pruning.criterion=l1"])
-    with pytest.raises(RecipeError) as info:
-        check_runnable(recipe)
-    message = str(info.value)
-    assert "cannot run here" in message
-    assert "pruning.structure: 'channels' needs prune_low_magnitude(structure='channels')" in message
-    assert "convert: needs edgeprune.export_tflite" in message
-    allocated = load_recipe(QUICKSTART, ["pruning.allocation={target: 0.8}"])
-    with pytest.raises(RecipeError, match=r"pruning.allocation: needs edgeprune.sensitivity_scan "
-                                          r"\(choosing sparsity\)"):
-        check_runnable(allocated)
 
 
 def test_every_shipped_recipe_can_run_here(capsys):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from edgeprune import cli
-from edgeprune.controller import pruning_wrappers
-from edgeprune.imp import round_sparsity
+from edgeprune.sparsity.wrapper import pruning_wrappers
+from edgeprune.choose.iterative import round_sparsity
 from edgeprune.recipe import RecipeError, StageFailed, load_recipe, run_recipe
 
 from .conftest import LOTTERY_TICKET, SHORT_BENCHMARK

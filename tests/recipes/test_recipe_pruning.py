@@ -5,7 +5,7 @@ import pytest
 
 import edgeprune as ep
 from edgeprune.recipe import RecipeError, load_recipe
-from edgeprune.recipe.stages import apply_pruning, make_schedule
+from edgeprune.recipe.stages.prune import apply_pruning, make_schedule
 
 from .conftest import QUICKSTART
 

@@ -11,7 +11,7 @@ import pytest
 import edgeprune as ep
 
 from edgeprune import cli
-from edgeprune.controller import pruning_wrappers
+from edgeprune.sparsity.wrapper import pruning_wrappers
 from edgeprune.recipe import load_recipe, run_recipe
 
 from .conftest import FAST, QUICKSTART

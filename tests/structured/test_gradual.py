@@ -230,14 +230,16 @@ def test_taylor_under_mixed_precision_keeps_finite_scores():
 def test_taylor_skips_the_non_finite_terms_of_an_overflowed_step():
     import tensorflow as tf
 
-    from edgeprune.sparsity.wrapper import _accumulate_taylor
+    from edgeprune.sparsity.wrapper import accumulate_gradient_terms
+    from edgeprune.structured.criteria import get_criterion
 
     accumulator = keras.Variable(np.zeros(3, "float32"))
     weights = tf.constant([[1.0, 2.0, 3.0]])
     with tf.GradientTape() as tape:
         tape.watch(weights)
         # A float16 loss-scaled step that overflowed: one gradient is infinite.
-        loss = tf.reduce_sum(_accumulate_taylor(weights, [(1, accumulator)])
-                             * tf.constant([[np.inf, 1.0, 1.0]]))
+        taylor = accumulate_gradient_terms(weights, [(1, accumulator)],
+                                           get_criterion("taylor").gradient_terms)
+        loss = tf.reduce_sum(taylor * tf.constant([[np.inf, 1.0, 1.0]]))
     tape.gradient(loss, weights)
     np.testing.assert_array_equal(np.asarray(accumulator), [0.0, 4.0, 9.0])

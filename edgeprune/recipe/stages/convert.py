@@ -1,0 +1,41 @@
+"""The `convert` stage: the final model (and the dense baseline) to `.tflite`, and a C array."""
+
+import os
+
+import edgeprune as ep
+from edgeprune.recipe.stages.registry import Stage, register_stage
+
+
+def run_convert(ctx):
+    """Exports the final model (quantized as asked) and the dense baseline to `.tflite`."""
+    quantize = ctx.recipe["quantize"]
+    mode = None if quantize["mode"] == "none" else quantize["mode"]
+    calibrated = mode in ("int8", "int16x8")
+    final = ctx.load(ctx.latest_model())
+    tflite = ep.export_tflite(
+        final, ctx.path("model.tflite"), quantize=mode,
+        representative_data=(ctx.data.calibration_samples(quantize["calibration_samples"])
+                             if calibrated else None),
+        int8_io=quantize["int8_io"], sparse_storage=quantize["sparse_storage"],
+        num_calibration_samples=quantize["calibration_samples"])
+    outputs, artifacts = {}, []
+    export = ctx.recipe["export"]
+    if export["baseline_tflite"] and ctx.latest_model() != ctx.output("baseline", "model"):
+        # First, so that device_bench compares the final model against it.
+        baseline = ctx.load(ctx.output("baseline", "model"))
+        dense = ep.export_tflite(baseline, ctx.path("baseline.tflite"))
+        outputs["baseline_tflite"] = "baseline.tflite"
+        artifacts.append(ctx.tflite_row(dense, baseline, "baseline.tflite",
+                                        "baseline .tflite (float32)"))
+    outputs["tflite"] = "model.tflite"
+    artifacts.append(ctx.tflite_row(tflite, final, "model.tflite",
+                                    f"final .tflite ({mode or 'float32'})"))
+    if export["c_array"]:
+        micro = ep.export_micro(tflite, ctx.path("micro/model_data"),
+                                array_name=export.get("array_name"))
+        outputs["c_header"] = os.path.relpath(micro.header_path, ctx.out)
+        outputs["c_source"] = os.path.relpath(micro.source_path, ctx.out)
+    return {"outputs": outputs, "artifacts": artifacts}
+
+
+register_stage(Stage("convert", run_convert))
