@@ -147,8 +147,8 @@ SCHEMA = _section({
 
 def recipe_schema():
     """`SCHEMA` with its vocabularies read from the library's registries (granularities,
-    channel criteria, quantization modes), so a registered granularity or criterion is a valid
-    recipe value and none can drift."""
+    channel criteria, quantization modes, device_bench targets), so whatever is registered when
+    a recipe is checked is a valid recipe value, and none can drift."""
     from edgeprune.quantize.export import QUANTIZE_MODES
     from edgeprune.sparsity.granularity import granularity_names
     from edgeprune.structured.criteria import criterion_names
@@ -159,6 +159,8 @@ def recipe_schema():
     pruning["criterion"]["enum"] = ["magnitude", *criterion_names()]
     SCHEMA["properties"]["quantize"]["properties"]["mode"]["enum"] = [
         mode or "none" for mode in QUANTIZE_MODES]
+    SCHEMA["properties"]["benchmark"]["properties"]["targets"]["items"] = \
+        benchmark_options_schema()
     return SCHEMA
 
 

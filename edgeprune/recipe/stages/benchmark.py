@@ -1,7 +1,6 @@
 """The `benchmark` stage: every `.tflite` of the run on each target, through device_bench."""
 
 import dataclasses
-import json
 import re
 
 from device_bench.fileio import atomic_write
@@ -19,7 +18,7 @@ def run_benchmark(ctx):
         flags = {key: value for key, value in spec.items() if key != "target"}
         result = device_bench.benchmark([ctx.path(f) for f in files], target=target, **flags)
         name = f"bench/{re.sub(r'[^A-Za-z0-9]+', '_', target).strip('_')}.json"
-        atomic_write(ctx.path(name), json.dumps(result.to_dict(), indent=2))
+        atomic_write(ctx.path(name), result.to_json())
         outputs[name] = name
         for file, model in zip(files, result.models):
             latency.setdefault(file, {})[target] = {
