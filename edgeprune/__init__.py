@@ -10,54 +10,66 @@ weights, costs), `sparsity` (the pruning core), `structured` (channels), `choose
 
 __version__ = "0.1.0"
 
-from edgeprune.data import load_digits
+# `import edgeprune` is instant: the names below are imported on first use (PEP 562's module
+# `__getattr__`), all together, so every registry (granularities, criteria) is complete whichever
+# name comes first. TensorFlow's import, whenever it comes, runs with its C++ log lines
+# silenced (`edgeprune.tf_logs`).
+from edgeprune import tf_logs as _tf_logs
 
-# --- pruning core ---
-from edgeprune.sparsity.callbacks import PruningSummaries, UpdatePruningStep
-from edgeprune.sparsity.controller import PruningController
-from edgeprune.sparsity.granularity import Granularity, register_granularity
-from edgeprune.sparsity.layer_registry import prunable_weights
-from edgeprune.sparsity.policy import PruneForLatencyOnXNNPack
-from edgeprune.sparsity.prune import prune_low_magnitude
-from edgeprune.sparsity.schedules import ConstantSparsity, PolynomialDecay, PruningSchedule
-from edgeprune.sparsity.strip import sparsity_report, strip_pruning
-from edgeprune.sparsity.wrapper import PruneLowMagnitude
+_tf_logs.install_import_hook()
 
-# --- structured pruning ---
-from edgeprune.structured import (ChannelCriterion, ChannelGraph, ShrinkReport, channel_scores,
-                                  prune_channels, register_channel_criterion,
-                                  register_channel_rule, select_channels, shrink, shrink_report)
+# Public name -> module, grouped by package.
+_EXPORTS = {
+    "edgeprune.data": ("load_digits",),
+    # --- pruning core ---
+    "edgeprune.sparsity.callbacks": ("PruningSummaries", "UpdatePruningStep"),
+    "edgeprune.sparsity.controller": ("PruningController",),
+    "edgeprune.sparsity.granularity": ("Granularity", "register_granularity"),
+    "edgeprune.sparsity.layer_registry": ("prunable_weights",),
+    "edgeprune.sparsity.policy": ("PruneForLatencyOnXNNPack",),
+    "edgeprune.sparsity.prune": ("prune_low_magnitude",),
+    "edgeprune.sparsity.schedules": ("ConstantSparsity", "PolynomialDecay", "PruningSchedule"),
+    "edgeprune.sparsity.strip": ("sparsity_report", "strip_pruning"),
+    "edgeprune.sparsity.wrapper": ("PruneLowMagnitude",),
+    # --- structured pruning ---
+    "edgeprune.structured": ("ChannelCriterion", "ChannelGraph", "ShrinkReport", "channel_scores",
+                             "prune_channels", "register_channel_criterion",
+                             "register_channel_rule", "select_channels", "shrink",
+                             "shrink_report"),
+    # --- quantization and export ---
+    "edgeprune.quantize.export": ("QUANTIZE_MODES", "export_tflite"),
+    "edgeprune.quantize.micro": ("export_micro", "op_resolver_lines"),
+    "edgeprune.quantize.qat": ("QuantizeAnnotate", "QuantizeWrapper", "quantize_annotate_layer",
+                               "quantize_annotate_model", "quantize_apply", "quantize_model",
+                               "strip_quantization"),
+    "edgeprune.quantize.check": ("run_tflite", "size_report", "validate_tflite"),
+    # --- choosing sparsity ---
+    "edgeprune.choose.allocation": ("Allocation", "allocate", "apply_channel_allocation",
+                                    "global_magnitude_allocation", "uniform_allocation",
+                                    "with_target"),
+    "edgeprune.choose.iterative": ("ImpResult", "ImpRound", "RewindCheckpoint",
+                                   "iterative_magnitude_pruning", "layer_weights",
+                                   "rewind_weights"),
+    "edgeprune.choose.sensitivity": ("SensitivityTable", "sensitivity_scan"),
+}
 
-# --- quantization and export ---
-from edgeprune.quantize.export import QUANTIZE_MODES, export_tflite
-from edgeprune.quantize.micro import export_micro, op_resolver_lines
-from edgeprune.quantize.qat import (QuantizeAnnotate, QuantizeWrapper, quantize_annotate_layer,
-                                    quantize_annotate_model, quantize_apply, quantize_model,
-                                    strip_quantization)
-from edgeprune.quantize.check import run_tflite, size_report, validate_tflite
+__all__ = [name for names in _EXPORTS.values() for name in names]
 
-# --- choosing sparsity ---
-from edgeprune.choose.allocation import (Allocation, allocate, apply_channel_allocation,
-                                         global_magnitude_allocation, uniform_allocation,
-                                         with_target)
-from edgeprune.choose.iterative import (ImpResult, ImpRound, RewindCheckpoint,
-                                        iterative_magnitude_pruning, layer_weights, rewind_weights)
-from edgeprune.choose.sensitivity import SensitivityTable, sensitivity_scan
 
-__all__ = [
-    "load_digits",
-    "PruningSummaries", "UpdatePruningStep", "PruningController", "Granularity",
-    "register_granularity", "prunable_weights", "PruneForLatencyOnXNNPack",
-    "prune_low_magnitude", "ConstantSparsity", "PolynomialDecay", "PruningSchedule",
-    "sparsity_report", "strip_pruning", "PruneLowMagnitude",
-    "ChannelCriterion", "ChannelGraph", "ShrinkReport", "channel_scores", "prune_channels",
-    "register_channel_criterion", "register_channel_rule", "select_channels", "shrink",
-    "shrink_report",
-    "QUANTIZE_MODES", "export_tflite", "export_micro", "op_resolver_lines", "QuantizeAnnotate",
-    "QuantizeWrapper", "quantize_annotate_layer", "quantize_annotate_model", "quantize_apply",
-    "quantize_model", "strip_quantization", "run_tflite", "size_report", "validate_tflite",
-    "Allocation", "allocate", "apply_channel_allocation", "global_magnitude_allocation",
-    "uniform_allocation", "with_target", "ImpResult", "ImpRound", "RewindCheckpoint",
-    "iterative_magnitude_pruning", "layer_weights", "rewind_weights", "SensitivityTable",
-    "sensitivity_scan",
-]
+def __getattr__(name):
+    if name not in __all__:
+        raise AttributeError(f"module 'edgeprune' has no attribute {name!r}")
+    _import_api()
+    return globals()[name]
+
+
+def __dir__():
+    return sorted({*globals(), *__all__})
+
+
+def _import_api():
+    import importlib
+
+    for module_name, names in _EXPORTS.items():
+        module = importlib.import_module(module_name)
+        globals().update((name, getattr(module, name)) for name in names)

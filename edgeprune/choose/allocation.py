@@ -47,6 +47,15 @@ class Allocation:
     target: float = None
     predicted_drop: float = None
 
+    def __post_init__(self):
+        # Plain Python numbers (the scan and the greedy search give NumPy scalars): they print
+        # as numbers and go into JSON and YAML (`yaml.safe_dump`) as they are.
+        self.sparsity = {str(name): float(value) for name, value in self.sparsity.items()}
+        self.sizes = {str(name): int(value) for name, value in self.sizes.items()}
+        for field in ("target", "predicted_drop"):
+            if getattr(self, field) is not None:
+                setattr(self, field, float(getattr(self, field)))
+
     def kept(self):
         """`{name: weights (or channels) kept}`, counted as the pruning core rounds them."""
         return {name: self.sizes[name] if s == 0 else mask_lib.kept_count(self.sizes[name], s)

@@ -6,6 +6,7 @@ that moves one breaks one line here, found by the tests, instead of code spread 
 """
 
 import keras
+import numpy as np
 from keras.src.applications.convnext import LayerScale  # noqa: F401  (re-exported)
 from keras.src.models.functional import Functional
 from keras.src.ops import numpy as numpy_ops  # noqa: F401  (re-exported: keras.ops classes)
@@ -65,3 +66,31 @@ def attention_projections(layer):
 def is_graph_model(operation):
     """Sequential or functional: a model whose layer graph can be walked and rebuilt."""
     return isinstance(operation, (Functional, keras.Sequential))
+
+
+def declared_input_shape(layer):
+    """The `input_shape=` a layer was created with (Keras 2 style), or None."""
+    return getattr(layer, "_input_shape_arg", None)
+
+
+def declare_input_shape(layer, shape):
+    """Gives `layer` the `input_shape=` a Sequential reads from its first layer to build itself,
+    without the deprecation warning passing `input_shape=` again would print."""
+    layer._input_shape_arg = shape
+
+
+def build_as_called(layer, args, kwargs):
+    """Builds `layer` as its first call `layer(*args, **kwargs)` would: Keras matches the call's
+    tensor arguments to `build`'s arguments by name (`query=` to `query_shape`), which no public
+    function exposes."""
+    from keras.src.layers.layer import CallSpec
+
+    args, kwargs = keras.tree.map_structure(_as_tensor, (args, dict(kwargs)))
+    spec = CallSpec(layer._call_signature, layer._call_context_args, args, kwargs)
+    with layer._open_name_scope():
+        layer._maybe_build(spec)
+
+
+def _as_tensor(value):
+    """NumPy arrays as tensors (what a layer's call converts them to before building)."""
+    return keras.ops.convert_to_tensor(value) if isinstance(value, np.ndarray) else value

@@ -3,10 +3,13 @@ shrink.
 
 Sequential and functional models (nested ones and shared layers included) are rebuilt node by
 node; a nested model is rebuilt on the tensors that actually reach it, so a copy whose layers
-changed width still fits. Subclassed models are re-created from their config and their layer
-attributes replaced before they are built. The source model is never touched, and copies come
-back uncompiled.
+changed width still fits. A Sequential model without an Input (built by its first batch) becomes
+a Sequential of the transformed layers, built the same way. Subclassed models are re-created
+from their config and their layer attributes replaced before they are built. The source model is
+never touched, and copies come back uncompiled.
 """
+
+import inspect
 
 import keras
 from keras import tree
@@ -22,6 +25,8 @@ def rebuild(model, transform):
     wrapper around it, or a layer from a changed config whose weights the caller sets once the
     copy is built. A layer shared by several nodes is transformed once and stays shared.
     """
+    if isinstance(model, keras.Sequential) and internals.sequential_functional(model) is None:
+        return keras.Sequential([transform(layer) for layer in model.layers], name=model.name)
     if is_graph_model(model):
         return _GraphCloner(transform).rebuild_model(model, model.inputs)
     return _rebuild_subclassed(model, transform)
@@ -49,7 +54,9 @@ class _GraphCloner:
         return operation(*args, **kwargs)
 
     def rebuild_model(self, model, example_inputs):
-        inputs = [keras.Input(batch_shape=x.shape, dtype=x.dtype, name=original.name)
+        # Named after the input layers (not their tensors): the copy's config names them alike.
+        inputs = [keras.Input(batch_shape=x.shape, dtype=x.dtype,
+                              name=internals.producer(original).name)
                   for x, original in zip(example_inputs, functional_graph(model).inputs)]
         if isinstance(model, keras.Sequential):
             outputs = inputs[0]
@@ -97,10 +104,42 @@ def leaf_layers(model, is_leaf=lambda layer: False):
 def copy_layer(layer, weights=None):
     """A new layer of the same class and config, built like `layer`, holding a copy of its
     weights (or `weights` when given)."""
-    copy = layer.__class__.from_config(layer.get_config())
+    copy = recreate(layer)
     if layer.built:
         copy.build_from_config(layer.get_build_config())
         copy.set_weights(layer.get_weights() if weights is None else weights)
+    return copy
+
+
+# What Keras' base Layer.__init__ takes and every layer's config holds.
+_BASE_LAYER_ARGUMENTS = ("name", "trainable", "dtype")
+
+
+def recreate(layer):
+    """A new, unbuilt layer of `layer`'s class and config: `from_config(get_config())`.
+
+    A custom layer whose `__init__` takes neither `**kwargs` nor the base Layer arguments still
+    lists them in its config, which `from_config` would pass on (a TypeError); it is created
+    from the arguments its `__init__` takes and given `layer`'s name, trainable flag and dtype
+    policy afterwards. Any other config key its `__init__` does not take raises a ValueError
+    that names the layer.
+    """
+    cls = layer.__class__
+    config = layer.get_config()
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return cls.from_config(config)
+    taken = {p.name for p in parameters}
+    unknown = sorted(set(config) - taken - set(_BASE_LAYER_ARGUMENTS))
+    if unknown:
+        raise ValueError(
+            f"Cannot copy layer '{layer.name}' ({cls.__name__}): its get_config() holds "
+            f"{unknown}, which {cls.__name__}.__init__ does not take. Make get_config() return "
+            "the __init__ arguments (and let __init__ take **kwargs for Keras' own).")
+    copy = cls.from_config({key: value for key, value in config.items() if key in taken})
+    copy.name = layer.name
+    copy.trainable = layer.trainable
+    copy.dtype_policy = layer.dtype_policy
     return copy
 
 
@@ -109,7 +148,7 @@ def _rebuild_subclassed(model, replace):
         raise ValueError(f"Model '{model.name}' is not built: call it on a batch of data (or "
                          "model.build(input_shape)) before pruning, so its weights exist.")
     try:
-        copy = model.__class__.from_config(model.get_config())
+        copy = recreate(model)
     except Exception as error:
         raise ValueError(
             f"Cannot re-create the subclassed model '{model.name}' ({type(model).__name__}) from "

@@ -2,30 +2,70 @@
 
 `validate_tflite` runs the `.tflite` itself in LiteRT, so its accuracy is the accuracy the device
 will see (quantization included), not the Keras model's.
+
+Bad files: every `.tflite` given as a path or as bytes is first read and verified by
+`device_bench.flatbuffer` (the one verifier edgeprune and device_bench share: a regular file of at
+most 2 GiB, the `TFL3` identifier, every table, vector and index inside the file, every weight
+buffer as large as its tensor). Anything wrong raises `device_bench.errors.ModelFileError`
+(also `ep.ModelFileError`) naming the file, or "the .tflite bytes", and what is wrong.
+
+LiteRT then runs in this process only the bytes `export_tflite` produced here (see
+`provenance`); any other model runs in a child process (`litert.py`), so a model that crashes
+LiteRT (a valid flatbuffer can still send a kernel out of bounds) raises ModelFileError instead of
+killing the caller's Python. The child costs about half a second.
 """
 
 import dataclasses
 import gzip
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 
-from device_bench.flatbuffer import operator_names, read_bytes, weight_tensors
+from device_bench.errors import ModelFileError
+from device_bench.flatbuffer import BYTES_NAME, read_model, weight_tensors
+from edgeprune.quantize import litert
+from edgeprune.quantize.provenance import converted_here
+from edgeprune.quantize.scratch import scratch_folder
+
+# A child that prints nothing for this long (loading, or one batch) is stopped: edge models load
+# and run a batch in well under a second.
+PROGRESS_TIMEOUT_SECS = 120
+# The child runs litert.py by path with the caller's folder off sys.path, so neither edgeprune's
+# package nor a module in the working folder shadows numpy or LiteRT.
+_CHILD = ("import runpy, sys; sys.path.pop(0); sys.argv = sys.argv[1:]; "
+          "runpy.run_path(sys.argv[0], run_name='__main__')")
+
+
+def read_tflite(tflite):
+    """`(bytes, verified flatbuffer Model, name for errors)` of a `.tflite` given as bytes or as
+    a path; ModelFileError names the file and what is wrong."""
+    if not isinstance(tflite, (bytes, bytearray, memoryview, str, os.PathLike)):
+        raise TypeError(f"expected the .tflite bytes or a path to a .tflite file, got "
+                        f"{type(tflite).__name__}")
+    data, model = read_model(tflite)
+    name = BYTES_NAME if isinstance(tflite, (bytes, bytearray, memoryview)) else os.fspath(tflite)
+    return data, model, name
+
+
+def _uses_densify(model):
+    return any(op.name == "DENSIFY" for sub in model.subgraphs for op in sub.operators)
 
 
 def make_interpreter(tflite):
-    """A LiteRT interpreter for a `.tflite` (bytes or path), tensors allocated.
+    """A LiteRT interpreter in this process for a `.tflite` (bytes or path), tensors allocated.
 
-    Models with sparse storage (DENSIFY ops) run without LiteRT's default XNNPACK delegate, which
-    cannot prepare quantized sparse weights in ai-edge-litert 2.3.
+    The model is verified first; one that `export_tflite` did not produce in this process must
+    also load in a child process before it is loaded here.
     """
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    tflite_bytes = read_bytes(tflite)
-    resolver = (OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-                if "DENSIFY" in operator_names(tflite_bytes) else OpResolverType.AUTO)
-    interpreter = Interpreter(model_content=tflite_bytes, experimental_op_resolver_type=resolver)
-    interpreter.allocate_tensors()
-    return interpreter
+    data, model, name = read_tflite(tflite)
+    ensure_loads(data, model, name)
+    return litert.open_interpreter(data, _uses_densify(model))
 
 
 def run_tflite(tflite, x):
@@ -33,7 +73,8 @@ def run_tflite(tflite, x):
 
     Float inputs are quantized with the input tensor's scale and zero point when the model takes
     integer inputs, and integer outputs are dequantized, so results compare with the Keras model's.
-    A fixed-batch model is run batch by batch (the last batch padded).
+    A fixed-batch model is run batch by batch (the last batch padded). A model `export_tflite` did
+    not produce in this process runs in a child process (see the module's docstring).
 
     >>> import keras, numpy as np
     >>> from edgeprune.quantize.export import export_tflite
@@ -41,41 +82,91 @@ def run_tflite(tflite, x):
     >>> run_tflite(export_tflite(model), np.ones((3, 4), "float32")).shape
     (3, 2)
     """
-    interpreter = make_interpreter(tflite)
-    input_detail = interpreter.get_input_details()[0]
-    output_detail = interpreter.get_output_details()[0]
+    data, model, name = read_tflite(tflite)
     x = np.asarray(x, np.float32)
-    batch = int(input_detail["shape"][0])
-    if input_detail["shape_signature"][0] == -1:
-        interpreter.resize_tensor_input(input_detail["index"], (len(x),) + x.shape[1:])
-        interpreter.allocate_tensors()
-        batch = len(x)
-    outputs = []
-    for start in range(0, len(x), batch):
-        chunk = x[start:start + batch]
-        padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)])
-        interpreter.set_tensor(input_detail["index"], to_input_dtype(padded, input_detail))
-        interpreter.invoke()
-        result = _dequantize(interpreter.get_tensor(output_detail["index"]), output_detail)
-        outputs.append(result[:len(chunk)])
-    return np.concatenate(outputs)
+    if x.ndim == 0 or len(x) == 0:
+        raise ValueError(f"x must hold at least one sample (an array of shape (N, ...)), got "
+                         f"shape {x.shape}")
+    densify = _uses_densify(model)
+    if not converted_here(data):
+        return _in_child(data, name, densify, x)
+    try:
+        return litert.run_batches(litert.open_interpreter(data, densify), x)
+    except litert.InputError as error:
+        raise ValueError(f"{name}: {error}") from None
 
 
-def to_input_dtype(x, detail):
-    """Float samples as an interpreter input of `detail`'s dtype, quantized if it is an integer."""
-    dtype = np.dtype(detail["dtype"])
-    if dtype.kind == "f":
-        return x.astype(dtype)
-    scale, zero_point = detail["quantization"]
-    info = np.iinfo(dtype)
-    return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
+def ensure_loads(data, model, name):
+    """Raises ModelFileError unless LiteRT builds and allocates the verified model `data`
+    (checked in a child process, unless `export_tflite` produced it here)."""
+    if not converted_here(data):
+        _in_child(data, name, _uses_densify(model))
 
 
-def _dequantize(y, detail):
-    if np.dtype(detail["dtype"]).kind == "f":
-        return y.astype(np.float32)
-    scale, zero_point = detail["quantization"]
-    return ((y.astype(np.float32) - zero_point) * scale).astype(np.float32)
+def _in_child(data, name, densify, x=None):
+    """Loads the model (and runs it on `x`) in a child process; the outputs, or None."""
+    with scratch_folder("litert") as folder:
+        with open(os.path.join(folder, "model.tflite"), "wb") as f:
+            f.write(data)
+        with open(os.path.join(folder, "request.json"), "w", encoding="utf-8") as f:
+            json.dump({"densify": densify, "run": x is not None}, f)
+        if x is not None:
+            np.save(os.path.join(folder, "inputs.npy"), x, allow_pickle=False)
+        with open(os.path.join(folder, "stderr.txt"), "wb") as log:
+            process = subprocess.Popen([sys.executable, "-c", _CHILD, litert.__file__, folder],
+                                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                       stderr=log)
+        try:
+            lines, hung = _lines_until_exit(process)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+            process.stdout.close()
+        loaded = "loaded" in lines
+        doing = "running" if loaded else "loading"
+        if hung:
+            raise ModelFileError(f"{name}: LiteRT made no progress {doing} this model within "
+                                 f"{PROGRESS_TIMEOUT_SECS} s and was stopped; the file is "
+                                 "corrupted or is not a model LiteRT can run")
+        if process.returncode < 0:
+            how = signal.Signals(-process.returncode).name
+            raise ModelFileError(f"{name}: LiteRT crashed ({how}) {doing} this model (in a child "
+                                 "process, so only the child ended); the file is corrupted or "
+                                 "is not a model LiteRT can run")
+        answer = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else None
+        if answer is None:
+            with open(os.path.join(folder, "stderr.txt"), "rb") as f:
+                last = (f.read().decode(errors="replace").strip().splitlines() or ["no output"])
+            raise RuntimeError(f"the LiteRT child process for {name} ended with exit status "
+                               f"{process.returncode}: {last[-1][-500:]}")
+        if not answer.get("ok"):
+            error = " ".join(answer["error"].split())[:800]
+            if answer["phase"] == "input":
+                raise ValueError(f"{name}: {error}")
+            raise ModelFileError(
+                f"{name}: LiteRT {'refuses' if answer['phase'] == 'load' else 'fails to run'} "
+                f"this model ({error}); the file is corrupted or is not a model LiteRT can run")
+        if x is None:
+            return None
+        return np.load(os.path.join(folder, "outputs.npy"), allow_pickle=False)
+
+
+def _lines_until_exit(process):
+    """(the child's stdout lines, whether it went PROGRESS_TIMEOUT_SECS without a line)."""
+    fd, buffer = process.stdout.fileno(), b""
+    while True:
+        deadline = time.monotonic() + PROGRESS_TIMEOUT_SECS
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return buffer.decode(errors="replace").splitlines(), True
+            if select.select([fd], [], [], left)[0]:
+                break
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return buffer.decode(errors="replace").splitlines(), False
+        buffer += chunk
 
 
 @dataclasses.dataclass
@@ -91,6 +182,17 @@ class ValidationReport:
     top1_agreement: float
     tflite_accuracy: float = None
     keras_accuracy: float = None
+
+    def __str__(self):
+        lines = [f"{self.num_samples} samples: top-1 agreement with Keras "
+                 f"{self.top1_agreement:.2%}"]
+        if self.tflite_accuracy is not None and self.keras_accuracy is not None:
+            lines[0] += (f"; accuracy .tflite {self.tflite_accuracy:.2%}, Keras "
+                         f"{self.keras_accuracy:.2%} "
+                         f"({100 * (self.tflite_accuracy - self.keras_accuracy):+.2f} points)")
+        lines.append(f"output difference from Keras: max {self.max_abs_diff:.3g}, "
+                     f"mean {self.mean_abs_diff:.3g}")
+        return "\n".join(lines)
 
 
 def validate_tflite(tflite, model, x, labels=None):
@@ -108,6 +210,10 @@ def validate_tflite(tflite, model, x, labels=None):
     x = np.asarray(x, np.float32)
     tflite_out = run_tflite(tflite, x).reshape(len(x), -1)
     keras_out = np.asarray(model.predict(x, verbose=0), np.float32).reshape(len(x), -1)
+    if tflite_out.shape != keras_out.shape:
+        name = read_tflite(tflite)[2]
+        raise ValueError(f"{name}: the model gives {tflite_out.shape[1]} outputs per sample, the "
+                         f"Keras model {keras_out.shape[1]}; is it the conversion of this model?")
     diff = np.abs(tflite_out - keras_out)
     tflite_top1, keras_top1 = tflite_out.argmax(axis=1), keras_out.argmax(axis=1)
     report = ValidationReport(len(x), float(diff.max()), float(diff.mean()),
@@ -137,7 +243,8 @@ class SizeReport:
 def size_report(tflite):
     """Raw bytes, gzip bytes (what a download or a zip of the file costs) and kernel sparsity.
 
-    The sparsity is read back from the flatbuffer, so it shows what survived conversion.
+    The sparsity is read back from the flatbuffer, so it shows what survived conversion. Reads
+    the file only (no interpreter).
 
     >>> import keras
     >>> from edgeprune.quantize.export import export_tflite
@@ -146,6 +253,6 @@ def size_report(tflite):
     >>> report.gzip_bytes < report.raw_bytes
     True
     """
-    tflite_bytes = read_bytes(tflite)
+    tflite_bytes = read_tflite(tflite)[0]
     return SizeReport(len(tflite_bytes), len(gzip.compress(tflite_bytes, compresslevel=9)),
                       weight_tensors(tflite_bytes))

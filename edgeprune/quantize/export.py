@@ -5,12 +5,14 @@
 """
 
 import itertools
-import tempfile
 
 import numpy as np
 
 from device_bench.fileio import atomic_write
+from edgeprune.quantize.provenance import mark_converted
 from edgeprune.quantize.qat import is_quantize_aware, strip_quantization
+from edgeprune.quantize.scratch import scratch_folder
+from edgeprune.tf_logs import quiet
 
 QUANTIZE_MODES = (None, "dynamic", "float16", "int8", "int16x8")
 
@@ -88,6 +90,7 @@ def export_tflite(model, path=None, quantize=None, representative_data=None, int
             f"quantize={quantize!r}; drop it or choose a calibrated mode.")
 
     tflite_bytes = _convert(model, input_spec, quantize, samples, int8_io, sparse_storage)
+    mark_converted(tflite_bytes)  # LiteRT may run these in this process (quantize/check.py)
     if path is not None:
         atomic_write(path, tflite_bytes)
     return tflite_bytes
@@ -224,7 +227,9 @@ def _convert(model, input_spec, quantize, samples, int8_io, sparse_storage):
     import keras
     import tensorflow as tf
 
-    with tempfile.TemporaryDirectory(prefix="edgeprune-export-") as saved_model_dir:
+    # quiet(): the SavedModel export and the converter log ~30 lines from C++ (shown with
+    # EDGEPRUNE_VERBOSE=1; all of them if the conversion fails).
+    with quiet(), scratch_folder("export") as saved_model_dir:
         # A SavedModel with an explicit signature fixes the batch size and freezes the weights;
         # it works for Sequential, functional and subclassed Keras 3 models alike.
         model.export(saved_model_dir, format="tf_saved_model", verbose=False,

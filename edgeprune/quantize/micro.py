@@ -8,8 +8,9 @@ import dataclasses
 import os
 import re
 
+from device_bench.errors import ModelFileError
 from device_bench.fileio import atomic_write
-from device_bench.flatbuffer import operator_names, read_bytes
+from edgeprune.quantize.check import ensure_loads, read_tflite
 
 # Resolver methods whose names do not follow from CamelCasing the builtin operator's name.
 _RESOLVER_NAME_EXCEPTIONS = {
@@ -30,16 +31,27 @@ def op_resolver_lines(tflite, resolver_name="op_resolver"):
     >>> op_resolver_lines(export_tflite(model))[1:]
     ['op_resolver.AddFullyConnected();', 'op_resolver.AddSoftmax();']
     """
-    ops = operator_names(tflite)
+    _, model, name = read_tflite(tflite)
+    return _resolver_lines(model, name, resolver_name)
+
+
+def _resolver_lines(model, name, resolver_name="op_resolver"):
+    ops = list(dict.fromkeys(op.name for sub in model.subgraphs for op in sub.operators))
     if "DENSIFY" in ops:
         raise ValueError(
-            "the model uses sparse storage (DENSIFY ops), which TFLite Micro cannot run: export it "
-            "with export_tflite(..., sparse_storage=False) for a microcontroller.")
+            f"{name}: the model uses sparse storage (DENSIFY ops), which TFLite Micro cannot "
+            "run: export it with export_tflite(..., sparse_storage=False) for a microcontroller.")
     custom = [op for op in ops if op.startswith("custom:")]
     if custom:
         raise ValueError(
-            f"the model needs custom operators {custom}; TFLite Micro has no built-in kernels for "
-            "them. Register your own with AddCustom(), or change the model to use builtins.")
+            f"{name}: the model needs custom operators {custom}; TFLite Micro has no built-in "
+            "kernels for them. Register your own with AddCustom(), or change the model to use "
+            "builtins.")
+    unknown = [op for op in ops if op.startswith("builtin_")]
+    if unknown:
+        raise ModelFileError(
+            f"{name}: operator code {unknown[0].removeprefix('builtin_')} is not a builtin "
+            "operator of the TFLite schema; the file is corrupted, or made for a newer runtime")
     lines = [f"static tflite::MicroMutableOpResolver<{len(ops)}> {resolver_name};"]
     lines += [f"{resolver_name}.Add{_resolver_method(op)}();" for op in ops]
     return lines
@@ -60,6 +72,12 @@ class MicroExport:
     array_name: str
     op_resolver_lines: list
 
+    def __str__(self):
+        ops = sum(line.lstrip().startswith("op_resolver.Add") for line in self.op_resolver_lines)
+        return "\n".join([f"{self.array_name}: {self.source_path} and {self.header_path}; "
+                          f"{ops} op{'s' if ops != 1 else ''} to register:",
+                          *("  " + line for line in self.op_resolver_lines)])
+
 
 def export_micro(tflite, path, array_name=None, alignment=16):
     """Writes `path + ".h"` and `path + ".c"` holding the model as `const unsigned char` array.
@@ -67,6 +85,9 @@ def export_micro(tflite, path, array_name=None, alignment=16):
     Args:
         tflite: the `.tflite` model (bytes or a path), from `export_tflite` -- for a
             microcontroller usually with `quantize="int8", int8_io=True` and no sparse storage.
+            It is verified first, and must load in LiteRT (in a child process unless
+            `export_tflite` produced it here); otherwise `ModelFileError`, and nothing is
+            written.
         path: output path without extension, e.g. `"firmware/model_data"`.
         array_name: the C identifier of the array (its length is `<array_name>_len`); by default
             derived from the file name.
@@ -82,8 +103,9 @@ def export_micro(tflite, path, array_name=None, alignment=16):
     >>> out.array_name, os.path.basename(out.header_path)
     ('model_data', 'model_data.h')
     """
-    tflite_bytes = read_bytes(tflite)
-    resolver = op_resolver_lines(tflite_bytes)
+    tflite_bytes, model, name = read_tflite(tflite)
+    resolver = _resolver_lines(model, name)
+    ensure_loads(tflite_bytes, model, name)  # no firmware from a model LiteRT refuses
     path = os.fspath(path)
     stem = os.path.basename(path)
     if array_name is None:

@@ -2,11 +2,32 @@
 
 >>> from edgeprune.recipe import load_recipe, run_recipe
 >>> state = run_recipe(load_recipe("recipes/quickstart.yaml"), "runs/quickstart")  # doctest: +SKIP
+
+Names are imported on first use (PEP 562), so `edgeprune --help` and the stage registry do not
+load TensorFlow.
 """
 
-from edgeprune.recipe.loader import Recipe, load_recipe
-from edgeprune.recipe.modelstats import format_stats, model_stats
-from edgeprune.recipe.report import write_report
-from edgeprune.recipe.runner import StageFailed, run_recipe
-from edgeprune.recipe.schema import RecipeError, recipe_schema
-from edgeprune.recipe.stages import Stage, enabled_stages, register_stage
+_EXPORTS = {
+    "edgeprune.recipe.loader": ("Recipe", "load_recipe"),
+    "edgeprune.recipe.modelstats": ("format_stats", "model_stats"),
+    "edgeprune.recipe.report": ("write_report",),
+    "edgeprune.recipe.runner": ("StageFailed", "run_recipe"),
+    "edgeprune.recipe.schema": ("RecipeError", "recipe_schema"),
+    "edgeprune.recipe.stages": ("Stage", "enabled_stages", "register_stage"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = list(_MODULE_OF)
+
+
+def __getattr__(name):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'edgeprune.recipe' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *__all__})

@@ -61,7 +61,14 @@ def load_recipe(path, overrides=()):
     source = path if not overrides else f"{path} (with --set {' '.join(overrides)})"
     for override in overrides:
         apply_override(document, override, source)
-    check(document, source)
+    try:
+        check(document, source)
+    except RecipeError as error:
+        # Files named are checked too, so one run of `edgeprune validate` lists every problem.
+        missing = _missing_files_of(document, path)
+        if missing:
+            raise RecipeError("\n  ".join([str(error), *missing])) from None
+        raise
     recipe = Recipe(with_defaults(SCHEMA, document), path, overrides)
     for section in ALWAYS_PRESENT:
         recipe[section] = with_defaults(SCHEMA["properties"][section], recipe.get(section, {}))
@@ -201,6 +208,24 @@ def _check_iterative(pruning):
                  "one-shot by magnitude)"
                  for key in ("block_size", "sparsity_m_by_n", "policy", "groups")
                  if key in pruning]
+    return problems
+
+
+def _missing_files_of(document, path):
+    """Best effort on a recipe that failed the schema: its named files that do not exist."""
+    if not isinstance(document, dict):
+        return []
+    recipe, problems = Recipe(document, path), []
+    for section, key in (("model", "keras_file"), ("model", "factory"), ("data", "path"),
+                         ("data", "factory")):
+        value = document.get(section, {}).get(key) if isinstance(document.get(section),
+                                                                  dict) else None
+        if not isinstance(value, str):
+            continue
+        if key == "factory":
+            problems += _missing_factory_file(recipe, f"{section}.{key}", value)
+        else:
+            problems += _missing_file(recipe, f"{section}.{key}", value)
     return problems
 
 

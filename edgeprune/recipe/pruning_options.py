@@ -21,14 +21,16 @@ def given_options(settings):
             and settings[key] != defaults.get(key, {}).get("default")}
 
 
-def library_options(settings):
-    """`prune_low_magnitude` keyword arguments for pruning `settings`: the structure and the
-    options it sets (lists as tuples); raises ValueError as the granularity does."""
+def library_options(settings, leave_out=()):
+    """`prune_low_magnitude` keyword arguments for pruning `settings` (recipe keys in
+    `leave_out` left out): the structure and the options it sets (lists as tuples); raises
+    ValueError as the granularity does."""
     granularity = get_granularity(settings["structure"])
-    options = {RECIPE_OPTIONS[key]: tuple(value) if isinstance(value, list) else value
-               for key, value in given_options(settings).items()}
+    given = given_options(settings)
     if settings["criterion"] != MAGNITUDE:
-        options["criterion"] = settings["criterion"]
+        given["criterion"] = settings["criterion"]
+    options = {RECIPE_OPTIONS[key]: tuple(value) if isinstance(value, list) else value
+               for key, value in given.items() if key not in leave_out}
     granularity.check_options(options)
     return {"structure": settings["structure"], **options}
 
@@ -37,21 +39,22 @@ def option_problems(where, settings):
     """What is wrong with the options of pruning `settings` (at key path `where`), one line
     each, naming the recipe key."""
     granularity = get_granularity(settings["structure"])
-    problems = []
+    problems, reported = [], []
     ranks_channels = "criterion" in granularity.options
     if ranks_channels and settings["criterion"] == MAGNITUDE:
+        names = criterion_names()
         problems.append(f"{where}.criterion: structure: {settings['structure']} ranks by one of "
-                        f"{', '.join(criterion_names())}")
+                        f"{', '.join(names[:-1])} or {names[-1]}")
     elif not ranks_channels and settings["criterion"] != MAGNITUDE:
         problems.append(f"{where}.criterion: {settings['criterion']!r} ranks channels; "
                         f"structure: {settings['structure']} uses {MAGNITUDE!r}")
-    unknown = [key for key in given_options(settings) if key != "criterion"
-               and RECIPE_OPTIONS[key] not in granularity.options]
-    problems += [f"{where}.{key}: does not apply to structure: {settings['structure']}"
-                 for key in unknown]
-    if not problems:
-        try:
-            library_options(settings)
-        except ValueError as error:
-            problems.append(f"{where}: {error}")
+        reported.append("criterion")
+    for key in given_options(settings):
+        if key != "criterion" and RECIPE_OPTIONS[key] not in granularity.options:
+            problems.append(f"{where}.{key}: does not apply to structure: {settings['structure']}")
+            reported.append(key)
+    try:
+        library_options(settings, leave_out=reported)
+    except ValueError as error:
+        problems.append(f"{where}: {error}")
     return problems

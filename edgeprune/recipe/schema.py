@@ -169,6 +169,10 @@ def add_section(name, section):
     SCHEMA["properties"][name] = section
 
 
+def remove_section(name):
+    SCHEMA["properties"].pop(name, None)
+
+
 class RecipeError(ValueError):
     """A recipe that cannot run: the message names the file, the key path and what is allowed."""
 

@@ -11,6 +11,7 @@ epoch in progress and resumes with `resume_or_start`.
 import glob
 import os
 import re
+import time
 
 import keras
 import numpy as np
@@ -76,13 +77,18 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
 
 class ProgressBar(keras.callbacks.Callback):
-    """A tqdm bar over the batches of all remaining epochs, with the latest loss and accuracy."""
+    """A tqdm bar over the batches of all remaining epochs (on a terminal), and one line per
+    epoch with its metrics, on the test split too when `fit` was given it as validation data:
+
+        [edgeprune]   prune epoch 2/6: loss 0.1032, accuracy 96.94%, test loss 0.1395, test accuracy 95.56% (0.6 s)
+    """
 
     def __init__(self, description, initial_epoch=0):
         super().__init__()
         self.description = description
         self.initial_epoch = initial_epoch
         self.bar = None
+        self.started = None
 
     def on_train_begin(self, logs=None):
         remaining = self.params["epochs"] - self.initial_epoch
@@ -91,15 +97,30 @@ class ProgressBar(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.bar.set_description(f"{self.description} epoch {epoch + 1}/{self.params['epochs']}")
+        self.started = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
         self.bar.update(1)
 
     def on_epoch_end(self, epoch, logs=None):
-        self.bar.set_postfix({k: f"{v:.4f}" for k, v in (logs or {}).items()})
+        logs = logs or {}
+        self.bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
+        seconds = time.perf_counter() - (self.started or time.perf_counter())
+        names = sorted(logs, key=lambda name: name.removeprefix("val_") != "loss")  # loss first
+        metrics = ", ".join(_metric(name, logs[name]) for name in names
+                            if not name.startswith("val_"))
+        tested = ", ".join(_metric("test " + name[4:], logs[name]) for name in names
+                           if name.startswith("val_"))
+        self.bar.write(f"[edgeprune]   {self.description} epoch {epoch + 1}/"
+                       f"{self.params['epochs']}: {metrics}{', ' + tested if tested else ''} "
+                       f"({seconds:.1f} s)")
 
     def on_train_end(self, logs=None):
         self.bar.close()
+
+
+def _metric(name, value):
+    return f"{name} {100 * value:.2f}%" if name.endswith("accuracy") else f"{name} {value:.4f}"
 
 
 def resume_or_start(folder, prefix, start):
@@ -115,8 +136,14 @@ def fit(model, data, epochs, folder, prefix, initial_epoch=0, callbacks=()):
     progress = ProgressBar(prefix, initial_epoch)
     history = model.fit(**data.fit_arguments(), epochs=epochs, initial_epoch=initial_epoch,
                         verbose=0, callbacks=[*callbacks, EpochCheckpoint(folder, prefix),
-                                              progress])
+                                              progress], **test_metrics(data))
     return history.history
+
+
+def test_metrics(data):
+    """`fit` arguments that measure the test split after each epoch, for the progress lines only
+    (nothing is selected on it: no early stopping, no checkpoint choice)."""
+    return {"validation_data": (data.test_x, data.test_y), "validation_batch_size": 256}
 
 
 def accuracy(model, x, y):

@@ -26,6 +26,9 @@ class PruningController:
     def __init__(self, model):
         self.model = model
         self._maskers = {}
+        # Wrappers due for masks while still unbuilt (a model without an Input is built by its
+        # first batch): masked at the first step after that batch built them.
+        self._unmasked = set()
         self.wrappers = pruning_wrappers(model)
         if not self.wrappers:
             raise ValueError("The model has no pruning wrappers: build it with "
@@ -34,8 +37,8 @@ class PruningController:
 
     def begin(self):
         """Starts a fresh model at step 0 and keeps the step of a restored one."""
-        steps = [int(ops.convert_to_numpy(w.pruning_step)) for w in self.wrappers]
-        self.current_step = max(0, max(steps))
+        steps = [int(ops.convert_to_numpy(w.pruning_step)) for w in self.built_wrappers()]
+        self.current_step = max([0, *steps])
         # The step variables are written lazily (at pruning steps, epoch ends and saves): an
         # eager assign per wrapper per batch would cost more than the masking itself.
         owner = weakref.ref(self)
@@ -50,15 +53,19 @@ class PruningController:
         self.current_step += 1
         self.update_masks()
 
+    def built_wrappers(self):
+        """The wrappers that have variables (all of them once a first batch has run)."""
+        return [wrapper for wrapper in self.wrappers if wrapper.built]
+
     def sync_steps(self):
         """Writes the current step into every wrapper's `pruning_step` variable."""
-        for wrapper in self.wrappers:
+        for wrapper in self.built_wrappers():
             wrapper.pruning_step.assign(self.current_step)
 
     def end_epoch(self):
         """Writes `weight * mask` into the variables, so saved weights hold the zeros."""
         self.sync_steps()
-        for wrapper in self.wrappers:
+        for wrapper in self.built_wrappers():
             for weight, value in zip(wrapper.pruned_weights, wrapper.masked_weight_values()):
                 weight.assign(value)
 
@@ -71,16 +78,25 @@ class PruningController:
         step = self.current_step
         due = {}
         for wrapper in self.wrappers:
-            granularity = get_granularity(wrapper.granularity)
-            if (force or wrapper.pruning_schedule.should_prune(step)
-                    or (step == 1 and granularity.prunes_at_first_step(
-                        wrapper.granularity_options))):
-                due.setdefault(wrapper.granularity, []).append(wrapper)
+            if not (force or id(wrapper) in self._unmasked or self._is_due(wrapper, step)):
+                continue
+            if not wrapper.built:
+                self._unmasked.add(id(wrapper))
+                continue
+            self._unmasked.discard(id(wrapper))
+            due.setdefault(wrapper.granularity, []).append(wrapper)
         if not due:
             return
         self.sync_steps()
         for name, wrappers in due.items():
-            self.masker(name).update(wrappers, [w.pruning_schedule(step)[1] for w in wrappers])
+            self.masker(name).update(
+                wrappers, [w.pruning_schedule.decision(step)[1] for w in wrappers])
+
+    @staticmethod
+    def _is_due(wrapper, step):
+        return wrapper.pruning_schedule.should_prune(step) or (
+            step == 1 and get_granularity(wrapper.granularity).prunes_at_first_step(
+                wrapper.granularity_options))
 
     def masker(self, granularity):
         """The mask computer of one granularity, built once per controller (channel pruning

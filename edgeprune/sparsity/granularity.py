@@ -19,16 +19,16 @@ new granularity is one class and one `register_granularity` call:
 >>> register_granularity(Rows())
 >>> "doc_rows" in granularity_names()
 True
+>>> GRANULARITIES.unregister("doc_rows")
 """
 
 from keras import ops
 
-from edgeprune.sparsity.masks import kept_count, top_k_mask  # noqa: F401  (for subclasses)
+from edgeprune.registry import Registry
+from edgeprune.sparsity.masks import kept_count, top_k_mask  # noqa: F401  (helpers for subclasses)
 
 # How far a ranking reaches: within one layer (or channel group), or across the whole model.
 PRUNING_SCOPES = ("layer", "global")
-
-_GRANULARITIES = {}
 
 
 class Granularity:
@@ -44,7 +44,7 @@ class Granularity:
         option this granularity does not take."""
         unknown = sorted(set(options) - set(self.options))
         if unknown:
-            owners = {name: [repr(g.name) for g in _GRANULARITIES.values() if name in g.options]
+            owners = {name: [repr(g.name) for g in GRANULARITIES.items() if name in g.options]
                       for name in unknown}
             where = "; ".join(f"{name} applies to structure={' or '.join(names)} only"
                               for name, names in owners.items() if names)
@@ -95,20 +95,18 @@ class LayerByLayer:
                 values, sparsity, wrapper.granularity_options))
 
 
+GRANULARITIES = Registry(Granularity, "structure")
+
+
 def register_granularity(granularity):
     """Makes `granularity` (a `Granularity` instance) available as `structure=granularity.name`
     everywhere: `prune_low_magnitude`, `sensitivity_scan` and recipes."""
-    if not isinstance(granularity, Granularity) or not granularity.name:
-        raise ValueError("register_granularity takes a Granularity instance with a name.")
-    _GRANULARITIES[granularity.name] = granularity
+    GRANULARITIES.register(granularity)
 
 
 def get_granularity(name):
-    if name not in _GRANULARITIES:
-        raise ValueError(f"Unknown structure {name!r}; registered: "
-                         f"{', '.join(granularity_names())}.")
-    return _GRANULARITIES[name]
+    return GRANULARITIES.get(name)
 
 
 def granularity_names():
-    return list(_GRANULARITIES)
+    return GRANULARITIES.names()

@@ -15,12 +15,13 @@ _KERNEL_LAYERS = (L.Dense, L.EinsumDense, L.Conv1D, L.Conv2D, L.Conv3D, L.Conv1D
                   L.Conv2DTranspose, L.Conv3DTranspose)
 _DEPTHWISE_LAYERS = (L.DepthwiseConv1D, L.DepthwiseConv2D)
 _SEPARABLE_LAYERS = (L.SeparableConv1D, L.SeparableConv2D)
-_RNN_LAYERS = (L.LSTM, L.GRU, L.SimpleRNN)
+# LSTM, GRU and SimpleRNN are RNN layers too; a generic RNN may run a StackedRNNCells.
+_RNN_CELLS = (L.LSTMCell, L.GRUCell, L.SimpleRNNCell)
 # Layers that hold weights which are not worth pruning (a few per channel).
 _NOT_PRUNED = (L.BatchNormalization, L.LayerNormalization, L.GroupNormalization, L.PReLU,
                L.Normalization, getattr(L, "RMSNormalization", L.LayerNormalization))
-_REGISTERED = (_KERNEL_LAYERS + _DEPTHWISE_LAYERS + _SEPARABLE_LAYERS + _RNN_LAYERS + _NOT_PRUNED
-               + (L.Embedding, L.MultiHeadAttention, L.Bidirectional, L.TimeDistributed))
+_REGISTERED = (_KERNEL_LAYERS + _DEPTHWISE_LAYERS + _SEPARABLE_LAYERS + _NOT_PRUNED
+               + (L.RNN, L.Embedding, L.MultiHeadAttention, L.Bidirectional, L.TimeDistributed))
 
 
 def prunable_weights(layer, prune_depthwise=False):
@@ -44,8 +45,8 @@ def prunable_weights(layer, prune_depthwise=False):
         return [layer.embeddings]
     if isinstance(layer, L.MultiHeadAttention):
         return [sub.kernel for sub in attention_projections(layer)]
-    if isinstance(layer, _RNN_LAYERS):
-        return [layer.cell.kernel, layer.cell.recurrent_kernel]
+    if isinstance(layer, L.RNN):
+        return [weight for cell in _cells(layer) for weight in _cell_weights(layer, cell)]
     if isinstance(layer, L.Bidirectional):
         return (prunable_weights(layer.forward_layer, prune_depthwise)
                 + prunable_weights(layer.backward_layer, prune_depthwise))
@@ -61,6 +62,24 @@ def prunable_weights(layer, prune_depthwise=False):
         "you choose.")
 
 
+def _cells(rnn):
+    return list(rnn.cell.cells) if isinstance(rnn.cell, L.StackedRNNCells) else [rnn.cell]
+
+
+def _cell_weights(rnn, cell):
+    """The kernel and recurrent kernel of a built-in cell (tfmot's choice), or what a custom
+    cell's `get_prunable_weights()` returns."""
+    if hasattr(cell, "get_prunable_weights"):
+        return list(cell.get_prunable_weights())
+    if isinstance(cell, _RNN_CELLS):
+        return [cell.kernel, cell.recurrent_kernel]
+    raise ValueError(
+        f"Layer '{rnn.name}' runs the cell '{cell.name}' ({type(cell).__name__}), and edgeprune "
+        "does not know which of its weights to prune. Either give the cell a "
+        "`get_prunable_weights()` method that returns them (an empty list to prune none), or "
+        f"leave the layer unwrapped: pass `skip_layers=['{rnn.name}']` to prune_low_magnitude.")
+
+
 def is_registered(layer):
     """True for layers whose prunable weights the registry decides as a whole (an LSTM, an
     attention layer), as opposed to containers whose sublayers are visited one by one."""
@@ -68,7 +87,16 @@ def is_registered(layer):
 
 
 def is_prunable(layer, prune_depthwise=False):
-    """True when `layer` has at least one weight to prune (raises for unknown weighted layers)."""
+    """True when `layer` has at least one weight to prune (raises for unknown weighted layers).
+
+    A layer not built yet (in a Sequential model without an Input) has no weights to look at:
+    every layer but the kinds never pruned is then wrapped, and its wrapper decides when the
+    first batch builds it (a layer without weights passes through, an unknown weighted layer
+    raises), as tfmot's wrapper does.
+    """
+    if not layer.built:
+        return not isinstance(layer, _NOT_PRUNED) and (
+            prune_depthwise or not isinstance(layer, _DEPTHWISE_LAYERS))
     return bool(prunable_weights(layer, prune_depthwise))
 
 

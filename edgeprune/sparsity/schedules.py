@@ -28,9 +28,24 @@ class PruningSchedule:
     def __call__(self, step):
         raise NotImplementedError("A PruningSchedule subclass must implement __call__(step).")
 
+    def decision(self, step):
+        """`(should_prune, sparsity)` at `step` as a Python bool and float, whatever `__call__`
+        returns: tfmot's contract allows tensors (`tf.constant(True), tf.constant(0.5)`), so a
+        schedule migrated from tfmot works unchanged. Everything edgeprune reads goes through
+        here."""
+        should_prune, sparsity = self(step)
+        return bool(np.asarray(should_prune)), float(np.asarray(sparsity))
+
     def should_prune(self, step):
         """Whether masks are updated at `step`; cheaper than `__call__` for the built-ins."""
-        return self(step)[0]
+        return self.decision(step)[0]
+
+    def final_target(self):
+        """`(sparsity, step)`: the sparsity this schedule ends at and the first training step
+        that applies it (the first batch is step 1), or None when the schedule does not say (a
+        custom schedule may override this). `strip_pruning` warns when training stopped
+        earlier."""
+        return None
 
     def get_config(self):
         raise NotImplementedError("A PruningSchedule subclass must implement get_config().")
@@ -103,6 +118,10 @@ class ConstantSparsity(PruningSchedule):
     def __call__(self, step):
         return self.should_prune(step), float(np.float32(self.target_sparsity))
 
+    def final_target(self):
+        # Step 0 never runs: with begin_step=0 the first pruning step is `frequency`.
+        return self.target_sparsity, self.begin_step or self.frequency
+
     def get_config(self):
         return {"target_sparsity": self.target_sparsity, "begin_step": self.begin_step,
                 "end_step": self.end_step, "frequency": self.frequency}
@@ -147,6 +166,9 @@ class PolynomialDecay(PruningSchedule):
         sparsity = (self.initial_sparsity - self.final_sparsity) * tf.pow(
             1.0 - progress, self.power) + self.final_sparsity
         return self.should_prune(step), float(sparsity)
+
+    def final_target(self):
+        return self.final_sparsity, self.end_step
 
     def get_config(self):
         return {"initial_sparsity": self.initial_sparsity, "final_sparsity": self.final_sparsity,

@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from edgeprune.model import keras_internals as internals
 from edgeprune.model import rebuild as model_rebuild
 from edgeprune.model.naming import weight_key
 from edgeprune.model.substitute import call_with_weights
@@ -16,6 +17,10 @@ MISSING_CALLBACK = (
     "Pruning wrappers need their step counter: pass `edgeprune.UpdatePruningStep()` in "
     "`callbacks` of `fit()`, or call `edgeprune.PruningController(model).begin()` and `.step()` "
     "in a custom training loop.")
+
+
+class MissingPruningStepError(RuntimeError):
+    """A pruned model trained with nothing counting its steps (no `UpdatePruningStep`)."""
 
 
 @keras.saving.register_keras_serializable(package="edgeprune")
@@ -85,6 +90,9 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                               if gradient_axes else None)
         self.supports_masking = layer.supports_masking
         self.step_owner = None  # weakref to the PruningController that counts steps
+        if internals.declared_input_shape(layer) is not None:
+            # `Dense(4, input_shape=(3,))` wrapped first in a Sequential still builds it.
+            internals.declare_input_shape(self, internals.declared_input_shape(layer))
 
     # tfmot's attribute names for the "unstructured" options.
     block_size = property(lambda self: self.granularity_options.get("block_size", (1, 1)))
@@ -95,22 +103,33 @@ class PruneLowMagnitude(keras.layers.Wrapper):
     def current_step(self):
         """The training step: the controller's count while one drives this wrapper (it writes
         `pruning_step` lazily), else the saved variable."""
-        controller = self.step_owner() if self.step_owner is not None else None
+        controller = self.controller()
         if controller is not None:
             return controller.current_step
         return int(ops.convert_to_numpy(self.pruning_step))
+
+    def controller(self):
+        """The `PruningController` counting this wrapper's steps, or None."""
+        return self.step_owner() if self.step_owner is not None else None
 
     def save_own_variables(self, store):
         # A checkpoint taken mid-epoch needs the step now, not at the next lazy write.
         self.pruning_step.assign(self.current_step())
         super().save_own_variables(store)
 
+    def __call__(self, *args, **kwargs):
+        # Keras builds a layer from the shapes of its call's tensor arguments, matched by name to
+        # `build`'s; the wrapper passes any arguments through (a MultiHeadAttention's `query=`,
+        # `value=`), so its layer is built as that layer's own first call would build it.
+        if not self.layer.built:
+            internals.build_as_called(self.layer, args, kwargs)
+        return super().__call__(*args, **kwargs)
+
     def build(self, input_shape=None):
         super().build(input_shape)
+        # A layer with nothing to prune (Dropout, Flatten) is wrapped and passes through, as in
+        # tfmot; an unknown layer holding weights raises here, naming the ways out.
         self.pruned_weights = self._resolve_weights()
-        if not self.pruned_weights:
-            raise ValueError(f"Layer '{self.layer.name}' ({type(self.layer).__name__}) has no "
-                             "weight to prune; leave it unwrapped.")
         self.masks, self.thresholds = [], []
         self.gradient_accumulators = []  # (index in pruned_weights, axis, variable)
         for index, weight in enumerate(self.pruned_weights):
@@ -127,10 +146,15 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                 self.gradient_accumulators.append((index, axis, self.add_weight(
                     name=f"{name}_gradient_axis{axis}", shape=(weight.shape[axis],),
                     initializer="zeros", trainable=False, aggregation="sum")))
-        # -1 until UpdatePruningStep / PruningController starts training (tfmot semantics).
+        # -1 until UpdatePruningStep / PruningController starts training (tfmot semantics); a
+        # wrapper first built by the first training batch (a model without an Input) starts at
+        # the step of the controller already driving it.
+        controller = self.controller()
         self.pruning_step = self.add_weight(
-            name="pruning_step", shape=(), dtype="int64", initializer=keras.initializers.Constant(-1),
-            trainable=False, aggregation="only_first_replica")
+            name="pruning_step", shape=(), dtype="int64", trainable=False,
+            initializer=keras.initializers.Constant(-1 if controller is None
+                                                    else controller.current_step),
+            aggregation="only_first_replica")
         self.built = True
 
     def _resolve_weights(self):
@@ -143,10 +167,19 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                              f"weights are {sorted(by_name)}.")
         return [by_name[n] for n in self.weight_names]
 
-    def call(self, inputs, *args, training=None, **kwargs):
-        if training:
-            # In-graph check, as tfmot: the step counter is only set by the callback/controller.
-            tf.debugging.Assert(self.pruning_step >= 0, [MISSING_CALLBACK])
+    def count_params(self):
+        """The wrapped layer's parameters: masks, thresholds, the step and gradient accumulators
+        exist only while pruning (`strip_pruning` drops them), so a summary's per-layer count is
+        what the stripped layer deploys."""
+        return self.layer.count_params()
+
+    def call(self, inputs=None, *args, training=None, **kwargs):
+        # `inputs` stays the first argument Keras reads masks from; a layer called with keyword
+        # tensors only (`query=`, `value=`) gets them as keywords.
+        if training and self.controller() is None:
+            # Checked in Python, when the step runs eagerly or is traced (fit() traces after its
+            # callbacks' on_train_begin): no op in the training graph, a short error.
+            raise MissingPruningStepError(MISSING_CALLBACK)
         mapping = []
         for index, (weight, mask) in enumerate(zip(self.pruned_weights, self.masks)):
             value = weight.value * ops.cast(mask, weight.dtype)
@@ -157,7 +190,8 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                             in self.gradient_accumulators if i == index],
                     lambda x, g, axis: granularity.gradient_terms(x, g, axis, options))
             mapping.append((weight, value))
-        return call_with_weights(self.layer, mapping, inputs, *args, **kwargs)
+        positional = args if inputs is None else (inputs, *args)
+        return call_with_weights(self.layer, mapping, *positional, **kwargs)
 
     def compute_output_shape(self, *args, **kwargs):
         return self.layer.compute_output_shape(*args, **kwargs)

@@ -16,13 +16,13 @@ Add one with `register_channel_criterion`:
 >>> register_channel_criterion(MaxAbs())
 >>> "doc_max_abs" in criterion_names()
 True
+>>> CRITERIA.unregister("doc_max_abs")
 """
 
 import numpy as np
 from keras import ops
 
-_CRITERIA = {}
-
+from edgeprune.registry import Registry
 
 class ChannelCriterion:
     """Base class: set `name`, and implement `slice_scores` (weights only) or set
@@ -115,27 +115,22 @@ class Taylor(ChannelCriterion):
         return ops.square(ops.sum(product, axis=others))
 
 
+CRITERIA = Registry(ChannelCriterion, "channel criterion")
+
+
 def register_channel_criterion(criterion):
     """Makes `criterion` (a `ChannelCriterion` instance) available by name to `prune_channels`,
     `prune_low_magnitude(structure="channels", criterion=...)`, sensitivity scans and recipes."""
-    if not isinstance(criterion, ChannelCriterion) or not criterion.name:
-        raise ValueError("register_channel_criterion takes a ChannelCriterion instance with a "
-                         "name.")
-    _CRITERIA[criterion.name] = criterion
+    CRITERIA.register(criterion)
 
 
 def get_criterion(criterion):
     """The criterion object for a name (or the object itself)."""
-    if isinstance(criterion, ChannelCriterion):
-        return criterion
-    if criterion not in _CRITERIA:
-        raise ValueError(f"Unknown channel criterion {criterion!r}; use one of "
-                         f"{tuple(criterion_names())}.")
-    return _CRITERIA[criterion]
+    return criterion if isinstance(criterion, ChannelCriterion) else CRITERIA.get(criterion)
 
 
 def criterion_names():
-    return list(_CRITERIA)
+    return CRITERIA.names()
 
 
 for _criterion in (L1(), L2(), BatchNormGamma(), Taylor()):

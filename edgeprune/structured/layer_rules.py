@@ -47,10 +47,17 @@ def register_channel_rule(layer_class, propagate, resize=None):
     ...     graph.add_slice(layer, "factor", 0, in_ids[0], "pass")
     ...     return in_ids
     >>> register_channel_rule(Scale, scale_rule)
+    >>> unregister_channel_rule(Scale)
     """
     _RULES[layer_class] = propagate
     if resize is not None:
         _RESIZERS[layer_class] = resize
+
+
+def unregister_channel_rule(layer_class):
+    """Removes the rule (and resize function) registered for `layer_class`."""
+    _RULES.pop(layer_class, None)
+    _RESIZERS.pop(layer_class, None)
 
 
 def propagate(graph, layer, node, in_ids):

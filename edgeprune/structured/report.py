@@ -1,6 +1,7 @@
 """Per-layer channels, parameters and multiply-accumulates before and after `shrink`."""
 
 import dataclasses
+import numbers
 
 
 from edgeprune.model.cost import deployed_params, layer_macs
@@ -31,12 +32,19 @@ class ShrinkReport:
         return tuple(int(sum(getattr(row, field)[i] for row in self.layers)) for i in (0, 1))
 
     def __str__(self):
-        lines = ["| layer | type | channels | params | MACs |", "|---|---|---|---|---|"]
+        """Totals and ratios first, then a Markdown table of the layers that hold parameters or
+        lost channels, then the unprunable layers and why."""
+        params, macs = self.total("params"), self.total("macs")
+        shrunk = sum(row.channels[0] != row.channels[1] for row in self.layers)
+        lines = [f"parameters {_pair(params)} ({_fewer(params)}), MACs {_pair(macs)} "
+                 f"({_fewer(macs)}); {shrunk} of {len(self.layers)} layers lost channels, "
+                 f"{len(self.unprunable)} unprunable", "",
+                 "| layer | type | channels | params | MACs |", "|---|---|---|---|---|"]
         for row in self.layers:
             if row.params[0] or row.channels[0] != row.channels[1]:
                 lines.append(f"| {row.name} | {row.kind} | {_pair(row.channels)} | "
                              f"{_pair(row.params)} | {_pair(row.macs)} |")
-        lines.append(f"| total | | | {_pair(self.total('params'))} | {_pair(self.total('macs'))} |")
+        lines.append(f"| total | | | {_pair(params)} | {_pair(macs)} |")
         lines += [f"unprunable: {u.layer} ({u.kind}): {u.reason}" for u in self.unprunable]
         return "\n".join(lines)
 
@@ -72,4 +80,12 @@ def _channels(layer):
 
 
 def _pair(values):
-    return f"{values[0]} → {values[1]}" if values[0] != values[1] else f"{values[0]}"
+    before, after = (f"{v:,}" if isinstance(v, numbers.Integral) else str(v) for v in values)
+    return f"{before} → {after}" if values[0] != values[1] else before
+
+
+def _fewer(values):
+    before, after = values
+    if not after or before == after:
+        return "unchanged" if before == after else "all removed"
+    return f"{before / after:.2f}x fewer"

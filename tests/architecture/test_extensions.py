@@ -12,6 +12,10 @@ from keras import layers, ops
 import edgeprune as ep
 from edgeprune import cli
 from edgeprune.recipe import Stage, register_stage
+from edgeprune.recipe.stages.registry import unregister_stage
+from edgeprune.sparsity.granularity import GRANULARITIES
+from edgeprune.structured.criteria import CRITERIA
+from edgeprune.structured.layer_rules import unregister_channel_rule
 from tests.recipes.conftest import QUICKSTART
 
 
@@ -58,10 +62,15 @@ class Rows(ep.Granularity):
         return results
 
 
-ep.register_granularity(Rows())
+@pytest.fixture
+def rows():
+    """Registered for one test only: registries are process-wide, and other tests list them."""
+    ep.register_granularity(Rows())
+    yield
+    GRANULARITIES.unregister(Rows.name)
 
 
-def test_a_registered_granularity_prunes_trains_strips_and_shrinks(tmp_path):
+def test_a_registered_granularity_prunes_trains_strips_and_shrinks(rows, tmp_path):
     model = keras.Sequential([keras.Input((8, 8, 1)), layers.Flatten(),
                               layers.Dense(32, activation="relu", name="hidden"),
                               layers.Dense(10, name="out")])
@@ -85,7 +94,7 @@ def test_a_registered_granularity_prunes_trains_strips_and_shrinks(tmp_path):
         ep.prune_low_magnitude(model, structure="test_rows", block_size=(2, 2))
 
 
-def test_a_registered_granularity_is_a_valid_recipe_structure():
+def test_a_registered_granularity_is_a_valid_recipe_structure(rows):
     from edgeprune.recipe import load_recipe
 
     recipe = load_recipe(QUICKSTART, ["pruning.structure=test_rows"])
@@ -105,7 +114,11 @@ class Fisher(ep.ChannelCriterion):
         return ops.sum(ops.square(ops.cast(value * gradient, "float32")), axis=others)
 
 
-ep.register_channel_criterion(Fisher())
+@pytest.fixture
+def fisher():
+    ep.register_channel_criterion(Fisher())
+    yield
+    CRITERIA.unregister(Fisher.name)
 
 
 def channel_cnn():
@@ -116,7 +129,7 @@ def channel_cnn():
     return keras.Model(x, y)
 
 
-def test_a_gradient_criterion_prunes_channels_while_training_and_one_shot():
+def test_a_gradient_criterion_prunes_channels_while_training_and_one_shot(fisher):
     schedule = ep.ConstantSparsity(0.5, begin_step=4, frequency=4)
     pruned = ep.prune_low_magnitude(channel_cnn(), pruning_schedule=schedule,
                                     structure="channels", criterion="test_fisher")
@@ -191,14 +204,24 @@ def custom_cnn():
     return keras.Model(x, y)
 
 
-def test_a_channel_rule_makes_a_custom_layer_prunable_and_resizable():
-    model = custom_cnn()
-    unknown = ep.ChannelGraph(model)
-    assert {u.layer for u in unknown.unprunable} == {"scale", "project"}
+@pytest.fixture
+def custom_rules():
     ep.register_channel_rule(ChannelScale, scale_rule)
     ep.register_channel_rule(Project, project_rule,
                              resize=lambda layer, channels: {**layer.get_config(),
                                                              "channels": channels})
+    yield
+    for layer_class in (ChannelScale, Project):
+        unregister_channel_rule(layer_class)
+
+
+def test_a_custom_layer_without_a_rule_keeps_its_channels():
+    unknown = ep.ChannelGraph(custom_cnn())
+    assert {u.layer for u in unknown.unprunable} == {"scale", "project"}
+
+
+def test_a_channel_rule_makes_a_custom_layer_prunable_and_resizable(custom_rules):
+    model = custom_cnn()
     graph = ep.ChannelGraph(model)
     assert graph.unprunable == [] and sorted(g.name for g in graph.groups) == ["conv", "project"]
     model.get_layer("scale").factor.assign(np.linspace(0.5, 2.0, 8).astype("float32"))
@@ -223,13 +246,19 @@ def count_zeros(ctx):
     return {"outputs": {"zeros": "zeros.json"}}
 
 
-register_stage(Stage("test_zeros", count_zeros, lambda recipe: "test_zeros" in recipe,
-                     section={"type": "object", "properties": {"at_least": {"type": "integer"}},
-                              "required": ["at_least"], "additionalProperties": False}),
-               after="strip")
+@pytest.fixture
+def zeros_stage():
+    register_stage(Stage("test_zeros", count_zeros, lambda recipe: "test_zeros" in recipe,
+                         section={"type": "object",
+                                  "properties": {"at_least": {"type": "integer"}},
+                                  "required": ["at_least"], "additionalProperties": False}),
+                   after="strip")
+    yield
+    unregister_stage("test_zeros")
 
 
-def test_a_registered_stage_runs_in_a_recipe_with_its_own_checked_section(tmp_path, capsys):
+def test_a_registered_stage_runs_in_a_recipe_with_its_own_checked_section(zeros_stage, tmp_path,
+                                                                          capsys):
     out = tmp_path / "run"
     argv = ["run", QUICKSTART, "--out", str(out), "--until", "test_zeros"]
     for override in ["training.epochs=1", "pruning.fine_tune.epochs=1", "pruning.schedule.end=1",

@@ -4,7 +4,6 @@
 import ast
 import pathlib
 
-import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # Lower first; packages of one rank are peers and do not import each other.
@@ -35,9 +34,19 @@ def package_of(module):
 
 
 def root_rank(root):
-    """`import edgeprune` loads what the package root imports: it ranks with the highest of it."""
-    imported = map(package_of, imported_modules(root / "edgeprune" / "__init__.py"))
+    """`import edgeprune` loads what the package root imports, at once or on first use of a
+    name (the modules its `_EXPORTS` table names): it ranks with the highest of it."""
+    init = root / "edgeprune" / "__init__.py"
+    imported = map(package_of, [*imported_modules(init), *lazy_modules(init)])
     return max(RANKS[p] for p in imported if p in RANKS)
+
+
+def lazy_modules(path):
+    """The modules named by the keys of a module's `_EXPORTS = {module: names}` table."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "_EXPORTS"
+                                                for t in node.targets):
+            yield from ast.literal_eval(node.value)
 
 
 def violations(root=ROOT):

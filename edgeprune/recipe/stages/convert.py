@@ -4,6 +4,7 @@ import os
 
 import edgeprune as ep
 from edgeprune.recipe.stages.registry import Stage, register_stage
+from edgeprune.tf_logs import quiet
 
 
 def run_convert(ctx):
@@ -25,11 +26,13 @@ def run_convert(ctx):
         baseline = ctx.load(ctx.output("baseline", "model"))
         dense = ep.export_tflite(baseline, ctx.path("baseline.tflite"))
         outputs["baseline_tflite"] = "baseline.tflite"
-        artifacts.append(ctx.tflite_row(dense, baseline, "baseline.tflite",
-                                        "baseline .tflite (float32)"))
+        with quiet():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" line
+            artifacts.append(ctx.tflite_row(dense, baseline, "baseline.tflite",
+                                            "baseline .tflite (float32)"))
     outputs["tflite"] = "model.tflite"
-    artifacts.append(ctx.tflite_row(tflite, final, "model.tflite",
-                                    f"final .tflite ({mode or 'float32'})"))
+    with quiet():
+        artifacts.append(ctx.tflite_row(tflite, final, "model.tflite",
+                                        f"final .tflite ({mode or 'float32'})"))
     if export["c_array"]:
         micro = ep.export_micro(tflite, ctx.path("micro/model_data"),
                                 array_name=export.get("array_name"))

@@ -5,16 +5,12 @@ import fnmatch
 import json
 import os
 
-import keras
-
 import edgeprune as ep
-from edgeprune.choose import iterative as imp_module
-from edgeprune.recipe import training
-from edgeprune.recipe.pruning_options import library_options
 from edgeprune.recipe.schema import RecipeError, did_you_mean
 from edgeprune.recipe.stages.registry import Stage, register_stage
-from edgeprune.sparsity.layer_registry import is_prunable
-from edgeprune.sparsity.wrapper import leaf_layers
+
+# Keras, TensorFlow and the modules that import them are imported inside the functions, so that
+# registering the stage (e.g. for `edgeprune --help`) stays instant.
 
 IMP_FOLDER = "imp"  # the rounds of `pruning.iterative`, inside the run folder
 
@@ -47,6 +43,9 @@ def pruning_passes(model, pruning):
     """`[(key path, settings, layer names)]`: each group's settings with the layers it matches
     first, then the section's own settings with every other prunable layer not in
     `skip_layers`."""
+    from edgeprune.sparsity.layer_registry import is_prunable
+    from edgeprune.sparsity.wrapper import leaf_layers
+
     names = [layer.name for layer in leaf_layers(model)]
     unknown = [n for n in pruning.get("skip_layers", []) if n not in names]
     if unknown:
@@ -74,6 +73,9 @@ def apply_pruning(model, pruning, steps_per_epoch, epochs, allocation=None):
     with a schedule per layer; without groups, one call over the whole model (a granularity that
     ranks across the graph, as channels do, needs it); otherwise one call per settings group
     (already wrapped layers are left alone)."""
+    from edgeprune.recipe.pruning_options import library_options
+    from edgeprune.sparsity.wrapper import leaf_layers
+
     if allocation is not None:
         template = make_schedule(pruning["schedule"], steps_per_epoch, epochs)
         return ep.prune_low_magnitude(
@@ -115,6 +117,10 @@ def finished_allocation(ctx):
 def run_prune(ctx):
     """Prunes while fine-tuning, with a checkpoint per epoch; saves `pruned.keras` (wrapped).
     With `pruning.iterative`, runs `run_iterative` instead."""
+    import keras
+
+    from edgeprune.recipe import training
+
     pruning = ctx.recipe["pruning"]
     if "iterative" in pruning:
         return run_iterative(ctx)
@@ -141,6 +147,11 @@ def run_iterative(ctx):
     sparsity and test accuracy stay in `imp/`, and a new run resumes after the last finished
     round (the round in progress is redone). Saves the last round as `pruned.keras` (plain).
     """
+    import keras
+
+    from edgeprune.choose import iterative as imp_module
+    from edgeprune.recipe import training
+
     pruning = ctx.recipe["pruning"]
     spec, tune = pruning["iterative"], pruning["fine_tune"]
     keras.utils.set_random_seed(ctx.recipe["seed"])
@@ -152,19 +163,34 @@ def run_iterative(ctx):
     if rounds_done:
         ctx.log(f"resume prune after IMP round {rounds_done - 1}")
 
+    rounds = spec["rounds"]
+    current = [rounds_done]  # the round being trained, for the progress lines
+
     def train(model, callbacks):
+        epochs = tune["epochs"]
+        ctx.log(f"IMP round {current[0]}/{rounds}: training {epochs} epoch"
+                f"{'s' if epochs != 1 else ''}{' (dense)' if current[0] == 0 else ''}")
         training.compile_for(model, tune)
         model.fit(**ctx.data.fit_arguments(), epochs=tune["epochs"], verbose=0,
-                  callbacks=[*callbacks, *ctx.callbacks, training.ProgressBar("prune round")])
+                  callbacks=[*callbacks, *ctx.callbacks,
+                             training.ProgressBar(f"IMP round {current[0]}/{rounds}")],
+                  **training.test_metrics(ctx.data))
+
+    def evaluate(model):
+        metric = training.accuracy(model, ctx.data.test_x, ctx.data.test_y)
+        weights = ep.sparsity_report(model)  # as imp.json counts it
+        sparsity = sum(w["zeros"] for w in weights) / max(sum(w["size"] for w in weights), 1)
+        ctx.log(f"IMP round {current[0]}/{rounds}: sparsity {sparsity:.1%}, "
+                f"test accuracy {metric:.2%}")
+        current[0] += 1
+        return metric
 
     result = ep.iterative_magnitude_pruning(
-        ctx.load(ctx.output("baseline", "model")), train,
-        lambda model: training.accuracy(model, ctx.data.test_x, ctx.data.test_y),
-        ctx.path(IMP_FOLDER), rounds=spec["rounds"], final_sparsity=target,
-        rewind_step=spec["rewind_step"], pruning_scope=pruning["scope"],
+        ctx.load(ctx.output("baseline", "model")), train, evaluate, ctx.path(IMP_FOLDER),
+        rounds=rounds, final_sparsity=target, rewind_step=spec["rewind_step"], pruning_scope=pruning["scope"],
         skip_layers=pruning.get("skip_layers", []), progress=False)
     stage = ctx.keras_result("prune", result.model, "pruned.keras",
-                             f"pruned (Keras, IMP round {spec['rounds']})", output_name="pruned")
+                             f"pruned (Keras, IMP round {rounds})", output_name="pruned")
     stage["outputs"]["imp"] = f"{IMP_FOLDER}/{imp_module.STATE_FILE}"
     return stage
 
@@ -179,6 +205,8 @@ def check_rewind_step(rewind_step, epochs, steps_per_epoch):
 
 def finished_imp_rounds(folder):
     """How many IMP rounds (the dense round 0 included) `folder` holds from an earlier run."""
+    from edgeprune.choose import iterative as imp_module
+
     path = os.path.join(folder, imp_module.STATE_FILE)
     if not os.path.exists(path):
         return 0

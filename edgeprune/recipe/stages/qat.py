@@ -1,17 +1,18 @@
 """The `qat` stage: quantization-aware fine-tuning that keeps the zeros
 (`quantize.aware_training`)."""
 
-import keras
-
 import edgeprune as ep
 from edgeprune.model.saving import save_model_atomically
-from edgeprune.recipe import training
 from edgeprune.recipe.stages.registry import Stage, register_stage
 
 
 def run_qat(ctx):
     """Quantization-aware fine-tuning with `ep.quantize_model` (zeros kept); saves `qat.keras`
     and, for conversion, `ep.strip_quantization` of it (kernels on the int8 grid)."""
+    import keras
+
+    from edgeprune.recipe import training
+
     settings = ctx.recipe["quantize"]["aware_training"]
     keras.utils.set_random_seed(ctx.recipe["seed"])
 

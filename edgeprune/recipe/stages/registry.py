@@ -11,6 +11,7 @@ section registers the section's JSON schema with it, so `edgeprune validate` che
 ...                      section={"type": "object"}), after="convert")
 >>> "doc_count" in stage_names()
 True
+>>> unregister_stage("doc_count")
 """
 
 import dataclasses
@@ -54,6 +55,14 @@ def register_stage(stage, after=None):
         from edgeprune.recipe.schema import add_section
 
         add_section(stage.name, stage.section)
+
+
+def unregister_stage(name):
+    """Removes the stage `name` (and its recipe section) from every run."""
+    from edgeprune.recipe.schema import remove_section
+
+    _STAGES[:] = [stage for stage in _STAGES if stage.name != name]
+    remove_section(name)
 
 
 def stage_names():
