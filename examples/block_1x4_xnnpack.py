@@ -1,13 +1,15 @@
-"""Block 1x4 pruning of MobileNetV2's 1x1 convolutions for XNNPACK sparse inference
+"""Block 1x4 pruning of the 1x1 convolutions of a CNN laid out for XNNPACK sparse inference
 (recipes/block_1x4_xnnpack.yaml). XNNPACK uses the sparsity on ARM only.
 
     python examples/block_1x4_xnnpack.py
 """
 
 import edgeprune as ep
-from models import compiled, trained_mobilenet_v2
+from models import compiled, digits_rgb, xnnpack_cnn
 
-model, train, test = trained_mobilenet_v2(alpha=0.35)
+train, test = digits_rgb(size=32, batch_size=16)
+model = compiled(xnnpack_cnn(), 2e-3)
+model.fit(train, epochs=8, verbose=0)
 
 steps = int(train.cardinality())
 pruned = ep.prune_low_magnitude(

@@ -36,6 +36,33 @@ def tiny_mcu_cnn(filters=8):
     return keras.Model(inputs, outputs, name="tiny_mcu_cnn")
 
 
+def xnnpack_cnn(size=32, widths=(32, 64, 128), classes=10):
+    """A MobileNet-style CNN laid out for XNNPACK's sparse inference, as in tfmot's "pruning for
+    on-device inference" guide: ZeroPadding2D(1) and a 3x3, stride 2, 'valid' convolution over
+    RGB, then depthwise + 1x1 blocks (a stride-2 depthwise after ZeroPadding2D(1)), a
+    GlobalAveragePooling2D and a dense head; BatchNormalization momentum 0.9 for a small set.
+    `PruneForLatencyOnXNNPack` accepts it (keras.applications models start with 'same' padding,
+    which XNNPACK's sparse path cannot take)."""
+    L = keras.layers
+
+    def conv_bn_relu(x, layer):
+        return L.ReLU()(L.BatchNormalization(momentum=0.9)(layer(x)))
+
+    inputs = keras.Input((size, size, 3))
+    x = L.ZeroPadding2D(1)(inputs)
+    x = conv_bn_relu(x, L.Conv2D(widths[0], 3, strides=2, padding="valid", use_bias=False))
+    for index, width in enumerate(widths[1:]):
+        if index:
+            x = conv_bn_relu(L.ZeroPadding2D(1)(x), L.DepthwiseConv2D(3, strides=2,
+                                                                      use_bias=False))
+        else:
+            x = conv_bn_relu(x, L.DepthwiseConv2D(3, padding="same", use_bias=False))
+        x = conv_bn_relu(x, L.Conv2D(width, 1, use_bias=False))
+    x = L.GlobalAveragePooling2D(keepdims=True)(x)
+    outputs = L.Dense(classes, name="classifier")(L.Flatten()(x))
+    return keras.Model(inputs, outputs, name="xnnpack_cnn")
+
+
 def digits_rgb(size=32, batch_size=32, seed=0):
     """Digits upscaled to `size` x `size` x 3 as `(train, test)` tf.data Datasets of batches.
 
