@@ -507,7 +507,7 @@ def _markdown(title, runs, targets, images):
 STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;"
          "line-height:1.4}img{max-width:100%;height:auto;display:block;margin:1em 0}"
          ".scroll{max-width:100%;overflow-x:auto}table{border-collapse:collapse}"
-         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td{white-space:nowrap}"
          "td:first-child,th:first-child{text-align:left}"
          ".headline{font-size:1.15em;font-weight:bold}p{overflow-wrap:anywhere}")
 
