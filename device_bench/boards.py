@@ -19,9 +19,11 @@ import re
 from dataclasses import dataclass
 
 from device_bench.errors import BenchError
+from device_bench.fileio import read_regular_file
 from device_bench.schema import MemoryVerdict
 
 KIB = 1024
+BOARDS_FILE_MAX_BYTES = 1 << 20  # a few boards take a few hundred bytes
 
 
 @dataclass(frozen=True)
@@ -65,13 +67,16 @@ def load_boards_file(path):
     """{name: Board} from a YAML file in the format of this module's docstring."""
     import yaml  # only needed for user boards
 
+    raw = read_regular_file(path, BOARDS_FILE_MAX_BYTES, label="boards file ")
     try:
-        with open(path) as f:
-            data = yaml.safe_load(f)
-    except OSError as error:
-        raise BenchError(f"boards file {path}: cannot read it ({error.strerror})") from None
+        data = yaml.safe_load(raw.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise BenchError(f"boards file {path}: not UTF-8 text (byte {raw[error.start]:#04x} at "
+                         f"offset {error.start}); save it as UTF-8") from None
     except yaml.YAMLError as error:
         raise BenchError(f"boards file {path}: not valid YAML ({error})") from None
+    except RecursionError:
+        raise BenchError(f"boards file {path}: not valid YAML (nested too deeply)") from None
     if not isinstance(data, dict) or not isinstance(data.get("boards"), dict):
         raise BenchError(f"boards file {path}: expected a top-level 'boards:' mapping of "
                          "board names to {flash: ..., ram: ...}")

@@ -13,3 +13,12 @@ class BenchError(Exception):
     ...
     device_bench.errors.BenchError: model.tflite: file not found; check the --graph path
     """
+
+
+class ModelFileError(BenchError):
+    """A model file that cannot be read or is not a well-formed `.tflite`; the message starts with
+    the file's name and says what is wrong.
+
+    Its own type so that callers (edgeprune's size report, validation and micro export use the
+    same reader) can tell a bad file from other problems.
+    """

@@ -1,44 +1,112 @@
-"""Reading a `.tflite` flatbuffer: its operators and its constant tensors, without running it.
+"""Reading a `.tflite` flatbuffer, verified as it is read: its operators and constant tensors.
 
-Uses the schema module that ships with `ai-edge-litert`, so no TensorFlow import is needed; shared
-by edgeprune's size report and device_bench's micro target.
+Corrupted files are common (a cut-off copy, a bad SD card) and the generated flatbuffer code reads
+without bounds checks, so this module reads the fields device_bench and edgeprune need through a
+checked reader instead: the header and file identifier, every table and vector inside the file,
+every tensor, buffer and op-code index in range, every constant buffer large enough for its
+tensor's shape and type. Anything wrong raises one ModelFileError naming the file and the field.
+The work is bounded by a multiple of the file size, so no file makes it loop. Needs numpy and the
+schema enums of `ai-edge-litert`, no TensorFlow.
+
+>>> parse(b"PK\\x03\\x04" + bytes(60), "model.keras")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+device_bench.errors.ModelFileError: model.keras: not a TFLite model (file identifier b'\\x00...
 """
 
 import dataclasses
+import math
 import os
+import struct
 
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
+
+from device_bench.errors import ModelFileError
+from device_bench.fileio import read_regular_file
+
+MAX_MODEL_BYTES = 2 << 30  # flatbuffers address at most 2 GiB
+FILE_IDENTIFIER = b"TFL3"
+BYTES_NAME = "the .tflite bytes"  # how errors name a model given as bytes rather than a path
+_HEADER_BYTES = 8  # uoffset of the root table, then the file identifier
 
 _BUILTIN_NAMES = {code: name for name, code in vars(schema.BuiltinOperator).items()
                   if not name.startswith("_")}
 _TYPE_NAMES = {code: name.lower() for name, code in vars(schema.TensorType).items()
                if not name.startswith("_")}
+# Bits per element of the types stored in fixed-size elements (string, resource and variant are
+# not); sub-byte types are packed.
+_TYPE_BITS = {"float32": 32, "float16": 16, "bfloat16": 16, "float64": 64, "int64": 64,
+              "int32": 32, "int16": 16, "int8": 8, "int4": 4, "int2": 2, "uint64": 64,
+              "uint32": 32, "uint16": 16, "uint8": 8, "uint4": 4, "bool": 8, "complex64": 64,
+              "complex128": 128, "float8_e4m3fn": 8, "float8_e5m2": 8}
 _NUMPY_TYPES = {"float32": np.float32, "float16": np.float16, "int8": np.int8, "uint8": np.uint8,
                 "int16": np.int16, "int32": np.int32, "int64": np.int64}
 
 
-def read_bytes(tflite):
-    """`tflite` as bytes: bytes-like objects pass through, anything else is read as a path."""
+@dataclasses.dataclass
+class Tensor:
+    name: str
+    shape: tuple
+    dtype: str                 # "float32", "int8", ...
+    data: np.ndarray | None    # the constant's stored bytes (uint8); None for activations
+    sparse: bool               # stored in TFLite's sparse encoding
+    shape_signature: tuple     # with -1 for dynamic dimensions; () if the file has none
+    zero_points: tuple
+
+
+@dataclasses.dataclass
+class Operator:
+    name: str                  # "CONV_2D", or "custom:NAME" for a custom operator
+    inputs: tuple              # tensor indices; -1 for an omitted optional tensor
+    outputs: tuple
+
+
+@dataclasses.dataclass
+class Subgraph:
+    tensors: list
+    operators: list
+    inputs: tuple
+    outputs: tuple
+
+
+@dataclasses.dataclass
+class Model:
+    subgraphs: list
+
+
+def read_model(tflite, max_bytes=MAX_MODEL_BYTES):
+    """(bytes, verified Model) of a `.tflite` given as bytes or as a path.
+
+    A path must name a regular file of at most `max_bytes`; errors name it.
+    """
     if isinstance(tflite, (bytes, bytearray, memoryview)):
-        return bytes(tflite)
-    with open(os.fspath(tflite), "rb") as f:
-        return f.read()
+        data, name = bytes(tflite), BYTES_NAME
+    else:
+        name = os.fspath(tflite)
+        data = read_regular_file(name, max_bytes, ModelFileError)
+    return data, parse(data, name)
 
 
-def parse(tflite_bytes):
-    """The flatbuffer as the schema's object tree (`ModelT`)."""
-    return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(tflite_bytes, 0))
+def read_bytes(tflite, max_bytes=MAX_MODEL_BYTES):
+    """`tflite` as bytes, verified: bytes-like objects pass through, anything else is read as a
+    path. ModelFileError says what is wrong with the file."""
+    return read_model(tflite, max_bytes)[0]
 
 
-def operator_name(model, op):
-    """An operator's name, e.g. "CONV_2D"; custom operators as "custom:NAME"."""
-    code = model.operatorCodes[op.opcodeIndex]
-    # Codes above 127 live in builtinCode; older files only fill deprecatedBuiltinCode.
-    builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-    if builtin == schema.BuiltinOperator.CUSTOM:
-        return f"custom:{code.customCode.decode()}"
-    return _BUILTIN_NAMES.get(builtin, f"builtin_{builtin}")
+def parse(tflite_bytes, name=BYTES_NAME):
+    """The verified Model in `tflite_bytes`; ModelFileError naming `name` if anything is wrong."""
+    data = bytes(tflite_bytes)
+    _check_header(data, name)
+    reader = _Reader(data, name)
+    root = reader.table(struct.unpack_from("<I", data)[0], "model")
+    codes = [_operator_name(code) for code in root.tables(1, "operator_codes")]
+    buffers = [_buffer_data(reader, buffer) for buffer in root.tables(4, "buffers")]
+    subgraphs = [_subgraph(reader, subgraph, codes, buffers)
+                 for subgraph in root.tables(2, "subgraphs")]
+    if not subgraphs:
+        reader.fail("model.subgraphs", "there are none")
+    return Model(subgraphs)
 
 
 def operator_names(tflite):
@@ -46,13 +114,11 @@ def operator_names(tflite):
 
     Custom operators appear as `"custom:NAME"`.
     """
-    model = parse(read_bytes(tflite))
     names = []
-    for subgraph in model.subgraphs:
+    for subgraph in read_model(tflite)[1].subgraphs:
         for op in subgraph.operators:
-            name = operator_name(model, op)
-            if name not in names:
-                names.append(name)
+            if op.name not in names:
+                names.append(op.name)
     return names
 
 
@@ -73,30 +139,243 @@ class WeightTensor:
 
 def weight_tensors(tflite):
     """The kernels of a `.tflite` model with the sparsity of their stored values."""
-    model = parse(read_bytes(tflite))
     weights = []
-    for subgraph in model.subgraphs:
+    for subgraph in read_model(tflite)[1].subgraphs:
         for tensor in subgraph.tensors:
-            data = model.buffers[tensor.buffer].data
-            dtype = _TYPE_NAMES.get(tensor.type)
-            if data is None or tensor.shape is None or len(tensor.shape) < 2 \
-                    or dtype not in _NUMPY_TYPES:
+            size = math.prod(tensor.shape)
+            if tensor.data is None or len(tensor.shape) < 2 or size == 0 \
+                    or tensor.dtype not in _NUMPY_TYPES:
                 continue
-            values = np.frombuffer(np.asarray(data, np.uint8).tobytes(), _NUMPY_TYPES[dtype])
-            size = int(np.prod(tensor.shape))
+            dtype = np.dtype(_NUMPY_TYPES[tensor.dtype])
             # Sparse encoding stores only (blocks of) non-zeros: count them against the full size.
-            nonzero = np.count_nonzero(values != _zero_value(tensor, values))
-            weights.append(WeightTensor(
-                name=tensor.name.decode(), shape=tuple(int(d) for d in tensor.shape), dtype=dtype,
-                sparsity=1.0 - nonzero / size, sparse_storage=tensor.sparsity is not None))
+            count = len(tensor.data) // dtype.itemsize if tensor.sparse else size
+            values = np.frombuffer(tensor.data, dtype, count)
+            nonzero = np.count_nonzero(values != _zero_value(tensor))
+            weights.append(WeightTensor(name=tensor.name, shape=tensor.shape, dtype=tensor.dtype,
+                                        sparsity=1.0 - int(nonzero) / size,
+                                        sparse_storage=tensor.sparse))
     return weights
 
 
-def _zero_value(tensor, values):
-    """The stored value that means 0.0: the zero point for per-tensor quantization, else 0."""
-    quantization = tensor.quantization
-    zero_points = None if quantization is None else quantization.zeroPoint
-    if zero_points is not None and len(zero_points) == 1 and tensor.sparsity is None:
-        return values.dtype.type(zero_points[0])
+def _zero_value(tensor):
+    """The stored value that means 0.0: the zero point for per-tensor quantization, else 0.
+
+    A Python int, so a damaged file's out-of-range zero point compares instead of overflowing.
+    """
+    if len(tensor.zero_points) == 1 and not tensor.sparse:
+        return tensor.zero_points[0]
     # Per-channel weight quantization in TFLite is symmetric: every zero point is 0.
-    return values.dtype.type(0)
+    return 0
+
+
+def _check_header(data, name):
+    size = len(data)
+    if size < _HEADER_BYTES + 8:
+        raise ModelFileError(f"{name}: only {size} bytes, too short to be a .tflite model "
+                             "(empty or truncated file); re-export the model")
+    if data[4:8] != FILE_IDENTIFIER:
+        raise ModelFileError(
+            f"{name}: not a TFLite model (file identifier {data[4:8]!r}, expected "
+            f"{FILE_IDENTIFIER!r}); pass a .tflite file, not a .keras/.h5/SavedModel")
+    root = struct.unpack_from("<I", data)[0]
+    if root % 4 or root + 4 > size:
+        raise ModelFileError(f"{name}: corrupted flatbuffer (root table offset {root} is not an "
+                             f"aligned position in the {size}-byte file); re-export the model")
+
+
+class _Reader:
+    """Bounds-checked reads from the flatbuffer; every failure is a ModelFileError naming the file.
+
+    `budget` caps the work at a multiple of the file size: a damaged file can point many entries
+    at one large vector, and reading that again and again could take practically forever.
+    """
+
+    def __init__(self, data, name):
+        self.data, self.name = data, name
+        self.budget = 4 * len(data) + 4096
+
+    def fail(self, where, problem):
+        raise ModelFileError(f"{self.name}: not a valid Flatbuffer ({where}: {problem}); the file "
+                             "is truncated or corrupted, re-export the model")
+
+    def spend(self, amount, where):
+        self.budget -= amount
+        if self.budget < 0:
+            self.fail(where, "the same data is referenced over and over, more than a file of "
+                             "this size can hold")
+
+    def check(self, pos, size, where):
+        """Fails unless the `size` bytes at `pos` are inside the file."""
+        if not 0 <= pos <= len(self.data) - size:
+            self.fail(where, f"offset {pos} is outside the {len(self.data)}-byte file")
+
+    def unpack(self, fmt, pos, where):
+        self.check(pos, struct.calcsize(fmt), where)
+        return struct.unpack_from(fmt, self.data, pos)[0]
+
+    def table(self, pos, where):
+        return _Table(self, pos, where)
+
+    def vector(self, start, dtype, where):
+        """The vector of scalars at `start` (length, then elements) as a read-only array."""
+        count = self.unpack("<I", start, where)
+        if start + 4 + count * dtype.itemsize > len(self.data):
+            self.fail(where, f"its {count} entries run past the end of the {len(self.data)}-byte "
+                             "file")
+        self.spend(count, where)
+        return np.frombuffer(self.data, dtype, count, start + 4) if count else np.zeros(0, dtype)
+
+
+class _Table:
+    """One flatbuffer table; a field is read by its index in the schema (field ids never change).
+
+    Checked as the flatbuffers verifier that LiteRT runs checks it: the vtable must lie in the file,
+    each field is checked when read, and a short or empty vtable means fields left out.
+    """
+
+    def __init__(self, reader, pos, where):
+        reader.spend(1, where)
+        self.reader, self.pos, self.where = reader, pos, where
+        vtable = pos - reader.unpack("<i", pos, where)
+        vtable_bytes = reader.unpack("<H", vtable, where)
+        if vtable_bytes % 2:
+            reader.fail(where, f"malformed table layout (vtable of {vtable_bytes} bytes)")
+        reader.check(vtable, vtable_bytes, where)
+        # After the vtable's size and the table's size: each field's offset, 0 if left out.
+        self.offsets = struct.unpack_from(f"<{vtable_bytes // 2 - 2}H", reader.data,
+                                          vtable + 4) if vtable_bytes > 4 else ()
+
+    def _field(self, index):
+        """The position of a field, or None when the table leaves it out."""
+        offset = self.offsets[index] if index < len(self.offsets) else 0
+        return self.pos + offset if offset else None
+
+    def scalar(self, index, fmt, field):
+        """A scalar field; 0 when left out, the schema's default for every scalar read here."""
+        pos = self._field(index)
+        return 0 if pos is None else self.reader.unpack(fmt, pos, f"{self.where}.{field}")
+
+    def _target(self, index, field):
+        """Where an offset field points, or None when the table leaves it out."""
+        pos = self._field(index)
+        return None if pos is None else pos + self.reader.unpack("<I", pos, f"{self.where}.{field}")
+
+    def table(self, index, field):
+        target = self._target(index, field)
+        return None if target is None else _Table(self.reader, target, f"{self.where}.{field}")
+
+    def vector(self, index, dtype, field):
+        target = self._target(index, field)
+        dtype = np.dtype(dtype)
+        if target is None:
+            return np.zeros(0, dtype)
+        return self.reader.vector(target, dtype, f"{self.where}.{field}")
+
+    def tables(self, index, field):
+        where, target = f"{self.where}.{field}", self._target(index, field)
+        if target is None:
+            return []
+        offsets = self.reader.vector(target, np.dtype("<u4"), where)
+        return [_Table(self.reader, target + 4 + 4 * i + int(offset), f"{where}[{i}]")
+                for i, offset in enumerate(offsets)]
+
+    def string(self, index, field):
+        where, target = f"{self.where}.{field}", self._target(index, field)
+        if target is None:
+            return ""
+        chars = self.reader.vector(target, np.dtype("u1"), where)
+        if self.reader.unpack("B", target + 4 + len(chars), where):  # C strings need it
+            self.reader.fail(where, "string without its terminating zero byte")
+        return chars.tobytes().decode("utf-8", "replace")  # a name only labels; LiteRT allows any
+
+
+def _operator_name(code):
+    # Codes above 127 live in builtin_code; older files only fill deprecated_builtin_code.
+    builtin = max(code.scalar(3, "<i", "builtin_code"),
+                  code.scalar(0, "<b", "deprecated_builtin_code"))
+    if builtin == schema.BuiltinOperator.CUSTOM:
+        return "custom:" + code.string(1, "custom_code")
+    return _BUILTIN_NAMES.get(builtin, f"builtin_{builtin}")
+
+
+def _buffer_data(reader, buffer):
+    """A buffer's bytes; models over 2 GiB keep them after the flatbuffer, at offset/size."""
+    offset, size = buffer.scalar(1, "<Q", "offset"), buffer.scalar(2, "<Q", "size")
+    if offset > 1:
+        if offset + size > len(reader.data):
+            reader.fail(f"{buffer.where}.offset", f"{size} bytes at offset {offset} run past the "
+                                                  f"end of the {len(reader.data)}-byte file")
+        return np.frombuffer(reader.data, np.uint8, size, offset)
+    return buffer.vector(0, "u1", "data")
+
+
+def _indices(reader, values, count, where):
+    """`values` as a tuple, checked to be tensor indices (-1 marks an omitted optional tensor)."""
+    bad = values[(values < -1) | (values >= count)]
+    if len(bad):
+        reader.fail(where, f"tensor index {int(bad[0])} is not one of the subgraph's {count} "
+                           "tensors")
+    return tuple(int(v) for v in values)
+
+
+def _subgraph(reader, table, codes, buffers):
+    tensors = [_tensor(reader, tensor, buffers) for tensor in table.tables(0, "tensors")]
+    count = len(tensors)
+    operators = []
+    for op in table.tables(3, "operators"):
+        code = op.scalar(0, "<I", "opcode_index")
+        if code >= len(codes):
+            reader.fail(f"{op.where}.opcode_index", f"operator code {code} is not one of the "
+                                                    f"model's {len(codes)}")
+        operators.append(Operator(
+            codes[code],
+            _indices(reader, op.vector(1, "<i4", "inputs"), count, f"{op.where}.inputs"),
+            _indices(reader, op.vector(2, "<i4", "outputs"), count, f"{op.where}.outputs")))
+    where = table.where
+    return Subgraph(tensors, operators,
+                    _indices(reader, table.vector(1, "<i4", "inputs"), count, f"{where}.inputs"),
+                    _indices(reader, table.vector(2, "<i4", "outputs"), count, f"{where}.outputs"))
+
+
+def _tensor(reader, table, buffers):
+    where = table.where
+    shape = tuple(int(d) for d in table.vector(0, "<i4", "shape"))
+    type_code = table.scalar(1, "<b", "type")
+    if type_code not in _TYPE_NAMES:
+        reader.fail(f"{where}.type", f"{type_code} is not a TFLite tensor type")
+    dtype = _TYPE_NAMES[type_code]
+    index = table.scalar(2, "<I", "buffer")
+    if index >= len(buffers):
+        reader.fail(f"{where}.buffer", f"buffer {index} is not one of the model's {len(buffers)}")
+    data = buffers[index] if len(buffers[index]) else None
+    sparsity = table.table(6, "sparsity")
+    sparse = sparsity is not None
+    if sparse:
+        _check_dense_sizes(reader, sparsity, shape)
+    if data is not None and not sparse and dtype in _TYPE_BITS:
+        if min(shape, default=0) < 0:
+            reader.fail(f"{where}.shape", f"a constant with a negative dimension {list(shape)}")
+        needed = (math.prod(shape) * _TYPE_BITS[dtype] + 7) // 8
+        if len(data) < needed:
+            reader.fail(where, f"buffer {index} holds {len(data)} bytes but shape {list(shape)} of "
+                               f"{dtype} needs {needed}")
+        reader.spend(needed, where)  # what weight_tensors will scan for this tensor
+    quantization = table.table(4, "quantization")
+    zero_points = () if quantization is None else tuple(
+        int(z) for z in quantization.vector(3, "<i8", "zero_point"))
+    return Tensor(name=table.string(3, "name"), shape=shape, dtype=dtype, data=data,
+                  sparse=sparse, shape_signature=tuple(
+                      int(d) for d in table.vector(7, "<i4", "shape_signature")),
+                  zero_points=zero_points)
+
+
+def _check_dense_sizes(reader, sparsity, shape):
+    """A sparse tensor's dense dimensions cannot hold more than its elements (block sparsity splits
+    dimensions, it keeps the count): a damaged file with a huge size would keep LiteRT's DENSIFY
+    busy for hours."""
+    sizes = [dim.scalar(1, "<i", "dense_size") for dim in sparsity.tables(2, "dim_metadata")
+             if dim.scalar(0, "<b", "format") == schema.DimensionType.DENSE]
+    if min(sizes, default=0) < 0 or math.prod(sizes) > math.prod(shape):
+        reader.fail(f"{sparsity.where}.dim_metadata", f"dense sizes {sizes} do not fit the "
+                                                      f"{math.prod(shape)} elements of shape "
+                                                      f"{list(shape)}")

@@ -36,7 +36,8 @@ class LocalTarget:
             done = subprocess.run([self.python, runner.__file__], input=json.dumps(config),
                                   capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise BenchError(f"local: the benchmark did not finish within {timeout:.0f} s; lower "
-                             "--max_secs or --num_runs") from None
+            raise BenchError(f"local: the benchmark of {', '.join(graphs)} did not finish within "
+                             f"{timeout:.0f} s; lower --max_secs or --num_runs, or check the "
+                             "model: a damaged one can keep LiteRT busy") from None
         raw = runner_process.decode(done.returncode, done.stdout, done.stderr, "local", graphs)
         return results.from_runner(raw, self.name, settings, list(graphs))

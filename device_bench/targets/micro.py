@@ -18,39 +18,31 @@ import subprocess
 import sys
 
 from device_bench import boards, flatbuffer
-from device_bench.errors import BenchError
-from device_bench.modelfile import read_tflite
+from device_bench.errors import BenchError, ModelFileError
 from device_bench.schema import BenchmarkResult, MicroReport, ModelResult
 from device_bench.targets import runner_process
 
 PROBE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "micro_probe.py")
 PROBE_TIMEOUT_SECS = 300
 _MISSING_OP = re.compile(r"Didn't find op for builtin opcode '(\w+)'")
-_FLOAT32 = 0  # TensorType.FLOAT32 in the TFLite schema
 
 
-def inspect_model(data, name):
-    """What the flatbuffer says: op names (with float32 ones), dynamic inputs, sparse tensors."""
-    try:
-        model = flatbuffer.parse(data)
-    except Exception as error:  # the flatbuffer reader fails in many ways on a damaged file
-        raise BenchError(f"{name}: truncated or corrupted flatbuffer ({type(error).__name__}: "
-                         f"{error}); re-export the model") from None
+def inspect_model(model):
+    """What the verified flatbuffer says: op names (with float32 ones), dynamic inputs, sparsity."""
     op_names, float_ops, sparse = [], collections.Counter(), False
     dynamic = []
     for subgraph in model.subgraphs:
         tensors = subgraph.tensors
-        for op in subgraph.operators or []:
-            name = flatbuffer.operator_name(model, op)
-            op_names.append(name)
+        for op in subgraph.operators:
+            op_names.append(op.name)
             inputs = [tensors[i] for i in op.inputs if i >= 0]
-            if inputs and inputs[0].type == _FLOAT32 and name not in ("QUANTIZE", "DENSIFY"):
-                float_ops[name] += 1
-        sparse |= any(t.sparsity is not None for t in tensors)
-        for index in subgraph.inputs:
-            signature = tensors[index].shapeSignature
-            if signature is not None and any(d < 0 for d in list(signature)[1:]):
-                dynamic.append((tensors[index].name.decode(), [int(d) for d in signature]))
+            if inputs and inputs[0].dtype == "float32" and op.name not in ("QUANTIZE", "DENSIFY"):
+                float_ops[op.name] += 1
+        sparse |= any(t.sparse for t in tensors)
+        for index in (i for i in subgraph.inputs if i >= 0):
+            signature = tensors[index].shape_signature
+            if any(d < 0 for d in signature[1:]):
+                dynamic.append((tensors[index].name, list(signature)))
     return {"ops": sorted(set(op_names)), "float_ops": dict(float_ops),
             "sparse": sparse or "DENSIFY" in op_names, "dynamic_inputs": dynamic}
 
@@ -106,8 +98,8 @@ class MicroTarget:
                                models=models)
 
     def report(self, graph):
-        data = read_tflite(graph)
-        facts = inspect_model(data, graph)
+        data, model = flatbuffer.read_model(graph)
+        facts = inspect_model(model)
         probe = self._probe(graph)
         micro = MicroReport(ops=facts["ops"], arena_used_bytes=probe.get("arena_used_bytes"),
                             arena_min_bytes=probe.get("arena_min_bytes"),
@@ -127,16 +119,23 @@ class MicroTarget:
         return ModelResult(graph=graph, size_bytes=len(data), micro=micro)
 
     def _probe(self, graph):
+        """micro_probe.py's answer for `graph`; ModelFileError if LiteRT refuses the model."""
         try:
             done = subprocess.run([self.python, PROBE], input=json.dumps({"graph": graph}),
                                   capture_output=True, text=True, timeout=PROBE_TIMEOUT_SECS)
         except subprocess.TimeoutExpired:
             raise BenchError(f"micro: {graph} did not finish in TFLite Micro within "
                              f"{PROBE_TIMEOUT_SECS} s") from None
-        signal_name = runner_process.crash_signal(done.returncode)
-        if signal_name:
-            return {"ok": False, "error": f"TFLite Micro crashed ({signal_name})",
-                    "log": done.stderr}
-        if done.returncode != 0:
-            raise BenchError(f"micro: the TFLite Micro probe failed: {done.stderr.strip()[-800:]}")
-        return json.loads(done.stdout)
+        try:
+            probe = json.loads(done.stdout) if done.returncode == 0 else None
+        except ValueError:
+            probe = None
+        if not isinstance(probe, dict):  # the probe itself failed: its last words say why
+            how = runner_process.crash_signal(done.returncode) or f"exit status {done.returncode}"
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise BenchError(f"micro: the TFLite Micro probe of {graph} failed ({how}): {last}")
+        if "rejected" in probe:
+            raise ModelFileError(f"{graph}: LiteRT refuses this model ({probe['rejected']}); the "
+                                 "file is corrupted or not a model LiteRT can load, so no verdict "
+                                 "is given")
+        return probe

@@ -43,6 +43,19 @@ def parse_address(address):
     return user or None, host, port
 
 
+def remote_command(remote_python):
+    """--remote_python (a path, or a command with arguments such as `nice -n 5 python3`) re-quoted
+    for the remote shell; checked before connecting, so a typo costs no SSH session."""
+    try:
+        parts = shlex.split(remote_python or "")  # never None: shlex would read stdin
+    except ValueError as error:
+        raise BenchError(f"--remote_python={remote_python!r} cannot be split into a command "
+                         f"({error}); balance the quotes or quote the whole path") from None
+    if not parts:
+        raise BenchError("--remote_python is empty; give the board's Python, e.g. python3")
+    return " ".join(shlex.quote(part) for part in parts)
+
+
 class SshTarget:
     def __init__(self, address, remote_python="python3", known_hosts=None, check_host_key=True,
                  key_filename=None, timeout=10.0, remote_temp_root="/tmp"):
@@ -60,6 +73,7 @@ class SshTarget:
         return f"{self.host}:{self.port}" if self.port != 22 else self.host
 
     def run(self, graphs, settings):
+        python = remote_command(self.remote_python)
         for graph in graphs:
             read_tflite(graph)
         client = self._connect()
@@ -67,7 +81,8 @@ class SshTarget:
             tmp = self._make_temp_dir(client)
             try:
                 remote_graphs = self._upload(client, tmp, graphs)
-                raw = self._run_runner(client, tmp, settings.runner_config(remote_graphs), graphs,
+                raw = self._run_runner(client, tmp, python, settings.runner_config(remote_graphs),
+                                       graphs,
                                        settings.max_secs + LOAD_ALLOWANCE_SECS * len(graphs))
             finally:
                 self._remove_temp_dir(client, tmp)
@@ -172,8 +187,7 @@ class SshTarget:
                 remote.append(path)
         return remote
 
-    def _run_runner(self, client, tmp, config, graphs, timeout):
-        python = " ".join(shlex.quote(part) for part in shlex.split(self.remote_python))
+    def _run_runner(self, client, tmp, python, config, graphs, timeout):
         command = f"{python} {shlex.quote(posixpath.join(tmp, 'runner.py'))}"
         status, out, err = self._exec(client, command, timeout, json.dumps(config))
         if status == _COMMAND_NOT_FOUND:
