@@ -148,19 +148,22 @@ def _report(args):
 
 
 def _inspect(args):
-    if not os.path.isfile(args.model):
-        raise FileNotFoundError(f"{args.model}: no such file")
+    try:
+        os.stat(args.model)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{args.model}: no such file") from None
+    except OSError:
+        pass  # the readers name an unreadable or damaged file (ModelFileError)
     if args.model.endswith(".tflite"):
         from edgeprune.recipe.tflitestats import format_tflite_stats, tflite_stats
 
         stats = tflite_stats(args.model)
         print(json.dumps(stats, indent=2) if args.json else format_tflite_stats(stats))
         return 0
-    import keras
-
+    from edgeprune.model.saving import load_keras_file
     from edgeprune.recipe import format_stats, model_stats
 
-    stats = model_stats(keras.models.load_model(args.model, compile=False, safe_mode=True))
+    stats = model_stats(load_keras_file(args.model))  # ModelFileError names a bad file
     print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
     return 0
 

@@ -1,4 +1,5 @@
-"""Reading a recipe: YAML (`yaml.safe_load` only), `--set` overrides, schema check, defaults, files.
+"""Reading a recipe: YAML (`yaml.safe_load`'s constructor only, with bounds: `safeyaml`), `--set`
+overrides, schema check, defaults, files.
 
 >>> recipe = load_recipe("recipes/quickstart.yaml", overrides=["pruning.fine_tune.epochs=1"])  # doctest: +SKIP
 >>> recipe["pruning"]["fine_tune"]["epochs"]                                                   # doctest: +SKIP
@@ -9,9 +10,10 @@ import copy
 import hashlib
 import json
 import os
+import re
 
-import yaml
-
+from device_bench.fileio import read_regular_file
+from edgeprune.recipe import safeyaml
 from edgeprune.recipe.pruning_options import option_problems
 from edgeprune.recipe.schema import SCHEMA, RecipeError, check, did_you_mean
 
@@ -34,7 +36,12 @@ class Recipe(dict):
 
     @property
     def name(self):
-        return self.get("name") or os.path.splitext(os.path.basename(self.path))[0]
+        """The `name` key (checked against the schema's NAME_PATTERN), else the file's name made
+        safe as one folder name: `runs/<name>` never leaves `runs/`."""
+        if self.get("name"):
+            return self["name"]
+        stem = os.path.splitext(os.path.basename(self.path))[0]
+        return re.sub(r"[^A-Za-z0-9._-]", "_", stem).lstrip(".")[:100] or "recipe"
 
     def resolve(self, relative):
         return os.path.normpath(os.path.join(self.folder, os.path.expanduser(relative)))
@@ -51,14 +58,18 @@ def load_recipe(path, overrides=()):
     `overrides` are `"key.path=value"` strings; the value is read as YAML (`1`, `true`, `[1, 4]`).
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise RecipeError(f"{path}: no such recipe file")
-    with open(path, encoding="utf-8") as f:
-        try:
-            document = yaml.safe_load(f)
-        except yaml.YAMLError as error:
-            raise RecipeError(f"{path}: not valid YAML: {error}") from None
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: no such recipe file") from None
+    except OSError:
+        pass  # read_regular_file says what
+    # A regular file of at most safeyaml.MAX_BYTES (a FIFO or /dev/zero is refused unread).
+    data = read_regular_file(path, safeyaml.MAX_BYTES, RecipeError)
+    document = safeyaml.load(safeyaml.decode(data, path), path)
     source = path if not overrides else f"{path} (with --set {' '.join(overrides)})"
+    if document is None and overrides:
+        document = {}  # an empty file completed by --set
     for override in overrides:
         apply_override(document, override, source)
     try:
@@ -79,18 +90,18 @@ def load_recipe(path, overrides=()):
 def apply_override(document, override, source):
     """Sets `a.b.c=value` inside `document` (value parsed as YAML), creating sections on the way."""
     key, sep, value = override.partition("=")
-    if not sep or not key:
+    parts = key.strip().split(".")
+    if not sep or not all(parts):
         raise RecipeError(f"{source}: override {override!r} must look like key.path=value")
-    parts = key.split(".")
     node = document
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
+    for depth, part in enumerate(parts):
         if not isinstance(node, dict):
-            raise RecipeError(f"{source}: override {override!r}: {part} is not a section")
-    try:
-        node[parts[-1]] = yaml.safe_load(value)
-    except yaml.YAMLError as error:
-        raise RecipeError(f"{source}: override {override!r}: value is not YAML: {error}") from None
+            where = ".".join(parts[:depth]) or "the recipe"
+            raise RecipeError(f"{source}: override {override!r}: {where} is not a section "
+                              "(a mapping of keys)")
+        if depth < len(parts) - 1:
+            node = node.setdefault(part, {})
+    node[parts[-1]] = safeyaml.load(value, f"{source}: override {override!r}", where=parts)
 
 
 def with_defaults(schema, value):

@@ -12,6 +12,7 @@ edgeprune.recipe.schema.RecipeError: r.yaml: invalid recipe
 """
 
 import difflib
+import math
 
 import jsonschema
 
@@ -39,7 +40,8 @@ _SCHEDULE = _section({
     "begin": {"type": "integer", "minimum": 0, "default": 0},
     "end": {"type": "integer", "minimum": -1},
     "unit": {"enum": ["epochs", "steps"], "default": "epochs"},
-    "power": {"type": "number", "default": 3},
+    # (1 - progress) ** power: 0 or below never prunes, or prunes all at once
+    "power": {"type": "number", "exclusiveMinimum": 0, "default": 3},
     "frequency": {"type": "integer", "minimum": 1, "default": 100},
 })
 
@@ -59,8 +61,13 @@ _TRAINING = _section({
     "from_logits": {"type": "boolean", "default": True},
 })
 
+# The run folder's default name (runs/<name>): one path component, no "..", no "/" or "\\".
+NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$"
+
 SCHEMA = _section({
-    "name": {"type": "string"},
+    "name": {"type": "string", "pattern": NAME_PATTERN,
+             "description": "a name of letters, digits, '.', '_' and '-' (it names the run "
+                            "folder, runs/<name>), not starting with '.'"},
     "description": {"type": "string"},
     "seed": {"type": "integer", "default": 0},
     "model": {
@@ -177,15 +184,34 @@ class RecipeError(ValueError):
     """A recipe that cannot run: the message names the file, the key path and what is allowed."""
 
 
+# A JSON number is finite, and an integer is an int: jsonschema's own checker takes 3.0 for an
+# integer (epochs: 3.0 then breaks `range`) and NaN for a number (NaN passes every bound).
+_TYPES = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many({
+    "integer": lambda checker, value: isinstance(value, int) and not isinstance(value, bool),
+    "number": lambda checker, value: (isinstance(value, (int, float))
+                                      and not isinstance(value, bool) and math.isfinite(value)),
+})
+Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=_TYPES)
+# Problems listed before "... and N more": a recipe with thousands of unknown keys is one screen.
+MAX_PROBLEMS = 20
+
+
 def check(document, source):
-    """Raises `RecipeError` listing every schema violation of `document` (read from `source`)."""
+    """Raises `RecipeError` listing every schema violation of `document` (read from `source`);
+    after MAX_PROBLEMS of them, the rest are counted."""
     if not isinstance(document, dict):
         raise RecipeError(f"{source}: a recipe is a YAML mapping of sections "
                           f"({', '.join(SCHEMA['properties'])}), got {type(document).__name__}")
-    validator = jsonschema.Draft202012Validator(recipe_schema())
+    validator = Validator(recipe_schema())
     errors = sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.path)))
     if errors:
-        problems = [line for error in errors for line in _describe(error)]
+        problems, more = [], 0
+        for error in errors:
+            lines, left = _describe(error, MAX_PROBLEMS - len(problems))
+            problems += lines
+            more += left
+        if more:
+            problems.append(f"... and {more} more")
         raise RecipeError(f"{source}: invalid recipe\n  " + "\n  ".join(problems))
 
 
@@ -203,28 +229,53 @@ def did_you_mean(word, choices):
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _describe(error):
-    path = list(error.absolute_path)
+def _describe(error, limit):
+    """(at most `limit` lines describing `error`, how many more it would have taken)."""
     if error.validator == "additionalProperties":
+        path = list(error.absolute_path)
         allowed = sorted(error.schema.get("properties", {}))
-        unknown = sorted(set(error.instance) - set(allowed))
-        return [f"{key_path(path + [key])}: unknown key; allowed: {', '.join(allowed)}"
-                f"{did_you_mean(key, allowed)}" for key in unknown]
+        unknown = sorted(set(error.instance) - set(allowed), key=str)
+        return ([f"{key_path(path + [key])}: unknown key; allowed: {', '.join(allowed)}"
+                 f"{did_you_mean(key, allowed)}" for key in unknown[:max(limit, 0)]],
+                max(len(unknown) - max(limit, 0), 0))
+    if limit <= 0:
+        return [], 1
+    return [_describe_one(error)], 0
+
+
+def _describe_one(error):
+    path = list(error.absolute_path)
     where = key_path(path)
     if error.validator == "enum":
         allowed = error.validator_value
-        return [f"{where}: {error.instance!r} is not allowed; allowed: "
-                f"{', '.join(map(str, allowed))}{did_you_mean(error.instance, allowed)}"]
+        return (f"{where}: {_short(error.instance)} is not allowed; allowed: "
+                f"{', '.join(map(str, allowed))}{did_you_mean(error.instance, allowed)}")
     if error.validator == "type":
         expected = error.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
-        return [f"{where}: expected {expected}, got "
-                f"{type(error.instance).__name__} {error.instance!r}"]
+        if isinstance(error.instance, float) and not math.isfinite(error.instance):
+            return f"{where}: expected a finite {expected}, got {error.instance}"
+        return (f"{where}: expected {expected}, got "
+                f"{type(error.instance).__name__} {_short(error.instance)}")
+    bounds = {"minimum": "is below the minimum", "exclusiveMinimum": "must be above",
+              "maximum": "is above the maximum", "exclusiveMaximum": "must be below"}
+    if error.validator in bounds:
+        return f"{where}: {_short(error.instance)} {bounds[error.validator]} " \
+               f"{error.validator_value}"
     if error.validator == "required":
-        return [f"{where}: {error.message}"]
+        return f"{where}: {error.message}"
     if error.validator == "oneOf" and path == ["model"]:
-        return ["model: give exactly one of keras_file, application, factory"]
+        return "model: give exactly one of keras_file, application, factory"
     if error.validator == "pattern":
         hint = error.schema.get("description", f"a string matching {error.validator_value}")
-        return [f"{where}: {error.instance!r} is not {hint}"]
-    return [f"{where}: {error.message}"]
+        return f"{where}: {_short(error.instance)} is not {hint}"
+    return f"{where}: {_cut(error.message, 300)}"
+
+
+def _short(value):
+    """repr(value), cut to 80 characters: a 100 kB string stays one line."""
+    return _cut(repr(value), 80)
+
+
+def _cut(text, limit):
+    return text if len(text) <= limit else text[:limit - 4] + " ..."

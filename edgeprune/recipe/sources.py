@@ -18,6 +18,7 @@ import numpy as np
 
 from edgeprune.data import load_digits
 from edgeprune.model.keras_internals import all_sublayers
+from edgeprune.model.saving import load_keras_file
 from edgeprune.recipe.schema import RecipeError, did_you_mean
 
 
@@ -47,8 +48,7 @@ def load_model(recipe):
     """The recipe's starting model (a new object each call)."""
     source = recipe["model"]
     if "keras_file" in source:
-        return keras.models.load_model(recipe.resolve(source["keras_file"]), compile=False,
-                                       safe_mode=True)
+        return load_keras_file(recipe.resolve(source["keras_file"]))
     if "application" in source:
         app = source["application"]
         builder = getattr(keras.applications, app["name"])
