@@ -20,7 +20,7 @@ _tf_logs.install_import_hook()
 
 # Public name -> module, grouped by package.
 _EXPORTS = {
-    "edgeprune.data": ("load_digits",),
+    "edgeprune.data": ("load_digits", "load_mnist1d"),
     # --- pruning core ---
     "edgeprune.sparsity.callbacks": ("PruningSummaries", "UpdatePruningStep"),
     "edgeprune.sparsity.controller": ("PruningController",),
