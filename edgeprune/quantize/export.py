@@ -12,6 +12,7 @@ from device_bench.fileio import atomic_write
 from edgeprune.quantize.provenance import mark_converted
 from edgeprune.quantize.qat import is_quantize_aware, strip_quantization
 from edgeprune.quantize.scratch import scratch_folder
+from edgeprune.sparsity.strip import stripped
 from edgeprune.tf_logs import quiet
 
 QUANTIZE_MODES = (None, "dynamic", "float16", "int8", "int16x8")
@@ -28,7 +29,8 @@ def export_tflite(model, path=None, quantize=None, representative_data=None, int
     Args:
         model: a built Sequential, functional or subclassed Keras 3 model with one input. A model
             from `quantize_model` (quantization-aware training) is stripped first and converted
-            with full int8 quantization.
+            with full int8 quantization; one still wrapped for pruning is converted as
+            `strip_pruning(model)` (which warns if pruning stopped before its target).
         path: where to write the flatbuffer. The file is replaced atomically: on any error an
             existing file keeps its old content and no new file appears.
         quantize: `None` (float32), `"dynamic"` (int8 weights, float activations), `"float16"`
@@ -67,6 +69,7 @@ def export_tflite(model, path=None, quantize=None, representative_data=None, int
     if not isinstance(model, keras.Model):
         raise ValueError(f"model must be a Keras 3 model, got {type(model).__name__}; wrap a "
                          "layer with keras.Sequential([keras.Input(shape), layer]).")
+    model = stripped(model)
     if is_quantize_aware(model):
         if quantize not in (None, "int8"):
             raise ValueError(

@@ -1,25 +1,58 @@
 """`strip_pruning` and `sparsity_report`: from a pruned model to a plain, sparse Keras model."""
 
+import warnings
+
 import keras
 import numpy as np
 from keras import ops
 
 from edgeprune.sparsity import layer_registry
+from edgeprune.sparsity.granularity import get_granularity
 from edgeprune.model.naming import weight_key
 from edgeprune.model.rebuild import copy_layer, rebuild
-from edgeprune.sparsity.wrapper import PruneLowMagnitude, leaf_layers
+from edgeprune.sparsity.wrapper import PruneLowMagnitude, leaf_layers, pruning_wrappers
 
 
 def strip_pruning(model):
     """Returns a plain Keras model: no wrappers left, `weight * mask` baked into the weights.
 
     The result saves, loads and converts to TFLite like any Keras model. `model` is not changed.
+    Warns (`UserWarning`) when training stopped before the pruning schedules reached their
+    target (an `EarlyStopping`, too few epochs): the stripped model is then less sparse than
+    asked.
 
     >>> final = ep.strip_pruning(pruned)  # doctest: +SKIP
     """
     if not isinstance(model, keras.Model):
         raise ValueError(f"strip_pruning takes a Keras model, got {type(model).__name__}.")
+    message = unfinished_pruning(model)
+    if message:
+        warnings.warn(message, stacklevel=2)
     return rebuild(model, _unwrap)
+
+
+def unfinished_pruning(model):
+    """A sentence saying which wrappers of `model` stopped before their schedule's target, or
+    None. Schedules that do not state a target (`PruningSchedule.final_target`) are not judged,
+    nor granularities whose pattern is complete from the first step (N:M)."""
+    short = []
+    for wrapper in pruning_wrappers(model):
+        if not (wrapper.built and wrapper.pruned_weights) or (
+                wrapper.current_step() >= 1 and get_granularity(
+                    wrapper.granularity).prunes_at_first_step(wrapper.granularity_options)):
+            continue
+        target = wrapper.pruning_schedule.final_target()
+        if target and wrapper.current_step() < target[1]:
+            short.append((wrapper.current_step(), *target, wrapper.masks))
+    if not short:
+        return None
+    step, sparsity, target_step, _ = max(short, key=lambda item: item[2])
+    masks = [ops.convert_to_numpy(mask) for *_, masks in short for mask in masks]
+    reached = 1.0 - sum(float(m.sum()) for m in masks) / sum(m.size for m in masks)
+    when = f"stopped at step {step}" if step > 0 else "never ran (no training step)"
+    return (f"Pruning {when}, before its schedule reached {sparsity:.0%} sparsity at step "
+            f"{target_step}: {len(short)} pruned layer(s) are {reached:.0%} sparse. Train until "
+            "the schedule's end (or end the schedule within the training) before stripping.")
 
 
 def stripped(model):
