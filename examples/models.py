@@ -9,6 +9,8 @@ factories).
 (None, 10)
 """
 
+import time
+
 import keras
 import numpy as np
 
@@ -91,6 +93,23 @@ def compiled(model, learning_rate=1e-3):
     return model
 
 
+class progress(keras.callbacks.Callback):  # noqa: N801  (used like a function)
+    """Prints one line per epoch, so a script that trains for minutes shows it is working."""
+
+    def __init__(self, label):
+        super().__init__()
+        self.label, self.started = label, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        print(f"{self.label} epoch {epoch + 1}/{self.params['epochs']}: loss "
+              f"{logs.get('loss', float('nan')):.4f}, accuracy {logs.get('accuracy', 0):.2%} "
+              f"({time.perf_counter() - self.started:.1f} s)", flush=True)
+
+
 def accuracy(model, x, y):
     """Top-1 accuracy of a Keras model on arrays."""
     return float(np.mean(np.argmax(model.predict(x, verbose=0), axis=1) == y))
@@ -109,5 +128,5 @@ def trained_mobilenet_v2(alpha, epochs=8, size=32):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = 0.9
     model = compiled(model, 2e-3)
-    model.fit(train, epochs=epochs, verbose=0)
+    model.fit(train, epochs=epochs, verbose=0, callbacks=[progress(f"MobileNetV2 {alpha}")])
     return model, train, test
