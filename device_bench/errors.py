@@ -15,10 +15,13 @@ class BenchError(Exception):
     """
 
 
-class ModelFileError(BenchError):
-    """A model file that cannot be read or is not a well-formed `.tflite`; the message starts with
+class ModelFileError(BenchError, ValueError):
+    """A model file that cannot be read or is not a well-formed model; the message starts with
     the file's name and says what is wrong.
 
     Its own type so that callers (edgeprune's size report, validation and micro export use the
-    same reader) can tell a bad file from other problems.
+    same reader) can tell a bad file from other problems. edgeprune raises it for `.keras` files
+    too (`edgeprune inspect`, a recipe's `model.keras_file`) and exports it as
+    `ep.ModelFileError`. It is also a ValueError, so `except ValueError` keeps catching a bad
+    model file, as it caught Keras' own errors on one.
     """

@@ -43,6 +43,8 @@ _EXPORTS = {
                                "quantize_annotate_model", "quantize_apply", "quantize_model",
                                "strip_quantization"),
     "edgeprune.quantize.check": ("run_tflite", "size_report", "validate_tflite"),
+    # The one error for a model file that cannot be read or is not a valid model (a ValueError).
+    "device_bench.errors": ("ModelFileError",),
     # --- choosing sparsity ---
     "edgeprune.choose.allocation": ("Allocation", "allocate", "apply_channel_allocation",
                                     "global_magnitude_allocation", "uniform_allocation",

@@ -124,11 +124,13 @@ def _run(args):
 
 def _validate(args):
     from edgeprune.recipe import RecipeError, enabled_stages, load_recipe
+    from edgeprune.recipe.preflight import check as check_can_run
 
     status = 0
     for path in args.recipes:
         try:
             recipe = load_recipe(path, args.overrides)
+            check_can_run(recipe)  # what run's stages would refuse, found without training
         except RecipeError as error:
             print(error, file=sys.stderr)
             status = 1

@@ -5,6 +5,9 @@ or to read a layer's call sites; each function here wraps one such access, so a 
 that moves one breaks one line here, found by the tests, instead of code spread over the package.
 """
 
+import contextlib
+import copy
+
 import keras
 import numpy as np
 from keras.src.applications.convnext import LayerScale  # noqa: F401  (re-exported)
@@ -94,3 +97,18 @@ def build_as_called(layer, args, kwargs):
 def _as_tensor(value):
     """NumPy arrays as tensors (what a layer's call converts them to before building)."""
     return keras.ops.convert_to_tensor(value) if isinstance(value, np.ndarray) else value
+
+
+@contextlib.contextmanager
+def names_unchanged():
+    """Within the block, models and layers are built without advancing Keras' automatic naming
+    counters (`dense`, `dense_1`, ...), so a trial build (a recipe's checks before a run) does
+    not rename the layers of the model built next."""
+    from keras.src.backend.common import global_state
+
+    uids = global_state.get_global_attribute("object_name_uids")
+    saved = None if uids is None else copy.copy(uids)
+    try:
+        yield
+    finally:
+        global_state.set_global_attribute("object_name_uids", saved)

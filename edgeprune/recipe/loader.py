@@ -11,6 +11,8 @@ import hashlib
 import json
 import os
 import re
+import warnings
+import zipfile
 
 from device_bench.fileio import read_regular_file
 from edgeprune.recipe import safeyaml
@@ -46,10 +48,43 @@ class Recipe(dict):
     def resolve(self, relative):
         return os.path.normpath(os.path.join(self.folder, os.path.expanduser(relative)))
 
+    def input_files(self):
+        """`{recipe key: absolute path}` of every file the run reads besides the recipe: the
+        `.keras` model, the npz data, the factories' source files (a `module:function` factory:
+        the module's own file). A run folder records their hashes and resumes only with the
+        same contents."""
+        files = {}
+        for section, key in (("model", "keras_file"), ("model", "factory"), ("data", "path"),
+                             ("data", "factory")):
+            value = self.get(section, {}).get(key)
+            if value is None or (section == "data" and key == "path"
+                                 and self["data"].get("source") != "npz"):
+                continue
+            if key == "factory":
+                module = value.rpartition(":")[0]
+                path = self.resolve(module) if module.endswith(".py") else _module_file(module)
+            else:
+                path = self.resolve(value)
+            if path is not None:
+                files[f"{section}.{key}"] = path
+        return files
+
     def fingerprint(self):
         """Hash of the effective settings: a run folder only resumes the recipe that made it."""
         text = json.dumps(self, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _module_file(module):
+    """The source file of an importable module (its package's parents are imported), or None."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    origin = getattr(spec, "origin", None)
+    return origin if origin and os.path.isfile(origin) else None
 
 
 def load_recipe(path, overrides=()):
@@ -159,8 +194,58 @@ def _check_references(recipe, source):
     if recipe["export"]["c_array"] and recipe["quantize"]["sparse_storage"]:
         problems.append("export.c_array: TFLite Micro has no DENSIFY kernel, so a C array needs "
                         "quantize.sparse_storage: false")
+    if "keras_file" in model and os.path.isfile(recipe.resolve(model["keras_file"])) and \
+            not zipfile.is_zipfile(recipe.resolve(model["keras_file"])):
+        problems.append(f"model.keras_file: {model['keras_file']} is not a Keras 3 model file "
+                        "(a .keras file is a zip archive)")
+    problems += _check_benchmark(recipe.get("benchmark", {}).get("targets", []))
     if problems:
-        raise RecipeError(f"{source}: invalid recipe\n  " + "\n  ".join(problems))
+        raise RecipeError(safeyaml.problem_list(source, problems, "invalid recipe"))
+    warn_host_key_checks(recipe)
+
+
+class HostKeyWarning(UserWarning):
+    """A recipe turns SSH host-key checking off (`check_host_key: false`)."""
+
+
+# Shown every time, not once per place in the code: each recipe that turns the check off says so.
+warnings.filterwarnings("always", category=HostKeyWarning)
+
+
+def host_key_warnings(recipe):
+    """One line per benchmark target of `recipe` that turns SSH host-key checking off."""
+    return [f"{recipe.path}: benchmark.targets[{i}] ({spec['target']}): check_host_key: false "
+            "turns SSH host-key checking off, so a machine posing as the board would get the "
+            "models and run the commands; add the board to known_hosts instead"
+            for i, spec in enumerate(recipe.get("benchmark", {}).get("targets", []))
+            if spec.get("check_host_key") is False]
+
+
+def warn_host_key_checks(recipe):
+    for line in host_key_warnings(recipe):
+        warnings.warn(line, HostKeyWarning, stacklevel=4)  # where load_recipe was called
+
+
+def _check_benchmark(targets):
+    """Each benchmark target built as the benchmark stage will build it (no connection is made):
+    an unknown board, a bad boards file or a run setting out of range fail here, not after
+    training."""
+    from device_bench.api import SETTING_NAMES, make_target
+    from device_bench.errors import BenchError
+    from device_bench.settings import RunSettings
+
+    problems = []
+    for index, spec in enumerate(targets):
+        settings = {k: v for k, v in spec.items() if k in SETTING_NAMES}
+        options = {k: v for k, v in spec.items() if k not in SETTING_NAMES and k != "target"}
+        try:
+            RunSettings(**settings)
+            make_target(spec["target"], **options)
+        except BenchError as error:
+            problems.append(f"benchmark.targets[{index}]: {error}")
+        except (TypeError, ValueError) as error:
+            problems.append(f"benchmark.targets[{index}]: {type(error).__name__}: {error}")
+    return problems
 
 
 def _check_pruning(pruning):

@@ -1,9 +1,13 @@
 """`run_recipe`: runs a recipe's stages in order into a run folder, resuming where it stopped.
 
-The run folder holds `state.json` (the recipe's fingerprint and, per finished stage, its output
-files, metrics and duration) and `stages.log` (one line per stage started, finished, skipped or
-resumed). A stage whose outputs are all present is not run again; training stages also resume from
-their last per-epoch checkpoint, so an interruption loses at most the epoch in progress.
+The run folder holds `state.json` (the recipe's fingerprint, the SHA-256 of every input file the
+run reads, and, per finished stage, its output files with their sizes and SHA-256, metrics and
+duration) and `stages.log` (one line per stage started, finished, skipped or resumed). A stage is
+skipped only if each of its outputs still has the size and hash it was written with; a stage that
+runs again invalidates every later stage, its outputs and its epoch checkpoints. A folder whose
+recipe settings or input files (model and data factories' code, `.keras`, npz) changed is not
+resumed. Training stages resume from their last per-epoch checkpoint, so an interruption loses
+at most the epoch in progress. Every file goes inside the run folder (`RunContext.path`).
 
 >>> from edgeprune.recipe import load_recipe, run_recipe
 >>> run_recipe(load_recipe("recipes/quickstart.yaml"), "runs/quickstart")  # doctest: +SKIP
@@ -12,6 +16,7 @@ their last per-epoch checkpoint, so an interruption loses at most the epoch in p
 import contextlib
 import datetime
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -23,7 +28,8 @@ from tqdm.auto import tqdm
 import edgeprune as ep
 from device_bench.fileio import atomic_write
 from edgeprune.model.saving import save_model_atomically
-from edgeprune.recipe import sources, training
+from edgeprune.recipe import preflight, sources, training
+from edgeprune.recipe.loader import host_key_warnings
 from edgeprune.recipe.modelstats import model_stats
 from edgeprune.recipe.report import STATE_FILE, read_state
 from edgeprune.recipe.schema import RecipeError
@@ -42,7 +48,12 @@ class RunContext:
         self.callbacks = list(callbacks)
 
     def path(self, relative):
-        return os.path.join(self.out, relative)
+        """`relative` inside the run folder; RecipeError for a path that would leave it."""
+        path = os.path.normpath(os.path.join(self.out, relative))
+        if os.path.isabs(relative) or not path.startswith(self.out + os.sep):
+            raise RecipeError(f"{relative!r}: outside the run folder {self.out}; a run writes "
+                              "and reads only inside its folder")
+        return path
 
     @functools.cached_property
     def data(self):
@@ -138,15 +149,23 @@ def _run_stages(recipe, out, stages, until, restart, callbacks):
     names = [stage.name for stage in stages]
     state = _open_state(recipe, out, restart)
     context = RunContext(recipe, out, state, callbacks)
-    first_to_run = _first_unfinished(state, names, out)
+    for line in host_key_warnings(recipe):
+        context.log(f"warning: {line}")
+    first_to_run = _first_unfinished(context, names)
     for name in names[:first_to_run]:
-        context.log(f"skip {name} (finished earlier)")
-    for name in list(state["finished"])[first_to_run:]:
+        context.log(f"skip {name} (finished earlier)")  # outputs verified
+    for name in [n for n in state["finished"] if n not in names[:first_to_run]]:
         del state["finished"][name]  # a stage redone invalidates what came after it
+    _write_state(out, state)
     for stage in stages[first_to_run + 1:]:
         # What a stage keeps to resume is valid only for the outputs of the stages before it.
         for folder in stage.scratch:
             shutil.rmtree(os.path.join(out, folder), ignore_errors=True)
+        training.remove_checkpoints(context.path(CHECKPOINTS), stage.name)
+    if first_to_run < len(stages):
+        # What the stages still to run would refuse, before any of them trains.
+        preflight.check(recipe, data=lambda: context.data, model=lambda: _model_so_far(context),
+                        pending=names[first_to_run:])
     progress = tqdm(stages, desc=recipe.name, unit="stage", initial=first_to_run,
                     total=len(stages), dynamic_ncols=True, disable=None)
     for stage in stages[first_to_run:]:
@@ -161,7 +180,10 @@ def _run_stages(recipe, out, stages, until, restart, callbacks):
         except Exception as error:
             context.log(f"failed {stage.name}: {type(error).__name__}: {error}")
             raise StageFailed(stage.name, error) from error
-        state["finished"][stage.name] = {**result, "seconds": time.perf_counter() - began}
+        state["finished"][stage.name] = {
+            **result, "seconds": time.perf_counter() - began,
+            "files": {file: _file_record(context.path(file))
+                      for file in result["outputs"].values()}}
         _write_state(out, state)
         training.remove_checkpoints(context.path(CHECKPOINTS), stage.name)
         context.log(f"finish {stage.name} ({state['finished'][stage.name]['seconds']:.1f} s)")
@@ -206,28 +228,88 @@ def _alive(pid):
 
 
 def _open_state(recipe, out, restart):
-    state = read_state(out)
+    try:
+        state = read_state(out)
+    except (OSError, ValueError) as error:
+        if not restart:
+            raise RecipeError(f"{os.path.join(out, STATE_FILE)}: cannot read it ({error}); pass "
+                              "--restart to start the run over, or choose another --out") from None
+        state = {}
     fingerprint = recipe.fingerprint()
-    if state and not restart and state["fingerprint"] != fingerprint:
-        raise RecipeError(
-            f"{out} holds a run of different settings (recipe {state['recipe']!r}, overrides "
-            f"{state['overrides']}); pass --restart to discard it or choose another --out")
+    inputs = {key: _file_record(path) for key, path in recipe.input_files().items()}
+    if state and not restart:
+        if state.get("fingerprint") != fingerprint:
+            raise RecipeError(
+                f"{out} holds a run of different settings (recipe {state.get('recipe')!r}, "
+                f"overrides {state.get('overrides')}); pass --restart to discard it or choose "
+                "another --out")
+        changed = [key for key in state.get("inputs", inputs)
+                   if state["inputs"][key] != inputs.get(key)]
+        if changed:
+            raise RecipeError(
+                f"{out} was run with other contents of {', '.join(changed)} "
+                f"({', '.join(recipe.input_files().get(k, '?') for k in changed)}): its results "
+                "would not be the ones this recipe gives now; pass --restart to run it again, "
+                "or choose another --out")
+        state.setdefault("inputs", inputs)  # a folder from before inputs were recorded
     if restart or not state:
         training.remove_checkpoints(os.path.join(out, CHECKPOINTS), "*")
         state = {"recipe": recipe.path, "overrides": recipe.overrides,
-                 "fingerprint": fingerprint, "name": recipe.name, "finished": {}}
+                 "fingerprint": fingerprint, "name": recipe.name, "inputs": inputs,
+                 "finished": {}}
         _write_state(out, state)
     return state
 
 
-def _first_unfinished(state, names, out):
-    """Index of the first stage that is not finished or lost one of its output files."""
+def _first_unfinished(context, names):
+    """Index of the first stage that is not finished, or one of whose output files is missing or
+    no longer what it wrote (size and SHA-256 in state.json)."""
     for index, name in enumerate(names):
-        record = state["finished"].get(name)
-        if record is None or not all(os.path.exists(os.path.join(out, f))
-                                     for f in record["outputs"].values()):
+        record = context.state["finished"].get(name)
+        if record is None:
             return index
+        for file in record["outputs"].values():
+            problem = _changed(context.path(file), record.get("files", {}).get(file))
+            if problem:
+                context.log(f"redo {name}: {file} {problem}")
+                return index
     return len(names)
+
+
+def _model_so_far(context):
+    """The latest model a finished stage saved (what the next stage starts from), or None."""
+    if not any("model" in record["outputs"] for record in context.state["finished"].values()):
+        return None
+    return context.load(context.latest_model())
+
+
+def _file_record(path):
+    """{"bytes", "sha256"} of a file, read in chunks; None if it cannot be read."""
+    digest, size = hashlib.sha256(), 0
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+                size += len(chunk)
+    except OSError:
+        return None
+    return {"bytes": size, "sha256": digest.hexdigest()}
+
+
+def _changed(path, expected):
+    """Why the file at `path` is not the one recorded (`expected`), or None if it is."""
+    if not os.path.isfile(path):
+        return "is missing"
+    if expected is None:
+        return None  # recorded before sizes and hashes were (existence was all it checked)
+    actual = _file_record(path)
+    if actual is None:
+        return "cannot be read"
+    if actual["bytes"] != expected["bytes"]:
+        return f"changed since it was written ({actual['bytes']} bytes, not {expected['bytes']})"
+    if actual["sha256"] != expected["sha256"]:
+        return "changed since it was written (its SHA-256 differs)"
+    return None
 
 
 def _write_state(out, state):

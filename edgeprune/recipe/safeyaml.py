@@ -61,24 +61,33 @@ class BoundedLoader(yaml.SafeLoader):
     """`yaml.SafeLoader` that stops composing past MAX_DEPTH levels of nesting or MAX_VALUES
     values (keys count too), so reading a hostile file stops early."""
 
-    def __init__(self, stream):
+    def __init__(self, stream, where=()):
         super().__init__(stream)
+        self._path = list(where)  # key path of the node being composed, for the messages
         self._depth = self._values = 0
 
     def compose_node(self, parent, index):
         self._depth += 1
         self._values += 1
+        if parent is not None:
+            self._path.append(index.value if isinstance(index, yaml.ScalarNode) else index)
         try:
             if self._depth > MAX_DEPTH:
-                line = self.peek_event().start_mark.line + 1
-                raise _Refused(f"line {line}: nested more than {MAX_DEPTH} levels deep")
+                raise _Refused(f"{self._where()}: nested more than {MAX_DEPTH} levels deep")
             if self._values > MAX_VALUES:
-                line = self.peek_event().start_mark.line + 1
-                raise _Refused(f"line {line}: more than {MAX_VALUES} values; a recipe is at "
-                               "most that large")
+                raise _Refused(f"{self._where()}: more than {MAX_VALUES} values; a recipe is "
+                               "at most that large")
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+            if parent is not None:
+                self._path.pop()
+
+    def _where(self):
+        """The key path (its first 8 steps) and line of the node about to be composed."""
+        steps = [s if isinstance(s, (str, int)) else "?" for s in self._path]
+        shown = key_path(steps[:8]) + ("..." if len(steps) > 8 else "")
+        return f"{shown} (line {self.peek_event().start_mark.line + 1})"
 
 
 def decode(data, source):
@@ -100,7 +109,7 @@ def load(text, source, where=()):
     """
     if len(text) > MAX_BYTES:
         raise RecipeError(f"{source}: {len(text)} characters; a recipe is at most {MAX_BYTES}")
-    loader = BoundedLoader(text)
+    loader = BoundedLoader(text, where)
     loader.name = source  # YAML's own messages name the file, not "<unicode string>"
     try:
         node = loader.get_single_node()
@@ -111,7 +120,7 @@ def load(text, source, where=()):
             raise RecipeError(problem_list(source, problems))
         return loader.construct_document(node)
     except _Refused as refused:
-        raise RecipeError(f"{source}: not a valid recipe: {refused}") from None
+        raise RecipeError(f"{source}: not a valid recipe\n  {refused}") from None
     except yaml.YAMLError as error:
         raise RecipeError(f"{source}: not valid YAML: {error}") from None
     finally:
@@ -152,12 +161,28 @@ def _node_problems(root, where):
         if len(problems) > MAX_PROBLEMS:
             break
     if not problems and sizes.get(id(root), 0) > MAX_VALUES:
-        problems.append(f"{key_path(where)}: more than {MAX_VALUES} values once its aliases "
+        path = _largest(root, where, sizes, lambda size: size > MAX_VALUES)
+        problems.append(f"{key_path(path)}: more than {MAX_VALUES} values once its aliases "
                         "(*name) are expanded; a recipe is at most that large")
     if not problems and heights.get(id(root), 0) + len(where) > MAX_DEPTH:
-        problems.append(f"{key_path(where)}: nested more than {MAX_DEPTH} levels deep once its "
+        path = _largest(root, where, heights, lambda height: height + 2 > MAX_DEPTH - len(where))
+        problems.append(f"{key_path(path)}: nested more than {MAX_DEPTH} levels deep once its "
                         "aliases (*name) are expanded")
     return problems
+
+
+def _largest(root, where, measure, too_big, steps=2):
+    """The key path, `steps` levels down at most, of the value that makes the document too big
+    (the section and key where an expansion starts, e.g. `model.args`)."""
+    node, path = root, list(where)
+    for _ in range(steps):
+        worst = max(_children(node), key=lambda child: measure.get(id(child[1]), 0),
+                    default=None)
+        if worst is None or not too_big(measure.get(id(worst[1]), 0)):
+            break
+        path.append(worst[0])
+        node = worst[1]
+    return path
 
 
 def _children(node):

@@ -192,3 +192,152 @@ def test_item5_validate_prints_the_capped_list(write_recipe, capsys):
     err = capsys.readouterr().err
     assert_clean_error(1, err, "... and 1980 more")
     assert len(err) < 5000
+
+
+# Item 6: validate refuses what run would refuse or turn into wrong results, before training.
+
+FACTORY = '''\
+import keras
+
+
+def tiny(filters=4):
+    return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(filters, 3, name="conv"),
+                             keras.layers.Flatten(name="flat"), keras.layers.Dense(10, name="head")])
+'''
+TINY = """\
+model: {factory: models.py:tiny}
+training: {epochs: 1}
+pruning: {fine_tune: {epochs: 1}, schedule: {final_sparsity: 0.5, frequency: 10}}
+export: {baseline_tflite: false}
+report: {formats: [markdown]}
+"""
+
+
+@pytest.fixture
+def tiny_recipe(write_recipe, tmp_path):
+    (tmp_path / "models.py").write_text(FACTORY)
+    return write_recipe(TINY, "tiny.yaml")
+
+
+@pytest.mark.parametrize("override, phrase", [
+    ("training.learning_rate=.nan", "training.learning_rate (line 1): .nan is not a finite number"),
+    ("pruning.fine_tune.learning_rate=-.inf", "-.inf is not a finite number"),
+    ("pruning.schedule.power=-3", "pruning.schedule.power: -3 must be above 0"),
+    ("pruning.sparsity_m_by_n=[4, 2]", "sparsity_m_by_n=(m, n) needs m < n, got (4, 2)"),
+    ("training.epochs=3.0", "training.epochs: expected integer, got float 3.0"),
+    ("benchmark.targets=[{target: micro, board: nano33blee}]",
+     "benchmark.targets[0]: unknown board 'nano33blee'"),
+    ("quantize.int8_io=true", "int8_io=True needs quantize='int8'"),
+    ("pruning.schedule.frequency=100000", "pruning.schedule: the first mask update would be at "
+                                          "step 100000"),
+    ("pruning.skip_layers=[conv9]", "pruning.skip_layers: the model has no layer 'conv9' (did "
+                                    "you mean 'conv'?)"),
+    ("pruning.groups=[{layers: ['dense*'], skip: true}]", "match no layer"),
+    ("name=../../x", "name: '../../x' is not a name of letters"),
+])
+def test_item6_validate_refuses_what_run_refuses(tiny_recipe, override, phrase, capsys):
+    assert cli.main(["validate", tiny_recipe, "--set", override]) == 1
+    err = capsys.readouterr().err
+    assert phrase in err and "Traceback" not in err, err
+
+
+def test_item6_duplicate_keys_are_refused(tiny_recipe, capsys):
+    with open(tiny_recipe, "a") as f:
+        f.write("training: {epochs: 2}\n")
+    assert cli.main(["validate", tiny_recipe]) == 1
+    assert "training: duplicate key (lines 2 and 6)" in capsys.readouterr().err
+
+
+def test_item6_run_refuses_before_anything_trains(tiny_recipe, tmp_path):
+    from edgeprune.recipe import RecipeError, load_recipe, run_recipe
+
+    recipe = load_recipe(tiny_recipe, ["pruning.schedule.frequency=100000"])
+    with pytest.raises(RecipeError, match="first mask update would be at step 100000"):
+        run_recipe(recipe, tmp_path / "run")
+    assert not (tmp_path / "run" / "baseline.keras").exists()
+    assert cli.main(["validate", tiny_recipe]) == 0  # the recipe itself is fine
+
+
+# Item 7: resume never trusts a stale artifact.
+
+def test_item7_resume_verifies_inputs_artifacts_and_checkpoints(tiny_recipe, tmp_path):
+    from edgeprune.recipe import RecipeError, load_recipe, run_recipe
+
+    out = tmp_path / "run"
+    run_recipe(load_recipe(tiny_recipe), out, until="baseline")
+    state = json.loads((out / "state.json").read_text())
+    record = state["finished"]["baseline"]["files"]["baseline.keras"]
+    assert record["bytes"] == (out / "baseline.keras").stat().st_size
+    assert set(state["inputs"]) == {"model.factory"}
+
+    # A truncated artifact is redone, not trusted.
+    with open(out / "baseline.keras", "r+b") as f:
+        f.truncate(1000)
+    # A checkpoint a later stage left is dropped when an earlier stage is redone.
+    (out / "checkpoints").mkdir(exist_ok=True)
+    stale = out / "checkpoints" / "prune-epoch-0001.keras"
+    stale.write_bytes(b"from the earlier baseline")
+    run_recipe(load_recipe(tiny_recipe), out, until="baseline")
+    log = (out / "stages.log").read_text()
+    assert f"redo baseline: baseline.keras changed since it was written (1000 bytes, not " \
+           f"{record['bytes']})" in log
+    assert (out / "baseline.keras").stat().st_size > 1000 and not stale.exists()
+    run_recipe(load_recipe(tiny_recipe), out, until="baseline")
+    assert "skip baseline (finished earlier)" in (out / "stages.log").read_text()
+
+    # Editing the factory's code: the folder's results are not this recipe's any more.
+    (tmp_path / "models.py").write_text(FACTORY.replace("filters=4", "filters=8"))
+    with pytest.raises(RecipeError, match=r"was run with other contents of model.factory "
+                                          r"\(.*models.py\).*pass --restart"):
+        run_recipe(load_recipe(tiny_recipe), out, until="baseline")
+    run_recipe(load_recipe(tiny_recipe), out, until="baseline", restart=True)
+    import keras
+
+    assert keras.models.load_model(out / "baseline.keras").get_layer("conv").filters == 8
+
+
+def test_item7_unreadable_state_is_named(tiny_recipe, tmp_path):
+    from edgeprune.recipe import RecipeError, load_recipe, run_recipe
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "state.json").write_text("{not json")
+    with pytest.raises(RecipeError, match=r"state.json: cannot read it .*pass --restart"):
+        run_recipe(load_recipe(tiny_recipe), tmp_path / "run", until="baseline")
+
+
+# Item 8: nothing is written outside the run folder.
+
+def test_item8_names_and_paths_stay_inside(tiny_recipe, write_recipe, tmp_path, capsys):
+    from edgeprune.recipe import RecipeError, load_recipe
+    from edgeprune.recipe.runner import RunContext
+
+    for name in ("../../x", "/abs/x", ".hidden", "a/b", "a\\\\b"):
+        assert cli.main(["validate", tiny_recipe, "--set", f"name={name}"]) == 1
+        assert "is not a name of letters" in capsys.readouterr().err
+    # The default name, from the file name, is made one safe folder name too.
+    assert load_recipe(write_recipe(TINY, "..yaml")).name == "yaml"
+    assert load_recipe(write_recipe(TINY, "my run (v2).yaml")).name == "my_run__v2_"
+    context = RunContext(load_recipe(tiny_recipe), tmp_path / "run", {"finished": {}})
+    assert context.path("bench/local.json") == str(tmp_path / "run" / "bench" / "local.json")
+    for escape in ("../outside.json", "/tmp/x.json", "bench/../../x"):
+        with pytest.raises(RecipeError, match="outside the run folder"):
+            context.path(escape)
+
+
+# Item 10: host-key checks turned off are said every time.
+
+def test_item10_check_host_key_false_warns_every_time(tiny_recipe, tmp_path):
+    from edgeprune.recipe import load_recipe, run_recipe
+    from edgeprune.recipe.loader import HostKeyWarning
+
+    ssh = ["benchmark.targets=[{target: 'ssh://pi@192.0.2.1', check_host_key: false}]"]
+    for _ in range(2):
+        with pytest.warns(HostKeyWarning, match=r"benchmark.targets\[0\] \(ssh://pi@192.0.2.1\): "
+                                                r"check_host_key: false turns SSH host-key "
+                                                "checking off"):
+            recipe = load_recipe(tiny_recipe, ssh)
+    run_recipe(recipe, tmp_path / "run", until="baseline")  # and in the run's log
+    assert "warning: " + str(tiny_recipe) + ": benchmark.targets[0] (ssh://pi@192.0.2.1): " \
+           "check_host_key: false" in (tmp_path / "run" / "stages.log").read_text()
+    status, _, err = run_cli("validate", tiny_recipe, "--set", ssh[0])
+    assert status == 0 and "HostKeyWarning" in err and "check_host_key: false" in err
