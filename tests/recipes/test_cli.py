@@ -73,6 +73,10 @@ def test_help_version_recipes_and_tflite_inspect_import_no_tensorflow(tmp_path):
     listing = results["recipes"][1]
     assert "quickstart" in listing and "Digits CNN, gradual magnitude pruning to 80%" in listing
     assert all(name in listing for name in ("lottery_ticket", "micro_int8", "raspberry_pi"))
+    rows = [line.split(None, 1) for line in listing.splitlines()
+            if line and not line[0].isspace() and not line.startswith("run one")]
+    assert len(rows) >= 9 and all(len(row) == 2 for row in rows), listing  # a description each
+    assert "not valid YAML" not in listing
     inspected = results[f"inspect {tmp_path / 'm.tflite'}"][1]
     assert "operators: FULLY_CONNECTED" in inspected and "(1, 4) float32" in inspected
 
