@@ -14,12 +14,14 @@ reported instead of suffered. It prints
 traceback, a hang, an exit status outside 0/1/2, an error message that does not name the file, or
 a verdict (exit status 0 or 1) about a file that LiteRT itself refuses.
 
-To cover another entry point (edgeprune's size_report, validate_tflite, run_tflite, export_micro,
-`edgeprune inspect`), add an EntryPoint to ENTRY_POINTS.
+To cover another entry point, add an EntryPoint to ENTRY_POINTS; edgeprune's (size_report,
+validate_tflite, run_tflite, export_micro, `edgeprune inspect`) are there, run by
+tests/quantize/test_fuzz.py.
 """
 
 import contextlib
 import dataclasses
+import importlib
 import io
 import json
 import os
@@ -100,6 +102,7 @@ class EntryPoint:
 
     run: object
     verdict: bool = True
+    imports: tuple = ()  # modules the driver imports once, before forking a child per case
 
 
 def _device_bench(*flags):
@@ -109,11 +112,93 @@ def _device_bench(*flags):
     return run
 
 
+def _edgeprune(call):
+    """An edgeprune library call on the file: ModelFileError (a BenchError) or a ValueError that
+    names the file is the error outcome (2); returning is None."""
+    def run(path):
+        try:
+            call(path)
+        except ValueError as error:  # e.g. export_micro's refusal of sparse storage
+            print(f"error: {error}")
+            return 2
+        return None
+    return run
+
+
+def _model_io(path):
+    """(one input sample, output values per sample) from the model's verified flatbuffer (read
+    again by the call under test): what a caller who knows the model would pass. Dynamic or
+    absurd dimensions become 1, so a damaged shape cannot make the sample huge."""
+    import math
+
+    import numpy as np
+    from device_bench.flatbuffer import read_model
+
+    graph = read_model(path)[1].subgraphs[0]
+
+    def shape(indices):
+        dims = [max(d, 1) for d in graph.tensors[indices[0]].shape] if indices and \
+            indices[0] >= 0 else [1, 1]
+        return dims if math.prod(dims) <= 1 << 20 else [1, 1]
+    return np.ones([1, *shape(graph.inputs)[1:]], np.float32), math.prod(shape(graph.outputs)[1:])
+
+
+class _FakeKeras:
+    """validate_tflite's Keras model, without TensorFlow: zeros of the model's output size."""
+
+    def __init__(self, outputs):
+        self.outputs = outputs
+
+    def predict(self, x, verbose=0):
+        import numpy as np
+        return np.zeros((len(x), self.outputs), np.float32)
+
+
+def _run_tflite(path):
+    from edgeprune.quantize.check import run_tflite
+    run_tflite(path, _model_io(path)[0])
+
+
+def _validate_tflite(path):
+    from edgeprune.quantize.check import validate_tflite
+    x, outputs = _model_io(path)
+    validate_tflite(path, _FakeKeras(outputs), x)
+
+
+def _export_micro(path):
+    from edgeprune.quantize.micro import export_micro
+    written = export_micro(path, path + "_c")
+    os.remove(written.header_path)
+    os.remove(written.source_path)
+
+
+def _size_report(path):
+    from edgeprune.quantize.check import size_report
+    size_report(path)
+
+
+def _edgeprune_inspect(path):
+    from edgeprune import cli
+    status = cli.main(["inspect", path])
+    return 2 if status == 1 else status  # edgeprune's error exit is 1; the check wants it named
+
+
+_EDGEPRUNE = ("edgeprune.quantize.check", "edgeprune.quantize.micro", "edgeprune.cli",
+              "edgeprune.recipe.tflitestats", "edgeprune.recipe.stages", "device_bench.flatbuffer")
+
 ENTRY_POINTS = {
     "device-bench local": EntryPoint(_device_bench(
         "--num_runs=1", "--min_secs=0", "--warmup_runs=0", "--warmup_min_secs=0",
         "--max_secs=5")),
     "device-bench micro": EntryPoint(_device_bench("--target=micro", "--board=nano33ble")),
+    # edgeprune's readers. size_report and inspect read the file only (no verdict on whether it
+    # runs); run_tflite, validate_tflite and export_micro hand it to LiteRT (in a child process)
+    # or write firmware from it: they must refuse whatever LiteRT refuses.
+    "size_report": EntryPoint(_edgeprune(_size_report), verdict=False, imports=_EDGEPRUNE),
+    "run_tflite": EntryPoint(_edgeprune(_run_tflite), imports=_EDGEPRUNE),
+    "validate_tflite": EntryPoint(_edgeprune(_validate_tflite), imports=_EDGEPRUNE),
+    "export_micro": EntryPoint(_edgeprune(_export_micro), imports=_EDGEPRUNE),
+    "edgeprune inspect": EntryPoint(_edgeprune_inspect, verdict=False, imports=_EDGEPRUNE),
 }
 
 
@@ -219,6 +304,10 @@ def main():
     request = json.load(sys.stdin)
     entries = {name: ENTRY_POINTS[name] for name in request["entry_points"]}
     import device_bench.cli  # noqa: F401 -- imported once here, not in every forked child
+    for module in {m for entry in entries.values() for m in entry.imports}:
+        importlib.import_module(module)
+    if "edgeprune.cli" in sys.modules:
+        sys.modules["edgeprune.cli"]._parser()  # imports the stage registry
     cases = rejected = 0
     failures = []
     for model, source in sorted(request["models"].items()):
