@@ -24,6 +24,19 @@ _REGISTERED = (_KERNEL_LAYERS + _DEPTHWISE_LAYERS + _SEPARABLE_LAYERS + _NOT_PRU
                + (L.RNN, L.Embedding, L.MultiHeadAttention, L.Bidirectional, L.TimeDistributed))
 
 
+class PrunableLayer:
+    """tfmot's base class for a custom layer that says which of its weights to prune.
+
+    Any layer with a `get_prunable_weights()` method is prunable; this class only lets tfmot
+    code (`class MyDense(keras.layers.Dense, PrunableLayer)`) run unchanged, and says what to
+    implement.
+    """
+
+    def get_prunable_weights(self):
+        raise NotImplementedError(f"{type(self).__name__} subclasses PrunableLayer: implement "
+                                  "get_prunable_weights() to return the weights to prune.")
+
+
 def prunable_weights(layer, prune_depthwise=False):
     """Returns the variables of `layer` that pruning masks, or raises a ValueError.
 

@@ -117,6 +117,17 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=(1, 1),
     return pruned
 
 
+def prune_scope():
+    """tfmot's `prune_scope()`, for code that loads a pruned model inside it: a scope that maps
+    the name "PruneLowMagnitude" to the wrapper. `keras.models.load_model` needs no scope for a
+    model saved by edgeprune (the wrapper is registered with Keras).
+
+    >>> with ep.prune_scope():  # doctest: +SKIP
+    ...     model = keras.models.load_model("pruned.h5")
+    """
+    return keras.saving.CustomObjectScope({"PruneLowMagnitude": PruneLowMagnitude})
+
+
 def _check_per_layer(to_prune, schedules, pruning_scope, structure, prune_depthwise):
     if structure != "unstructured":
         raise ValueError("A dict pruning_schedule sets each layer's weight sparsity "
