@@ -386,7 +386,8 @@ def spread(values):
 
 
 def paired(a, b):
-    d = np.asarray(a, float) - np.asarray(b, float)
+    n = min(len(a), len(b))  # an interrupted run may hold more seeds of one part than another
+    d = np.asarray(a[:n], float) - np.asarray(b[:n], float)
     return f"{d.mean():+.2f} (" + ", ".join(f"{v:+.1f}" for v in d) + ")"
 
 
