@@ -162,13 +162,15 @@ def _run_stages(recipe, out, stages, until, restart, callbacks):
         for folder in stage.scratch:
             shutil.rmtree(os.path.join(out, folder), ignore_errors=True)
         training.remove_checkpoints(context.path(CHECKPOINTS), stage.name)
-    if first_to_run < len(stages):
+    # --until: stop after that stage, even when it finished in an earlier run.
+    last = names.index(until) + 1 if until is not None else len(stages)
+    if first_to_run < last:
         # What the stages still to run would refuse, before any of them trains.
         preflight.check(recipe, data=lambda: context.data, model=lambda: _model_so_far(context),
-                        pending=names[first_to_run:])
+                        pending=names[first_to_run:last])
     progress = tqdm(stages, desc=recipe.name, unit="stage", initial=first_to_run,
                     total=len(stages), dynamic_ncols=True, disable=None)
-    for stage in stages[first_to_run:]:
+    for stage in stages[first_to_run:last]:
         progress.set_postfix_str(stage.name)
         context.log(f"start {stage.name}")
         began = time.perf_counter()
@@ -188,8 +190,6 @@ def _run_stages(recipe, out, stages, until, restart, callbacks):
         training.remove_checkpoints(context.path(CHECKPOINTS), stage.name)
         context.log(f"finish {stage.name} ({state['finished'][stage.name]['seconds']:.1f} s)")
         progress.update(1)
-        if stage.name == until:
-            break
     progress.close()
     return state
 

@@ -282,8 +282,9 @@ def test_item7_resume_verifies_inputs_artifacts_and_checkpoints(tiny_recipe, tmp
     assert f"redo baseline: baseline.keras changed since it was written (1000 bytes, not " \
            f"{record['bytes']})" in log
     assert (out / "baseline.keras").stat().st_size > 1000 and not stale.exists()
-    run_recipe(load_recipe(tiny_recipe), out, until="baseline")
+    state = run_recipe(load_recipe(tiny_recipe), out, until="baseline")
     assert "skip baseline (finished earlier)" in (out / "stages.log").read_text()
+    assert list(state["finished"]) == ["baseline"]  # --until of a finished stage: nothing more
 
     # Editing the factory's code: the folder's results are not this recipe's any more.
     (tmp_path / "models.py").write_text(FACTORY.replace("filters=4", "filters=8"))
