@@ -10,7 +10,7 @@ import pytest
 from edgeprune import cli
 from edgeprune.sparsity.wrapper import pruning_wrappers
 from edgeprune.choose.iterative import round_sparsity
-from edgeprune.recipe import RecipeError, StageFailed, load_recipe, run_recipe
+from edgeprune.recipe import RecipeError, load_recipe, run_recipe
 
 from .conftest import LOTTERY_TICKET, SHORT_BENCHMARK
 from .test_recipe_run import log_lines
@@ -102,7 +102,7 @@ def test_a_bad_iterative_block_gets_the_documented_errors():
     assert "pruning.iterative.rounds: expected integer, got str 'three'" in message
     assert ("pruning.iterative.rewnd_step: unknown key; allowed: final_sparsity, rewind_step, "
             "rounds (did you mean 'rewind_step'?)") in message
-    assert "pruning.iterative.final_sparsity: 1.2 is greater than or equal" in message
+    assert "pruning.iterative.final_sparsity: 1.2 must be below 1" in message
     assert ("pruning.iterative.rewind_step: expected integer or null, got str 'early'"
             in error_of(["pruning.iterative.rewind_step=early"]))
     assert "pruning.iterative: 'rounds' is a required property" in error_of(
@@ -127,7 +127,9 @@ def test_settings_iterative_pruning_cannot_use_are_refused_up_front():
 def test_a_rewind_step_past_round_0_fails_before_any_pruning(tmp_path):
     recipe = load_recipe(LOTTERY_TICKET, ["training.epochs=0", "pruning.fine_tune.epochs=1",
                                           "pruning.iterative.rewind_step=1000"])
-    with pytest.raises(StageFailed, match=r"pruning.iterative.rewind_step: 1000 is past the end "
+    # Refused before the first stage (the run's preflight), as `edgeprune validate` refuses it.
+    with pytest.raises(RecipeError, match=r"pruning.iterative.rewind_step: 1000 is past the end "
                                           r"of round 0 \(1 epochs of 43 steps\)"):
         run_recipe(recipe, tmp_path / "run", until="prune")
     assert not (tmp_path / "run" / "imp").exists()
+    assert not (tmp_path / "run" / "baseline.keras").exists()
