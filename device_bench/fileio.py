@@ -27,6 +27,8 @@ def read_regular_file(path, max_bytes, error=BenchError, label=""):
         with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
             _check_regular(os.fstat(f.fileno()), where, max_bytes, error)
             data = f.read(max_bytes + 1)
+    except error:
+        raise  # a check above: it already says what is wrong (and may itself be a ValueError)
     except FileNotFoundError:
         raise error(f"{where}: cannot read it (file not found)") from None
     except (OSError, ValueError) as caught:  # ValueError: a NUL byte in the path
