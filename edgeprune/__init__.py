@@ -30,7 +30,7 @@ _EXPORTS = {
     "edgeprune.sparsity.prune": ("prune_low_magnitude", "prune_scope"),
     "edgeprune.sparsity.schedules": ("ConstantSparsity", "PolynomialDecay", "PruningSchedule"),
     "edgeprune.sparsity.strip": ("sparsity_report", "strip_pruning"),
-    "edgeprune.sparsity.wrapper": ("PruneLowMagnitude",),
+    "edgeprune.sparsity.wrapper": ("MissingPruningStepError", "PruneLowMagnitude"),
     # --- structured pruning ---
     "edgeprune.structured": ("ChannelCriterion", "ChannelGraph", "ShrinkReport", "channel_scores",
                              "prune_channels", "register_channel_criterion",

@@ -9,7 +9,6 @@ import pytest
 import tensorflow as tf
 
 import edgeprune as ep
-from edgeprune.sparsity.wrapper import MissingPruningStepError
 from tests.conftest import make_digits_cnn
 
 BATCH = 32
@@ -79,7 +78,7 @@ def test_training_without_the_callback_raises_a_short_error_of_its_own(digits):
     model = ep.prune_low_magnitude(make_digits_cnn())
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     (x, y), _ = digits
-    with pytest.raises(MissingPruningStepError, match="UpdatePruningStep") as caught:
+    with pytest.raises(ep.MissingPruningStepError, match="UpdatePruningStep") as caught:
         model.fit(x[:64], y[:64], verbose=0)
     assert len(str(caught.value)) < 600  # tf.debugging.Assert's error ran to 3,000 characters
 
