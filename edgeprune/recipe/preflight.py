@@ -13,6 +13,7 @@ accepts.
 >>> check(load_recipe("recipes/quickstart.yaml"))  # doctest: +SKIP
 """
 
+import inspect
 import math
 
 from edgeprune.recipe.safeyaml import problem_list
@@ -29,36 +30,61 @@ def check(recipe, data=None, model=None, pending=None):
 def problems(recipe, data=None, model=None, pending=None):
     """What the stages of `recipe` would refuse: one line each, naming the recipe key.
 
-    `data` (a `sources.Data`) and `model` (the model pruning starts from), or functions
-    returning them (or None), are loaded when needed: the model from the recipe's source, built
-    without advancing Keras' layer-naming counters, so the model a run builds next gets the
-    names it would have got anyway. `pending`: the names of the stages still to run (default:
-    all); a resumed run checks only those.
+    `data` (a `sources.Data`) and `model` (the model the pending stages start from), or
+    functions returning them (or None), are loaded when needed: the model from the recipe's
+    source (a factory that fails or returns no Keras model is found here too), built without
+    advancing Keras' layer-naming counters, so the model a run builds next gets the names it
+    would have got anyway. `pending`: the names of the stages still to run (default: all); a
+    resumed run checks only those.
     """
-    found = _export_problems(recipe) if pending is None or "convert" in pending else []
-    if "pruning" not in recipe or (pending is not None and "prune" not in pending):
+    def pending_(name):
+        return pending is None or name in pending
+
+    found = _export_problems(recipe) if pending_("convert") else []
+    prunes = "pruning" in recipe and pending_("prune")
+    if not (prunes or pending_("baseline")):
         return found
     from device_bench.errors import BenchError, ModelFileError
     from edgeprune.model.keras_internals import names_unchanged
     from edgeprune.recipe import sources
 
-    with names_unchanged():
+    def attempt(what, load):
         try:
-            model = model() if callable(model) else model
-            model = model if model is not None else sources.load_model(recipe)
-            data = data() if callable(data) else data
-            steps = data.steps_per_epoch if data is not None else steps_per_epoch(recipe)
+            return load(), None
         except (RecipeError, ModelFileError, BenchError) as error:
-            return found + [str(error)]
+            return None, str(error)
         except Exception as error:  # noqa: BLE001 -- the user's factory raises whatever it raises
-            return found + [f"model/data: building them failed: {type(error).__name__}: "
-                            f"{error}"]
+            return None, f"{what}: {type(error).__name__}: {error}"
+
+    with names_unchanged():
+        model, problem = attempt("model: building it failed", lambda: _given(
+            model, lambda: sources.load_model(recipe)))
+        if problem or not prunes:
+            return found + ([problem] if problem else [])
+        steps, problem = attempt("data: loading it failed", lambda: _given(
+            data, lambda: _Steps(recipe)).steps_per_epoch)
+        if problem:
+            return found + [problem]
         return found + _pruning_problems(recipe, model, steps)
 
 
+def _given(value, default):
+    """`value`, or what it returns if it is a function (a Keras model is callable, not a
+    function); `default()` where that is None."""
+    value = value() if inspect.isroutine(value) else value
+    return default() if value is None else value
+
+
+class _Steps:
+    """Stands in for the data when none is loaded: its steps per epoch alone."""
+
+    def __init__(self, recipe):
+        self.steps_per_epoch = steps_per_epoch(recipe)
+
+
 def steps_per_epoch(recipe):
-    """Training batches per epoch, as the stages will see them; digits and npz data are only
-    counted, a data factory is called (its test split read)."""
+    """Training batches per epoch, as the stages will see them: the bundled digits are counted,
+    an npz file is loaded, a data factory is called (its test split read)."""
     from edgeprune.recipe import sources
 
     spec = recipe["data"]
