@@ -42,7 +42,9 @@ def problems(recipe, data=None, model=None, pending=None):
 
     found = _export_problems(recipe) if pending_("convert") else []
     prunes = "pruning" in recipe and pending_("prune")
-    if not (prunes or pending_("baseline")):
+    # A run's baseline stage builds the model before anything else: only validate (pending None)
+    # builds it for that alone; a run does when pruning needs it.
+    if not (prunes or pending is None):
         return found
     from device_bench.errors import BenchError, ModelFileError
     from edgeprune.model.keras_internals import names_unchanged

@@ -166,8 +166,12 @@ def _run_stages(recipe, out, stages, until, restart, callbacks):
     last = names.index(until) + 1 if until is not None else len(stages)
     if first_to_run < last:
         # What the stages still to run would refuse, before any of them trains.
-        preflight.check(recipe, data=lambda: context.data, model=lambda: _model_so_far(context),
-                        pending=names[first_to_run:last])
+        try:
+            preflight.check(recipe, data=lambda: context.data,
+                            model=lambda: _model_so_far(context), pending=names[first_to_run:last])
+        except RecipeError as error:
+            context.log("cannot run: " + "; ".join(str(error).splitlines()[1:]).strip())
+            raise
     progress = tqdm(stages, desc=recipe.name, unit="stage", initial=first_to_run,
                     total=len(stages), dynamic_ncols=True, disable=None)
     for stage in stages[first_to_run:last]:

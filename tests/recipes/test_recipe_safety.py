@@ -255,6 +255,8 @@ def test_item6_run_refuses_before_anything_trains(tiny_recipe, tmp_path):
     with pytest.raises(RecipeError, match="first mask update would be at step 100000"):
         run_recipe(recipe, tmp_path / "run")
     assert not (tmp_path / "run" / "baseline.keras").exists()
+    assert "cannot run: pruning.schedule: the first mask update" in \
+        (tmp_path / "run" / "stages.log").read_text()
     assert cli.main(["validate", tiny_recipe]) == 0  # the recipe itself is fine
 
 
