@@ -6,9 +6,9 @@ import pytest
 import tensorflow as tf
 
 import edgeprune as ep
-from edgeprune.export import representative_samples
+from edgeprune.quantize.export import representative_samples
 from device_bench.flatbuffer import weight_tensors
-from edgeprune.validate import make_interpreter
+from edgeprune.quantize.check import make_interpreter
 from tests.quantize.models import digits_cnn
 
 ALL_MODES = [None, "dynamic", "float16", "int8", "int16x8"]

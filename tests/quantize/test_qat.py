@@ -4,7 +4,7 @@ import pytest
 
 import edgeprune as ep
 from device_bench.flatbuffer import operator_names, weight_tensors
-from edgeprune.validate import make_interpreter
+from edgeprune.quantize.check import make_interpreter
 from tests.quantize.models import compile_for_digits, digits_cnn, kernel_sparsities
 
 TOLERANCE = 0.005

@@ -8,7 +8,7 @@ from tflite_micro.python.tflite_micro import runtime
 
 import edgeprune as ep
 from device_bench.flatbuffer import operator_names
-from edgeprune.micro import _resolver_method
+from edgeprune.quantize.micro import _resolver_method
 from tests.quantize.models import kernel_sparsities
 
 
