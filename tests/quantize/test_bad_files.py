@@ -167,30 +167,27 @@ def test_item3_4_every_reader_raises_model_file_error_naming_the_file(reader, de
         ep.size_report(None)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
 def test_item3_unreadable_file_names_the_file(dense_tflite, tmp_path):
-    path = tmp_path / "secret.tflite"
-    path.write_bytes(dense_tflite[1])
-    path.chmod(0)
-    for reader in READERS.values():
-        with pytest.raises(ModelFileError, match=rf"^{path}: cannot read it \(Permission denied\)"):
-            reader(str(path))
-
-
-def test_item3_unreadable_file_names_the_file_as_another_user(dense_tflite, tmp_path):
-    # As root (CI), read it as nobody in a fresh Python.
-    if os.geteuid() != 0:
-        pytest.skip("covered by test_item3_unreadable_file_names_the_file")
+    # In a fresh Python that drops to nobody when run as root (CI): root reads every file.
     path = tmp_path / "secret.tflite"
     path.write_bytes(dense_tflite[1])
     path.chmod(0)
     done = in_python("import os, sys\n"
-                     "from edgeprune.quantize.check import size_report\n"
+                     "import numpy as np\n"
+                     "import edgeprune as ep\n"
                      "from device_bench.errors import ModelFileError\n"
-                     "os.setegid(65534); os.seteuid(65534)\n"
-                     "try:\n    size_report(sys.argv[1])\n"
-                     "except ModelFileError as error:\n    print(error)\n", str(path))
-    assert done.stdout.strip() == f"{path}: cannot read it (Permission denied)", done.stderr
+                     "size_report, op_resolver_lines = ep.size_report, ep.op_resolver_lines\n"
+                     "run_tflite, export_micro = ep.run_tflite, ep.export_micro\n"
+                     "readers = [size_report, op_resolver_lines,\n"
+                     "           lambda p: run_tflite(p, np.ones((1, 4))),\n"
+                     "           lambda p: export_micro(p, p + '_c')]\n"
+                     "if os.geteuid() == 0:  # after the imports, which nobody cannot read\n"
+                     "    os.setegid(65534); os.seteuid(65534)\n"
+                     "for read in readers:\n"
+                     "    try:\n        read(sys.argv[1])\n"
+                     "    except ModelFileError as error:\n        print(error)\n", str(path))
+    assert done.stdout.splitlines() == [f"{path}: cannot read it (Permission denied)"] * 4, \
+        done.stderr
 
 
 def test_item4_export_micro_names_the_file_for_every_refusal(dense_tflite, tmp_path):
