@@ -4,6 +4,7 @@
 `ValueError` that names the argument, and a failed export never leaves a partial file behind.
 """
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -15,10 +16,38 @@ from edgeprune.quantize.scratch import scratch_folder
 from edgeprune.sparsity.strip import stripped
 from edgeprune.tf_logs import quiet
 
-QUANTIZE_MODES = (None, "dynamic", "float16", "int8", "int16x8")
 
-# Modes whose activation ranges come from calibration on representative data.
-_CALIBRATED_MODES = ("int8", "int16x8")
+@dataclasses.dataclass(frozen=True)
+class QuantizeMode:
+    """One `quantize=` mode of `export_tflite`, and the converter settings that make it.
+
+    Attributes:
+        calibrated: activation ranges come from representative data.
+        supported_types: `tf.` dtype names for the converter's `target_spec.supported_types`.
+        supported_ops: the `tf.lite.OpsSet` name the converter is restricted to, if any.
+        int8_io: whether the model's inputs and outputs can be int8 (`int8_io=True`).
+        sparse_storage: whether `sparse_storage=True` gives a model LiteRT can run.
+    """
+
+    calibrated: bool = False
+    supported_types: tuple = ()
+    supported_ops: str = None
+    int8_io: bool = False
+    sparse_storage: bool = True
+
+
+# The one table of modes: `None` is float32; any other mode quantizes (Optimize.DEFAULT).
+MODES = {
+    None: QuantizeMode(),
+    "dynamic": QuantizeMode(),  # int8 weights, float activations
+    "float16": QuantizeMode(supported_types=("float16",)),
+    "int8": QuantizeMode(calibrated=True, supported_ops="TFLITE_BUILTINS_INT8", int8_io=True),
+    # TF 2.21 writes sparse int16x8 models whose CONV_2D bias is not int32/int64, which the
+    # runtime then refuses to prepare.
+    "int16x8": QuantizeMode(calibrated=True, sparse_storage=False, supported_ops=(
+        "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8")),
+}
+QUANTIZE_MODES = tuple(MODES)
 
 
 def export_tflite(model, path=None, quantize=None, representative_data=None, int8_io=False,
@@ -84,13 +113,14 @@ def export_tflite(model, path=None, quantize=None, representative_data=None, int
         if not model.built:  # a subclassed copy gets its (already built) layers on a first call
             model(np.zeros([1 if d is None else d for d in input_spec.shape], input_spec.dtype))
     samples = None
-    if quantize in _CALIBRATED_MODES:
+    if MODES[quantize].calibrated:
         samples = representative_samples(representative_data, input_spec.shape[1:],
                                          input_spec.dtype, num_calibration_samples)
     elif representative_data is not None:
         raise ValueError(
-            f"representative_data is only used with quantize='int8' or 'int16x8', not "
-            f"quantize={quantize!r}; drop it or choose a calibrated mode.")
+            f"representative_data is only used with the calibrated modes "
+            f"{[m for m, mode in MODES.items() if mode.calibrated]}, not quantize={quantize!r}; "
+            "drop it or choose a calibrated mode.")
 
     tflite_bytes = _convert(model, input_spec, quantize, samples, int8_io, sparse_storage)
     mark_converted(tflite_bytes)  # LiteRT may run these in this process (quantize/check.py)
@@ -102,16 +132,14 @@ def export_tflite(model, path=None, quantize=None, representative_data=None, int
 def _check_mode(quantize, int8_io, sparse_storage):
     if quantize not in QUANTIZE_MODES:
         raise ValueError(f"quantize={quantize!r} is not a known mode; use one of {QUANTIZE_MODES}.")
-    if int8_io and quantize != "int8":
+    if int8_io and not MODES[quantize].int8_io:
         raise ValueError(
             f"int8_io=True needs quantize='int8' (got quantize={quantize!r}): only a full int8 "
             "model can take and return int8 tensors.")
-    if sparse_storage and quantize == "int16x8":
-        # The converter writes sparse int16x8 models whose CONV_2D bias is not int32/int64, which
-        # the runtime then refuses to prepare (TF 2.21).
+    if sparse_storage and not MODES[quantize].sparse_storage:
         raise ValueError(
-            "sparse_storage=True is not supported with quantize='int16x8': the converter produces "
-            "a model LiteRT cannot run. Use sparse_storage=False, or quantize='int8'.")
+            f"sparse_storage=True is not supported with quantize={quantize!r}: the converter "
+            "produces a model LiteRT cannot run. Use sparse_storage=False, or quantize='int8'.")
 
 
 class _InputSpec:
@@ -239,20 +267,18 @@ def _convert(model, input_spec, quantize, samples, int8_io, sparse_storage):
                      input_signature=[keras.InputSpec(shape=input_spec.shape,
                                                       dtype=input_spec.dtype.name)])
         converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
+        mode = MODES[quantize]
         converter.optimizations = []
         if quantize is not None:
             converter.optimizations.append(tf.lite.Optimize.DEFAULT)
         if sparse_storage:
             converter.optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
-        if quantize == "float16":
-            converter.target_spec.supported_types = [tf.float16]
+        if mode.supported_types:
+            converter.target_spec.supported_types = [getattr(tf, t) for t in mode.supported_types]
         if samples is not None:
             converter.representative_dataset = lambda: ([sample] for sample in samples)
-        if quantize == "int8":
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if quantize == "int16x8":
-            converter.target_spec.supported_ops = [
-                tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        if mode.supported_ops:
+            converter.target_spec.supported_ops = [getattr(tf.lite.OpsSet, mode.supported_ops)]
         if int8_io:
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8

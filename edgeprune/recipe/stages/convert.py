@@ -9,9 +9,11 @@ from edgeprune.tf_logs import quiet
 
 def run_convert(ctx):
     """Exports the final model (quantized as asked) and the dense baseline to `.tflite`."""
+    from edgeprune.quantize.export import MODES  # imports Keras: only when the stage runs
+
     quantize = ctx.recipe["quantize"]
     mode = None if quantize["mode"] == "none" else quantize["mode"]
-    calibrated = mode in ("int8", "int16x8")
+    calibrated = MODES[mode].calibrated
     final = ctx.load(ctx.latest_model())
     tflite = ep.export_tflite(
         final, ctx.path("model.tflite"), quantize=mode,
