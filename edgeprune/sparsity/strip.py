@@ -42,17 +42,27 @@ def unfinished_pruning(model):
                     wrapper.granularity).prunes_at_first_step(wrapper.granularity_options)):
             continue
         target = wrapper.pruning_schedule.final_target()
-        if target and wrapper.current_step() < target[1]:
-            short.append((wrapper.current_step(), *target, wrapper.masks))
+        # Masks already at the target (one-shot pruning forced them) are finished, whatever step.
+        if target and wrapper.current_step() < target[1] and (
+                _mask_sparsity([wrapper]) < target[0] - _TARGET_TOLERANCE):
+            short.append((wrapper.current_step(), *target, wrapper))
     if not short:
         return None
     step, sparsity, target_step, _ = max(short, key=lambda item: item[2])
-    masks = [ops.convert_to_numpy(mask) for *_, masks in short for mask in masks]
-    reached = 1.0 - sum(float(m.sum()) for m in masks) / sum(m.size for m in masks)
+    reached = _mask_sparsity([wrapper for *_, wrapper in short])
     when = f"stopped at step {step}" if step > 0 else "never ran (no training step)"
     return (f"Pruning {when}, before its schedule reached {sparsity:.0%} sparsity at step "
             f"{target_step}: {len(short)} pruned layer(s) are {reached:.0%} sparse. Train until "
             "the schedule's end (or end the schedule within the training) before stripping.")
+
+
+# Kept counts are rounded to whole weights (and channels): a mask this close is at its target.
+_TARGET_TOLERANCE = 0.01
+
+
+def _mask_sparsity(wrappers):
+    masks = [ops.convert_to_numpy(mask) for wrapper in wrappers for mask in wrapper.masks]
+    return 1.0 - sum(float(m.sum()) for m in masks) / sum(m.size for m in masks)
 
 
 def stripped(model):

@@ -109,3 +109,16 @@ def test_a_finished_schedule_strips_without_a_warning(digits):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         ep.strip_pruning(model)
+
+
+def test_masks_forced_to_their_target_strip_without_a_warning():
+    # One-shot pruning (as each iterative_magnitude_pruning round does) forces the masks before
+    # any training step: the schedule's first pruning step never comes, the target is reached.
+    model = ep.prune_low_magnitude(make_digits_cnn(), pruning_schedule=ep.ConstantSparsity(
+        0.8, begin_step=0, end_step=0))
+    controller = ep.PruningController(model)
+    controller.begin()
+    controller.update_masks(force=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        ep.strip_pruning(model)
