@@ -103,7 +103,7 @@ def _parser():
 
 def _run(args):
     from edgeprune.recipe import StageFailed, load_recipe, run_recipe
-    from edgeprune.recipe.report import summary_text
+    from edgeprune.recipe.report_text import summary_text
 
     recipe = load_recipe(args.recipe, args.overrides)
     out = args.out or os.path.join("runs", recipe.name)

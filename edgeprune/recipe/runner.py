@@ -31,7 +31,7 @@ from edgeprune.model.saving import save_model_atomically
 from edgeprune.recipe import preflight, sources, training
 from edgeprune.recipe.loader import host_key_warnings
 from edgeprune.recipe.modelstats import model_stats
-from edgeprune.recipe.report import STATE_FILE, read_state
+from edgeprune.recipe.run_records import STATE_FILE, read_state
 from edgeprune.recipe.schema import RecipeError
 from edgeprune.recipe.stages import enabled_stages
 
