@@ -56,6 +56,13 @@ def remote_command(remote_python):
     return " ".join(shlex.quote(part) for part in parts)
 
 
+class HostKeyNotChecked(UserWarning):
+    """Warned on every connection made without checking the board's host key."""
+
+
+warnings.filterwarnings("always", category=HostKeyNotChecked)
+
+
 class SshTarget:
     def __init__(self, address, remote_python="python3", known_hosts=None, check_host_key=True,
                  key_filename=None, timeout=10.0, remote_temp_root="/tmp"):
@@ -100,6 +107,10 @@ class SshTarget:
             self._load_known_hosts(client)
             client.set_missing_host_key_policy(paramiko.RejectPolicy())
         else:
+            warnings.warn(f"{self.where}: the host key is NOT checked (--ssh_no_host_key_check, "
+                          "check_host_key=False): anyone between here and the board can pose as "
+                          "it. Use this on a network you trust only.", HostKeyNotChecked,
+                          stacklevel=2)
             client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
         try:
             client.connect(self.host, self.port, username=self.user,

@@ -67,9 +67,10 @@ def test_missing_key_file_is_named(sshd, models):
 def test_opting_out_of_host_key_check_connects(sshd, models, fast_settings, tmp_path):
     empty = tmp_path / "known_hosts"
     empty.write_text("")
-    result = device_bench.benchmark(
-        models["float"], target=sshd.target, **fast_settings,
-        **ssh_options(sshd, known_hosts=str(empty), check_host_key=False))
+    with pytest.warns(UserWarning, match=r"host key is NOT checked"):
+        result = device_bench.benchmark(
+            models["float"], target=sshd.target, **fast_settings,
+            **ssh_options(sshd, known_hosts=str(empty), check_host_key=False))
     assert result.models[0].latency.count >= 20
 
 
