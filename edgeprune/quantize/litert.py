@@ -19,6 +19,8 @@ import sys
 
 import numpy as np
 
+from edgeprune.tf_logs import quiet
+
 
 def open_interpreter(tflite_bytes, densify):
     """A LiteRT interpreter for the model, tensors allocated.
@@ -30,8 +32,10 @@ def open_interpreter(tflite_bytes, densify):
 
     resolver = (OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES if densify
                 else OpResolverType.AUTO)
-    interpreter = Interpreter(model_content=tflite_bytes, experimental_op_resolver_type=resolver)
-    interpreter.allocate_tensors()
+    with quiet():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on every load
+        interpreter = Interpreter(model_content=tflite_bytes,
+                                  experimental_op_resolver_type=resolver)
+        interpreter.allocate_tensors()
     return interpreter
 
 
