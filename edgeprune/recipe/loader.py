@@ -16,7 +16,7 @@ import zipfile
 
 from device_bench.fileio import read_regular_file
 from edgeprune.recipe import safeyaml
-from edgeprune.recipe.pruning_options import option_problems
+from edgeprune.recipe.pruning_options import pruning_problems
 from edgeprune.recipe.schema import SCHEMA, RecipeError, check, did_you_mean
 
 # Sections that exist with their defaults even when a recipe leaves them out; a missing `pruning`
@@ -186,7 +186,7 @@ def _check_references(recipe, source):
     if "pruning" in recipe:
         sections.append(("pruning.fine_tune", recipe["pruning"]["fine_tune"]))
     problems += [problem for key, settings in sections for problem in _check_loss(key, settings)]
-    problems += _check_pruning(recipe.get("pruning"))
+    problems += pruning_problems(recipe.get("pruning"))
     quantize = recipe["quantize"]
     if quantize["aware_training"]["epochs"] and quantize["mode"] != "int8":
         problems.append("quantize.aware_training: quantization-aware training is for "
@@ -245,65 +245,6 @@ def _check_benchmark(targets):
             problems.append(f"benchmark.targets[{index}]: {error}")
         except (TypeError, ValueError) as error:
             problems.append(f"benchmark.targets[{index}]: {type(error).__name__}: {error}")
-    return problems
-
-
-def _check_pruning(pruning):
-    if pruning is None:
-        return []
-    problems = []
-    for where, settings in [("pruning", pruning)] + [
-            (f"pruning.groups[{i}]", g) for i, g in enumerate(pruning.get("groups", []))]:
-        problems += option_problems(where, settings if where == "pruning" else {**pruning,
-                                                                                **settings})
-        schedule = settings.get("schedule", {})
-        if schedule.get("kind", "polynomial_decay") == "polynomial_decay" and "end" in schedule \
-                and schedule["end"] <= schedule.get("begin", 0):
-            problems.append(f"{where}.schedule.end: must be after begin for polynomial_decay")
-    allocation = pruning.get("allocation")
-    if allocation:
-        problems += [f"pruning.{key}: per-layer sparsities come from pruning.allocation; "
-                     "leave it out" for key in ("groups", "sparsity_m_by_n") if key in pruning]
-        if pruning["structure"] != "unstructured":
-            problems.append("pruning.allocation: recipes allocate unstructured sparsity only")
-        if allocation["method"] != "sensitivity" and allocation["budget"] != "sparsity":
-            problems.append(f"pruning.allocation.budget: {allocation['budget']!r} needs "
-                            "method: sensitivity")
-        if allocation["budget"] == "sparsity" and allocation["target"] >= 1:
-            problems.append("pruning.allocation.target: a sparsity budget is below 1")
-    problems += _check_iterative(pruning)
-    if pruning["structure"] != "unstructured":
-        # Groups and policies choose layers one by one; other granularities wrap what they
-        # choose from the whole model (channels: the coupled groups of its graph).
-        problems += [f"pruning.{key}: does not apply to structure: {pruning['structure']}"
-                     for key in ("policy", "groups") if key in pruning]
-    return problems
-
-
-def _check_iterative(pruning):
-    """`ep.iterative_magnitude_pruning` prunes weights one-shot by magnitude each round: one
-    target (or the allocation's per-layer ones), no schedule shapes, blocks, N:M or channels."""
-    iterative = pruning.get("iterative")
-    if iterative is None:
-        return []
-    problems = []
-    if "allocation" in pruning:
-        if "final_sparsity" in iterative:
-            problems.append("pruning.iterative.final_sparsity: the per-layer targets come from "
-                            "pruning.allocation; leave it out")
-        if pruning["scope"] == "global":
-            problems.append("pruning.scope: global ranks every layer against one target; the "
-                            "allocation's per-layer targets need scope: layer")
-    elif "final_sparsity" not in iterative:
-        problems.append("pruning.iterative.final_sparsity: required (the sparsity after the "
-                        "last round), unless pruning.allocation gives per-layer targets")
-    if pruning["structure"] != "unstructured":
-        problems.append(f"pruning.iterative: prunes single weights by magnitude; it does not "
-                        f"apply to structure: {pruning['structure']}")
-    problems += [f"pruning.{key}: does not apply to pruning.iterative (each round prunes "
-                 "one-shot by magnitude)"
-                 for key in ("block_size", "sparsity_m_by_n", "policy", "groups")
-                 if key in pruning]
     return problems
 
 

@@ -1,5 +1,6 @@
-"""From a recipe's `pruning` settings to `prune_low_magnitude`'s options, checked by the
-granularity that takes them, so the recipe and the library cannot disagree on what is valid."""
+"""A recipe's `pruning` section: what is wrong with it, and its settings as
+`prune_low_magnitude`'s options, checked by the granularity that takes them, so the recipe and
+the library cannot disagree on what is valid."""
 
 from edgeprune.recipe.schema import SCHEMA
 from edgeprune.sparsity.granularity import get_granularity
@@ -57,4 +58,65 @@ def option_problems(where, settings):
         library_options(settings, leave_out=reported)
     except ValueError as error:
         problems.append(f"{where}: {error}")
+    return problems
+
+
+def pruning_problems(pruning):
+    """What is wrong with a recipe's `pruning` section (None: nothing to check), one line each,
+    naming the key path: its options, groups, allocation and iterative settings."""
+    if pruning is None:
+        return []
+    problems = []
+    for where, settings in [("pruning", pruning)] + [
+            (f"pruning.groups[{i}]", g) for i, g in enumerate(pruning.get("groups", []))]:
+        problems += option_problems(where, settings if where == "pruning" else {**pruning,
+                                                                                **settings})
+        schedule = settings.get("schedule", {})
+        if schedule.get("kind", "polynomial_decay") == "polynomial_decay" and "end" in schedule \
+                and schedule["end"] <= schedule.get("begin", 0):
+            problems.append(f"{where}.schedule.end: must be after begin for polynomial_decay")
+    allocation = pruning.get("allocation")
+    if allocation:
+        problems += [f"pruning.{key}: per-layer sparsities come from pruning.allocation; "
+                     "leave it out" for key in ("groups", "sparsity_m_by_n") if key in pruning]
+        if pruning["structure"] != "unstructured":
+            problems.append("pruning.allocation: recipes allocate unstructured sparsity only")
+        if allocation["method"] != "sensitivity" and allocation["budget"] != "sparsity":
+            problems.append(f"pruning.allocation.budget: {allocation['budget']!r} needs "
+                            "method: sensitivity")
+        if allocation["budget"] == "sparsity" and allocation["target"] >= 1:
+            problems.append("pruning.allocation.target: a sparsity budget is below 1")
+    problems += _iterative_problems(pruning)
+    if pruning["structure"] != "unstructured":
+        # Groups and policies choose layers one by one; other granularities wrap what they
+        # choose from the whole model (channels: the coupled groups of its graph).
+        problems += [f"pruning.{key}: does not apply to structure: {pruning['structure']}"
+                     for key in ("policy", "groups") if key in pruning]
+    return problems
+
+
+def _iterative_problems(pruning):
+    """`ep.iterative_magnitude_pruning` prunes weights one-shot by magnitude each round: one
+    target (or the allocation's per-layer ones), no schedule shapes, blocks, N:M or channels."""
+    iterative = pruning.get("iterative")
+    if iterative is None:
+        return []
+    problems = []
+    if "allocation" in pruning:
+        if "final_sparsity" in iterative:
+            problems.append("pruning.iterative.final_sparsity: the per-layer targets come from "
+                            "pruning.allocation; leave it out")
+        if pruning["scope"] == "global":
+            problems.append("pruning.scope: global ranks every layer against one target; the "
+                            "allocation's per-layer targets need scope: layer")
+    elif "final_sparsity" not in iterative:
+        problems.append("pruning.iterative.final_sparsity: required (the sparsity after the "
+                        "last round), unless pruning.allocation gives per-layer targets")
+    if pruning["structure"] != "unstructured":
+        problems.append(f"pruning.iterative: prunes single weights by magnitude; it does not "
+                        f"apply to structure: {pruning['structure']}")
+    problems += [f"pruning.{key}: does not apply to pruning.iterative (each round prunes "
+                 "one-shot by magnitude)"
+                 for key in ("block_size", "sparsity_m_by_n", "policy", "groups")
+                 if key in pruning]
     return problems
