@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 # name comes first. TensorFlow's import, whenever it comes, runs with its C++ log lines
 # silenced (`edgeprune.tf_logs`).
 from edgeprune import tf_logs as _tf_logs
+from edgeprune.lazy import lazy_api
 
 _tf_logs.install_import_hook()
 
@@ -55,23 +56,4 @@ _EXPORTS = {
     "edgeprune.choose.sensitivity": ("SensitivityTable", "sensitivity_scan"),
 }
 
-__all__ = [name for names in _EXPORTS.values() for name in names]
-
-
-def __getattr__(name):
-    if name not in __all__:
-        raise AttributeError(f"module 'edgeprune' has no attribute {name!r}")
-    _import_api()
-    return globals()[name]
-
-
-def __dir__():
-    return sorted({*globals(), *__all__})
-
-
-def _import_api():
-    import importlib
-
-    for module_name, names in _EXPORTS.items():
-        module = importlib.import_module(module_name)
-        globals().update((name, getattr(module, name)) for name in names)
+__all__ = lazy_api(globals(), _EXPORTS, all_at_once=True)

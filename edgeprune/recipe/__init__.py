@@ -7,6 +7,8 @@ Names are imported on first use (PEP 562), so `edgeprune --help` and the stage r
 load TensorFlow.
 """
 
+from edgeprune.lazy import lazy_api
+
 _EXPORTS = {
     "edgeprune.recipe.loader": ("Recipe", "load_recipe"),
     "edgeprune.recipe.modelstats": ("format_stats", "model_stats"),
@@ -15,19 +17,4 @@ _EXPORTS = {
     "edgeprune.recipe.schema": ("RecipeError", "recipe_schema"),
     "edgeprune.recipe.stages": ("Stage", "enabled_stages", "register_stage"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = list(_MODULE_OF)
-
-
-def __getattr__(name):
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module 'edgeprune.recipe' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted({*globals(), *__all__})
+__all__ = lazy_api(globals(), _EXPORTS)
