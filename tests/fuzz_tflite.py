@@ -28,6 +28,7 @@ import os
 import random
 import select
 import signal
+import subprocess
 import sys
 import time
 import traceback
@@ -297,6 +298,22 @@ def check(entry, path, result, accepted):
     if entry.verdict and result["status"] != 2 and not accepted:
         return "a verdict about a file LiteRT refuses"
     return None
+
+
+def fuzz_in_child(models, folder, entry_points, seed, counts, timeout):
+    """The report of `main` run in a fresh Python (a crash there cannot take pytest with it), and
+    a message listing its failures (empty when there are none)."""
+    request = {"models": models, "seed": seed, "folder": os.fspath(folder),
+               "entry_points": entry_points, "counts": counts}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-m", "tests.fuzz_tflite"], input=json.dumps(request),
+                          capture_output=True, text=True, cwd=root, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    failures = "\n".join(
+        f"{f['model']} {f['mutation']!r} via {f['entry_point']}: {f['problem']} "
+        f"(LiteRT accepts: {f['litert_accepts']})\n{f['output']}" for f in report["failures"])
+    return report, failures and f"seed {seed}:\n{failures}"
 
 
 def main():

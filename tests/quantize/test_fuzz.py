@@ -11,14 +11,10 @@ instead, this seed finds 26 failures: tracebacks, errors that do not name the fi
 models LiteRT refuses.)
 """
 
-import json
-import os
-import subprocess
-import sys
 
 from tests.device_bench.conftest import models  # noqa: F401 -- the shared tiny .tflite models
+from tests.fuzz_tflite import fuzz_in_child
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SEED = 1414
 # Quantized with int8 I/O; float with sparse storage (DENSIFY); float with dynamic dimensions.
 MODELS = ("int8", "sparse", "dynamic")
@@ -27,14 +23,8 @@ ENTRY_POINTS = ["size_report", "run_tflite", "validate_tflite", "export_micro",
 
 
 def test_fuzz_edgeprune_readers_never_crash_hang_or_certify(models, tmp_path):  # noqa: F811
-    request = {"models": {name: models[name] for name in MODELS}, "seed": SEED,
-               "folder": str(tmp_path), "entry_points": ENTRY_POINTS,
-               "counts": {"flips": 10, "words": 14, "zeroed": 5, "truncations": 3}}
-    done = subprocess.run([sys.executable, "-m", "tests.fuzz_tflite"], input=json.dumps(request),
-                          capture_output=True, text=True, cwd=ROOT, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout)
+    counts = {"flips": 10, "words": 14, "zeroed": 5, "truncations": 3}
+    report, failures = fuzz_in_child({name: models[name] for name in MODELS}, tmp_path,
+                                     ENTRY_POINTS, SEED, counts, timeout=600)
     assert report["cases"] >= 130 and report["rejected_by_litert"] >= 80, report
-    assert not report["failures"], f"seed {SEED}:\n" + "\n".join(
-        f"{f['model']} {f['mutation']!r} via {f['entry_point']}: {f['problem']} "
-        f"(LiteRT accepts: {f['litert_accepts']})\n{f['output']}" for f in report["failures"])
+    assert not failures, failures
