@@ -5,14 +5,18 @@
     device-bench --graph=m.tflite --target=adb://SERIAL --benchmark_binary=./benchmark_model
     device-bench --graph=m.tflite --target=micro --board=nano33ble
     device-bench --graph=m.tflite --target=serial:///dev/ttyACM0 --board=nano33ble
+    device-bench --graph=m.tflite --target=local --target=ssh://pi@raspberrypi.local  # a fleet
+    device-bench --graph=m.tflite --fleet=fleet.yaml --output_svg=latency.svg
 
-Exit status: 0 done, 1 a model cannot run on or does not fit the board (micro), 2 an error.
+Several --target values or a --fleet file benchmark several devices at once, one row each.
+Exit status: 0 done, 1 a model cannot run on or does not fit the board (micro), 2 an error
+(in a fleet: any device failed; the others' rows are still printed and written).
 """
 
 import argparse
 import sys
 
-from device_bench import api, report
+from device_bench import api, fleet, plot, report
 from device_bench.errors import BenchError
 from device_bench.fileio import atomic_write
 from device_bench.runner import DEFAULTS
@@ -45,10 +49,17 @@ def parse_input_shapes(names, shapes):
 def build_parser():
     p = argparse.ArgumentParser(prog="device-bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--graph", action="append", required=True,
+    p.add_argument("--graph", action="append", default=[],
                    help="a .tflite file; several (repeat or comma-separate) are run interleaved "
                         "and compared with the first")
-    p.add_argument("--target", default="local", help=target_help())
+    p.add_argument("--target", action="append",
+                   help=target_help() + ". Repeat it to benchmark several devices at once")
+    devices = p.add_argument_group("several devices at once (a fleet)")
+    devices.add_argument("--fleet", help="a YAML (or .json) file naming devices, each with a "
+                                         "target and options (see device_bench/fleet.py)")
+    devices.add_argument("--device_timeout", type=float,
+                         help="seconds after which a device is stopped and its row says so "
+                              "(default: each target's own limits)")
     runs = p.add_argument_group("runs (benchmark_model's flags)")
     for name, kind in (("num_threads", int), ("warmup_runs", int), ("warmup_min_secs", float),
                        ("num_runs", int), ("min_secs", float), ("max_secs", float),
@@ -63,6 +74,7 @@ def build_parser():
     out = p.add_argument_group("output")
     out.add_argument("--output_json", help="write the result (schema in schema.py) here")
     out.add_argument("--output_csv", help="write one CSV row per model here")
+    out.add_argument("--output_svg", help="fleet: write a chart of latency per device here")
     add_target_flags(p)
     return p
 
@@ -105,8 +117,14 @@ def options_from_args(args):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     graphs = [g for value in args.graph for g in value.split(",") if g]
+    targets = args.target or ["local"]
     try:
-        result = api.benchmark(graphs, target=args.target, **options_from_args(args))
+        if args.fleet or len(targets) > 1:
+            return run_fleet(args, graphs)
+        if args.device_timeout is not None or args.output_svg:
+            raise BenchError("--device_timeout and --output_svg are for several devices at "
+                             "once: give --target more than once, or --fleet")
+        result = api.benchmark(graphs, target=targets[0], **options_from_args(args))
         print(report.format_table(result))
         if args.output_json:
             atomic_write(args.output_json, result.to_json())
@@ -115,8 +133,36 @@ def main(argv=None):
     except BenchError as error:
         print(f"device-bench: error: {error}", file=sys.stderr)
         return 2
-    # A model that cannot run on, or does not fit, the board fails the command (useful in CI).
+    return _fit_status(result)
+
+
+def _fit_status(result):
+    """1 when a model cannot run on, or does not fit, the board (useful in CI), else 0."""
     return 1 if any(m.micro is not None and m.micro.fits is False for m in result.models) else 0
+
+
+def run_fleet(args, graphs):
+    """Several devices at once: the table, the outputs, and 2 if any device failed."""
+    devices = (fleet.load_fleet(args.fleet) if args.fleet else []) + (args.target or [])
+    try:
+        result = fleet.benchmark_fleet(graphs, devices, device_timeout=args.device_timeout,
+                                       **options_from_args(args))
+    except KeyboardInterrupt:
+        print("device-bench: interrupted: every device was stopped; nothing was written",
+              file=sys.stderr)
+        return 130
+    print(report.format_fleet_table(result))
+    for path, text in ((args.output_json, result.to_json),
+                       (args.output_csv, lambda: report.fleet_to_csv(result)),
+                       (args.output_svg, lambda: plot.fleet_svg(result))):
+        if path:
+            atomic_write(path, text())
+    if result.failed:
+        names = ", ".join(device.name for device in result.failed)
+        print(f"device-bench: error: {len(result.failed)} of {len(result.devices)} devices "
+              f"failed ({names}); their rows say why", file=sys.stderr)
+        return 2
+    return max([_fit_status(device.result) for device in result.devices], default=0)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,16 @@ target: local
 ('3.00 MiB', '2.0 KiB', '512 B')
 >>> speed_text(Ratio(pairs=0, median=0.25, p5=None, p95=None))
 '4.00x faster'
+
+A fleet (several devices at once) gets one row per device and model, failed devices included:
+
+>>> from device_bench.schema import DeviceRun, FleetResult
+>>> print(format_fleet_table(FleetResult([DeviceRun("pi", "ssh://pi@pi", "failed", 0.5,
+...                                                 error="pi: cannot reach the board")],
+...                                      lanes=[["pi"]], wall_seconds=0.5)))
+fleet: 1 device in 0.5 s
+device  target       model  runs  p50  p90  p99  cv  memory  time   result
+pi      ssh://pi@pi  -      -     -    -    -    -   -       0.5 s  failed: pi: cannot reach the board
 """
 
 import csv
@@ -34,8 +44,11 @@ MEMORY_MEANINGS = {
 }
 
 
-def _us(value):
-    return "-" if value is None else f"{value / 1000:.3f} ms" if value >= 1000 else f"{value:.1f} us"
+def time_text(value):
+    """Microseconds as 'N.N us', or 'N.NNN ms' from a millisecond up."""
+    if value is None:
+        return "-"
+    return f"{value / 1000:.3f} ms" if value >= 1000 else f"{value:.1f} us"
 
 
 def size_text(value):
@@ -93,9 +106,10 @@ def format_table(result):
         for i, m in timed:
             lat = m.latency
             rows.append((os.path.basename(m.graph), size_text(m.size_bytes), lat.count,
-                         _us(m.init_us), _us(m.first_inference_us), _us(lat.min_us),
-                         _us(lat.p50_us), _us(lat.p90_us), _us(lat.p99_us), _us(lat.max_us),
-                         _us(lat.mean_us), "-" if lat.cv is None else f"{lat.cv:.1%}",
+                         time_text(m.init_us), time_text(m.first_inference_us),
+                         *(time_text(value) for value in (lat.min_us, lat.p50_us, lat.p90_us,
+                                                          lat.p99_us, lat.max_us, lat.mean_us)),
+                         "-" if lat.cv is None else f"{lat.cv:.1%}",
                          size_text(m.memory_delta_bytes),
                          speed_text(ratios[i]) if i in ratios else "-"))
         lines += _align(rows)
@@ -144,6 +158,73 @@ def _align(rows):
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     return ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip()
             for row in rows]
+
+
+def format_fleet_table(fleet):
+    """The fleet's table: a row per device and model, then how the devices ran and warnings."""
+    lanes = [lane for lane in fleet.lanes if len(lane) > 1]
+    count = len(fleet.devices)
+    lines = [f"fleet: {count} device{'s' if count != 1 else ''} in {fleet.wall_seconds:.1f} s"
+             + "".join(f"; one after another (this computer's CPUs): {', '.join(lane)}"
+                       for lane in lanes)]
+    done = [device.result for device in fleet.devices if device.result is not None]
+    settings = {settings_text(result.settings) for result in done} - {""}
+    if len(settings) == 1:
+        lines.append(settings.pop())
+    elif settings:
+        lines.append("settings: they differ between devices (see each device in --output_json)")
+    compared = any(result.comparisons for result in done)
+    rows = [("device", "target", "model", "runs", "p50", "p90", "p99", "cv", "memory")
+            + (("vs first",) if compared else ()) + ("time", "result")]
+    for device in fleet.devices:
+        rows += _device_rows(device, compared)
+    if all(device.name == device.target for device in fleet.devices):
+        rows = [row[:1] + row[2:] for row in rows]  # the names are the targets: said once
+    lines += _align(rows)
+    # Python warnings of the workers (fleet.warnings) reach stderr as warnings; these are the
+    # results' own (noisy latency).
+    for device in fleet.devices:
+        if device.result is not None:
+            lines += [f"{device.name}: {line}" for line in _warnings(device.result)]
+    return "\n".join(lines)
+
+
+def _device_rows(device, compared):
+    time = f"{device.seconds:.1f} s"
+    if device.result is None:
+        return [(device.name, device.target, *["-"] * (7 + compared), time,
+                 f"{device.status}: {device.error}")]
+    ratios = _comparisons(device.result)
+    rows = []
+    for i, m in enumerate(device.result.models):
+        lat = m.latency
+        timed = (lat.count, *(time_text(v) for v in (lat.p50_us, lat.p90_us, lat.p99_us)),
+                 "-" if lat.cv is None else f"{lat.cv:.1%}") if lat else ("-",) * 5
+        ratio = ((speed_text(ratios[i]) if i in ratios else "-",) if compared else ())
+        rows.append((device.name, device.target, os.path.basename(m.graph), *timed,
+                     size_text(m.memory_delta_bytes), *ratio, time,
+                     m.micro.verdict if m.micro is not None else "ok"))
+    return rows
+
+
+FLEET_CSV_COLUMNS = ("device", "target", "status", "error", "seconds") + CSV_COLUMNS
+
+
+def fleet_to_csv(fleet):
+    """One row per device and model (CSV_COLUMNS after device, target, status, error, seconds);
+    a failed device has one row, with its error."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, FLEET_CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for device in fleet.devices:
+        head = {"device": device.name, "target": device.target, "status": device.status,
+                "error": device.error, "seconds": f"{device.seconds:.3f}"}
+        if device.result is None:
+            writer.writerow(head)
+            continue
+        for row in csv.DictReader(io.StringIO(to_csv(device.result))):
+            writer.writerow({**head, **row})
+    return out.getvalue()
 
 
 def to_csv(result):

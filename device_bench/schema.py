@@ -122,6 +122,57 @@ class BenchmarkResult:
             warnings=list(data["warnings"]))
 
 
+@dataclass
+class DeviceRun:
+    """One device of a fleet: its BenchmarkResult, or why it has none.
+
+    `status` is "ok", "failed" (`error` says why: connection refused or dropped, a model the
+    device cannot run, ...), "timeout" (past the fleet's device_timeout) or "interrupted".
+    `seconds` is the wall time the device took, connecting and copying included.
+    """
+    name: str
+    target: str
+    status: str
+    seconds: float
+    result: BenchmarkResult | None = None
+    error: str | None = None
+
+
+@dataclass
+class FleetResult:
+    """Several devices benchmarked at once: one DeviceRun per device, in the order given.
+
+    `lanes` lists the devices that ran one after another (devices computing on this computer's
+    CPUs share a lane); the lanes ran in parallel, in `wall_seconds` all together.
+    """
+    devices: list[DeviceRun]
+    lanes: list[list[str]]
+    wall_seconds: float
+    warnings: list[str] = field(default_factory=list)
+    kind: str = "fleet"
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def failed(self):
+        return [device for device in self.devices if device.status != "ok"]
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def to_json(self):
+        return json.dumps(rounded(self.to_dict()), indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, data):
+        if data.get("schema_version") != SCHEMA_VERSION or data.get("kind") != "fleet":
+            raise ValueError(f"not a fleet result of schema version {SCHEMA_VERSION}; read it "
+                             "with the device_bench that wrote it")
+        devices = [DeviceRun(**{**d, "result": d["result"] and BenchmarkResult.from_dict(
+            d["result"])}) for d in data["devices"]]
+        return cls(devices=devices, lanes=data["lanes"], wall_seconds=data["wall_seconds"],
+                   warnings=list(data["warnings"]))
+
+
 def _model_from_dict(data):
     data = dict(data)
     if data["latency"] is not None:

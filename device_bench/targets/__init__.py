@@ -26,7 +26,7 @@ _POSITIVE = {"exclusiveMinimum": 0}
 
 register_target(
     "local", "device_bench.targets.local:LocalTarget", "this computer (LiteRT in a child process)",
-    options=[_PYTHON])
+    options=[_PYTHON], on_host=True)
 register_target(
     "ssh", "device_bench.targets.ssh:SshTarget",
     "a Linux board such as a Raspberry Pi, over SSH (the board needs ai-edge-litert and numpy)",
@@ -56,7 +56,7 @@ register_target(
 register_target(
     "micro", "device_bench.targets.micro:MicroTarget",
     "TFLite Micro on this computer: ops, tensor arena and, with --board, whether it fits",
-    options=[_BOARD, _BOARDS_FILE, _PYTHON])
+    options=[_BOARD, _BOARDS_FILE, _PYTHON], on_host=True)
 register_target(
     "serial", "device_bench.targets.serial:SerialTarget",
     "a microcontroller running the benchmark sketch, read over a serial port",

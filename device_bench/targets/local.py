@@ -39,5 +39,8 @@ class LocalTarget:
             raise BenchError(f"local: the benchmark of {', '.join(graphs)} did not finish within "
                              f"{timeout:.0f} s; lower --max_secs or --num_runs, or check the "
                              "model: a damaged one can keep LiteRT busy") from None
+        except OSError as error:
+            raise BenchError(runner_process.cannot_start(self.python, error, "ai-edge-litert")) \
+                from None
         raw = runner_process.decode(done.returncode, done.stdout, done.stderr, "local", graphs)
         return results.from_runner(raw, self.name, settings, list(graphs))

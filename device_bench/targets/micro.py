@@ -126,6 +126,9 @@ class MicroTarget:
         except subprocess.TimeoutExpired:
             raise BenchError(f"micro: {graph} did not finish in TFLite Micro within "
                              f"{PROBE_TIMEOUT_SECS} s") from None
+        except OSError as error:
+            raise BenchError(runner_process.cannot_start(self.python, error, "tflite-micro")) \
+                from None
         try:
             probe = json.loads(done.stdout) if done.returncode == 0 else None
         except ValueError:

@@ -69,6 +69,9 @@ class Target:
     dependencies (paramiko, pyserial, tflite-micro) load only when it runs. It is called as
     `target_class(address, **options)` (without address for a bare scheme) and its instances have
     `run(graphs, settings)` returning a schema.BenchmarkResult.
+
+    `on_host` marks targets that compute on this computer's CPUs (local, micro): a fleet runs
+    those one after another, so that they do not skew each other's figures.
     """
     scheme: str
     target_class: object
@@ -76,6 +79,7 @@ class Target:
     address: str | None = None
     address_help: str | None = None
     options: tuple = ()
+    on_host: bool = False
 
     @property
     def usage(self):
@@ -107,19 +111,24 @@ class Target:
         target_class = self.load_class()
         return target_class(address, **options) if self.address else target_class(**options)
 
+    def accepts(self, option_name):
+        return any(option.name == option_name for option in self.options)
+
 
 def register_target(scheme, target_class, description, address=None, address_help=None,
-                    options=()):
+                    options=(), on_host=False):
     """Adds a target to `--target`, `benchmark(target=...)` and the CLI flags; returns it.
 
     A flag shared with another target (like --timeout or --board) must set the same option name
-    with the same type, since the CLI has one flag for both.
+    with the same type, since the CLI has one flag for both. `on_host=True` for a target that
+    computes on this computer's CPUs (a fleet runs those one after another).
     """
     if not _SCHEME.match(scheme):
         raise ValueError(f"target scheme {scheme!r}: use lower-case letters, digits and _")
     if scheme in _TARGETS:
         raise ValueError(f"target scheme {scheme!r} is already registered")
-    target = Target(scheme, target_class, description, address, address_help, tuple(options))
+    target = Target(scheme, target_class, description, address, address_help, tuple(options),
+                    on_host)
     for option in target.options:
         for other_scheme, other in flag_table().get(option.flag_name, []):
             if (other.name, other.type) != (option.name, option.type):

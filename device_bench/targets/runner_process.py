@@ -20,6 +20,12 @@ def crash_signal(returncode):
         return f"signal {number}"
 
 
+def cannot_start(python, error, package):
+    """The message for a --python that cannot be started (missing, not executable)."""
+    return (f"cannot start --python={python} ({error.strerror or error}); give the path of a "
+            f"Python that has {package} installed")
+
+
 def decode(returncode, stdout, stderr, where, graphs, missing_dependency_hint=""):
     """The runner's JSON output, or BenchError naming `where` it ran and what went wrong."""
     tail = stderr.strip()[-800:]

@@ -1,0 +1,393 @@
+"""Several devices benchmarked at once: a fleet, with one row per device.
+
+Each device runs in a worker process of its own (multiprocessing "spawn", in its own process
+group), so a device that fails, hangs past `device_timeout` or drops its connection costs only its
+own row. Ctrl-C stops every worker: SIGINT first, so that targets clean up after themselves (the
+SSH target removes its temp dir on the board), SIGKILL after STOP_GRACE_SECS. Devices that compute
+on this computer's CPUs (targets registered with on_host=True: local, micro) run one after another
+in one lane, so that they do not skew each other's figures; every other device has a lane of its
+own and all lanes run in parallel.
+
+A fleet file (YAML, or JSON when it ends in .json) names each device and gives its target and
+options, with the names `benchmark()` and a recipe's `benchmark.targets` use:
+
+    devices:
+      pi4:
+        target: ssh://pi@raspberrypi.local
+        num_threads: 4
+        known_hosts: ~/.ssh/known_hosts
+      pixel7:
+        target: adb://R5CT1234
+        benchmark_binary: ./benchmark_model
+      nano:
+        target: micro
+        board: nano33ble
+        graph: kws_int8.tflite    # optional: this device's own models (a path or a list)
+
+>>> [d.name for d in devices_from_data({"devices": {"here": {"target": "local"}}}, "f.yaml")]
+['here']
+>>> result = benchmark_fleet("m.tflite", ["local", "ssh://pi@raspberrypi.local"])  # doctest: +SKIP
+>>> [(d.name, d.status) for d in result.devices]                                   # doctest: +SKIP
+[('local', 'ok'), ('ssh://pi@raspberrypi.local', 'failed')]
+"""
+
+import json
+import multiprocessing
+import multiprocessing.connection
+import os
+import pickle
+import re
+import signal
+import time
+import warnings
+from collections import deque
+from dataclasses import dataclass, field
+
+from device_bench.errors import BenchError
+from device_bench.fileio import read_regular_file
+from device_bench.modelfile import read_tflite
+from device_bench.schema import DeviceRun, FleetResult
+from device_bench.settings import SETTING_SCHEMAS, RunSettings
+from device_bench.targets import registry
+from device_bench.targets.runner_process import crash_signal
+
+FLEET_FILE_MAX_BYTES = 256 * 1024
+MAX_DEVICES = 64
+# How long a stopped worker gets to clean up (close connections, remove temp dirs) before SIGKILL.
+STOP_GRACE_SECS = 5.0
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_FILE_KEYS = {"target", "graph"}
+
+
+@dataclass
+class Device:
+    """One device of a fleet: a name for its row, its --target value, its own options (run
+    settings and target options, over the fleet-wide ones) and optionally its own models."""
+    name: str
+    target: str
+    options: dict = field(default_factory=dict)
+    graphs: list = field(default_factory=list)
+
+
+def load_fleet(path):
+    """The Devices of a fleet file (format in this module's docstring); BenchError if invalid."""
+    raw = read_regular_file(path, FLEET_FILE_MAX_BYTES, label="fleet file ")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise BenchError(f"fleet file {path}: not UTF-8 text (byte {raw[error.start]:#04x} at "
+                         f"offset {error.start}); save it as UTF-8") from None
+    return devices_from_data(_parse(path, text), path)
+
+
+def _parse(path, text):
+    try:
+        if os.fspath(path).lower().endswith(".json"):
+            try:
+                return json.loads(text)
+            except ValueError as error:
+                raise BenchError(f"fleet file {path}: not valid JSON ({error})") from None
+        try:
+            import yaml  # only needed for YAML fleet files
+        except ImportError:
+            raise BenchError(f"fleet file {path}: reading YAML needs pyyaml (pip install "
+                             "pyyaml); or write the fleet as JSON in a .json file") from None
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise BenchError(f"fleet file {path}: not valid YAML ({error})") from None
+    except RecursionError:
+        raise BenchError(f"fleet file {path}: nested too deeply to be a fleet file") from None
+
+
+def devices_from_data(data, path):
+    """Devices from a parsed fleet file; relative `graph` paths are read from the file's folder."""
+    where = f"fleet file {path}"
+    if not isinstance(data, dict) or "devices" not in data:
+        raise BenchError(f"{where}: expected a top-level 'devices:' mapping of device names to "
+                         "{target: ..., options}")
+    unknown = sorted(map(str, set(data) - {"devices"}))
+    if unknown:
+        raise BenchError(f"{where}: unknown top-level key(s) {', '.join(unknown)}; a fleet file "
+                         "holds only 'devices:'")
+    entries = data["devices"]
+    if not isinstance(entries, dict) or not entries:
+        raise BenchError(f"{where}: 'devices:' must map at least one device name to "
+                         "{target: ..., options}")
+    if len(entries) > MAX_DEVICES:
+        raise BenchError(f"{where}: {len(entries)} devices, more than the {MAX_DEVICES} a fleet "
+                         "runs at once; split it into several files")
+    folder = os.path.dirname(os.path.abspath(path))
+    return [_device_from_entry(where, folder, name, entry) for name, entry in entries.items()]
+
+
+def _device_from_entry(where, folder, name, entry):
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise BenchError(f"{where}: device name {name!r}: use up to 64 letters, digits, '_', "
+                         "'.' or '-', starting with a letter or digit")
+    where = f"{where}, device {name!r}"
+    if not isinstance(entry, dict) or not isinstance(entry.get("target"), str):
+        raise BenchError(f"{where}: expected a mapping with a target (e.g. target: "
+                         f"ssh://pi@raspberrypi.local) and options; got {entry!r:.80}")
+    graphs = entry.get("graph", [])
+    graphs = [graphs] if isinstance(graphs, str) else graphs
+    if not isinstance(graphs, list) or not all(isinstance(g, str) and g for g in graphs):
+        raise BenchError(f"{where}: graph must be a .tflite path or a list of paths")
+    options = {key: value for key, value in entry.items() if key not in _FILE_KEYS}
+    return Device(name, entry["target"], options, [os.path.join(folder, g) for g in graphs])
+
+
+def benchmark_fleet(graphs, devices, device_timeout=None, **options):
+    """Benchmarks `graphs` on every device at once; returns a schema.FleetResult.
+
+    `devices`: --target values ("local", "ssh://pi@raspberrypi.local"), Device objects, dicts
+    `{"name": ..., "target": ..., **options}` or `load_fleet(path)`'s list. `options` (run settings
+    and target options, as `benchmark()` takes them) apply to every device whose target accepts
+    them; a device's own options win. `device_timeout`: seconds after which a device is stopped
+    and its row says so (default: each target's own limits). A device that fails gets its error in
+    its row; configuration errors (unknown option, board or target) raise BenchError before any
+    device runs. Ctrl-C stops every worker, then KeyboardInterrupt propagates.
+    """
+    graphs = [graphs] if isinstance(graphs, (str, os.PathLike)) else list(graphs or [])
+    devices = [_as_device(device) for device in devices]
+    if not devices:
+        raise BenchError("no device given: pass at least one target or a fleet file")
+    if len(devices) > MAX_DEVICES:
+        raise BenchError(f"{len(devices)} devices, more than the {MAX_DEVICES} a fleet runs at "
+                         "once; run them in several fleets")
+    if device_timeout is not None and not (isinstance(device_timeout, (int, float))
+                                           and device_timeout > 0):
+        raise BenchError(f"--device_timeout must be a number of seconds above 0 "
+                         f"(got {device_timeout!r})")
+    jobs = _plan([os.fspath(g) for g in graphs], devices, options)
+    host = [job for job in jobs if job.on_host]
+    lanes = ([host] if host else []) + [[job] for job in jobs if not job.on_host]
+    started = time.monotonic()
+    runs, caught = _run_lanes(lanes, device_timeout)
+    return FleetResult(devices=[runs[job.name] for job in jobs],
+                       lanes=[[job.name for job in lane] for lane in lanes],
+                       wall_seconds=time.monotonic() - started, warnings=caught)
+
+
+def _as_device(device):
+    if isinstance(device, Device):
+        return device
+    if isinstance(device, str):
+        return Device(device, device)
+    if isinstance(device, dict) and isinstance(device.get("target"), str):
+        graphs = device.get("graph", [])
+        options = {k: v for k, v in device.items() if k not in _FILE_KEYS | {"name"}}
+        return Device(device.get("name", device["target"]), device["target"], options,
+                      [graphs] if isinstance(graphs, str) else list(graphs))
+    raise BenchError(f"device {device!r:.80}: give a --target value, a Device or a dict with a "
+                     "'target' key")
+
+
+@dataclass
+class _Job:
+    name: str
+    spec: str
+    on_host: bool
+    target: object
+    graphs: list
+    settings: RunSettings
+
+
+def _plan(graphs, devices, options):
+    """A _Job per device, every option and model checked before anything runs."""
+    names = [device.name for device in devices]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise BenchError(f"device(s) {', '.join(repeated)} given twice; each device runs once "
+                         "(give the fleet file's devices different names)")
+    kinds = [registry.find(registry.parse_target(device.target)[0]) for device in devices]
+    fleet_settings = {k: v for k, v in options.items() if k in SETTING_SCHEMAS}
+    fleet_options = {k: v for k, v in options.items() if k not in SETTING_SCHEMAS}
+    for name in fleet_options:
+        if not any(kind.accepts(name) for kind in kinds):
+            owners = [t.usage for t in registry.targets() if t.accepts(name)]
+            raise BenchError(f"option {name} applies to none of the fleet's targets "
+                             f"({', '.join(dict.fromkeys(k.scheme for k in kinds))})"
+                             + (f"; it is for {', '.join(owners)}" if owners else ""))
+    for graph in dict.fromkeys(graphs + [g for device in devices for g in device.graphs]):
+        read_tflite(graph)
+    jobs = []
+    for device, kind in zip(devices, kinds):
+        where = f"device {device.name!r}"
+        _check_options(where, device.options, kind)
+        merged = {**fleet_settings, **{k: v for k, v in fleet_options.items() if kind.accepts(k)},
+                  **device.options}
+        device_graphs = list(device.graphs) or graphs
+        if not device_graphs:
+            raise BenchError(f"{where}: no model to run; pass --graph, or give the device its "
+                             "own graph: in the fleet file")
+        try:
+            settings = RunSettings(**{k: v for k, v in merged.items() if k in SETTING_SCHEMAS})
+            target = kind.create(registry.parse_target(device.target)[1],
+                                 {k: v for k, v in merged.items() if k not in SETTING_SCHEMAS})
+        except BenchError as error:
+            raise BenchError(f"{where}: {error}") from None
+        try:
+            pickle.dumps(target)
+        except (pickle.PicklingError, AttributeError, TypeError) as error:
+            raise BenchError(f"{where}: its {kind.scheme} target cannot be sent to a worker "
+                             f"process ({error}); define the target class at the top level of "
+                             "a module") from None
+        jobs.append(_Job(device.name, device.target, kind.on_host, target, device_graphs,
+                         settings))
+    return jobs
+
+
+_TYPE_CHECKS = {
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "object": lambda v: isinstance(v, dict) and all(
+        isinstance(k, str) and isinstance(s, list) and all(_TYPE_CHECKS["integer"](d) for d in s)
+        for k, s in v.items()),
+}
+
+
+def _check_options(where, options, kind):
+    """Option names and value types of one device, against the run settings and its target."""
+    types = {name: schema["type"] for name, schema in SETTING_SCHEMAS.items()}
+    types.update({option.name: option.json_schema()["type"] for option in kind.options})
+    unknown = sorted(map(str, set(options) - set(types)))
+    if unknown:
+        own = ", ".join(option.name for option in kind.options) or "none"
+        raise BenchError(f"{where}: unknown option(s) {', '.join(unknown)}; the {kind.scheme} "
+                         f"target takes {own}, and every target takes the run settings "
+                         f"{', '.join(SETTING_SCHEMAS)}")
+    for name, value in options.items():
+        if not _TYPE_CHECKS[types[name]](value):
+            expected = ("a mapping of input names to shapes" if types[name] == "object"
+                        else f"a {types[name]}")
+            raise BenchError(f"{where}: {name} must be {expected}, got {value!r:.80}")
+
+
+def _run_lanes(lanes, device_timeout):
+    """({device name: DeviceRun}, warnings): each lane's jobs one after another, lanes at once."""
+    context = multiprocessing.get_context("spawn")
+    queues = [deque(lane) for lane in lanes]
+    running, runs, caught = {}, {}, []
+
+    def start_next(queue):
+        if queue:
+            worker = _Worker(context, queue.popleft(), queue, device_timeout)
+            running[worker.connection] = worker
+
+    try:
+        for queue in queues:
+            start_next(queue)
+        while running:
+            deadlines = [w.deadline for w in running.values() if w.deadline is not None]
+            wait = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+            for connection in multiprocessing.connection.wait(list(running), timeout=wait):
+                worker = running.pop(connection)
+                runs[worker.job.name] = worker.finish(caught)
+                start_next(worker.queue)
+            for connection, worker in list(running.items()):
+                if worker.deadline is not None and time.monotonic() >= worker.deadline:
+                    del running[connection]
+                    runs[worker.job.name] = worker.stop(
+                        "timeout", f"did not finish within {device_timeout:g} s "
+                        "(--device_timeout); it was stopped. Raise --device_timeout, lower "
+                        "--max_secs or check the device")
+                    start_next(worker.queue)
+    except BaseException:  # Ctrl-C (KeyboardInterrupt) included: no worker outlives the call
+        for worker in running.values():
+            worker.signal(signal.SIGINT)
+        for worker in running.values():
+            worker.wait_or_kill()
+        raise
+    return runs, caught
+
+
+class _Worker:
+    """One device's worker process and the read end of its result pipe."""
+
+    def __init__(self, context, job, queue, timeout):
+        self.job, self.queue = job, queue
+        self.connection, sender = context.Pipe(duplex=False)
+        self.process = context.Process(target=_work, args=(sender, job.target, job.graphs,
+                                                           job.settings),
+                                       name=f"device_bench fleet: {job.name}", daemon=True)
+        self.started = time.monotonic()
+        self.deadline = self.started + timeout if timeout else None
+        self.process.start()
+        sender.close()  # so the pipe reads as closed once the worker is gone
+
+    def finish(self, caught):
+        """The DeviceRun the worker sent, or a failed one saying how the worker ended."""
+        try:
+            status, payload, worker_warnings = self.connection.recv()
+        except (EOFError, OSError):
+            self.wait_or_kill()
+            how = crash_signal(self.process.exitcode) or f"exit status {self.process.exitcode}"
+            return self._run("failed", error=f"the worker process ended without a result ({how})")
+        self.wait_or_kill()
+        for category, message in worker_warnings:
+            caught.append(f"{self.job.name}: {message}")
+            warnings.warn(f"{self.job.name}: {message}", category, stacklevel=2)
+        if status == "ok":
+            return self._run(status, result=payload)
+        return self._run(status, error=payload)
+
+    def stop(self, status, error):
+        self.signal(signal.SIGINT)
+        self.wait_or_kill()
+        return self._run(status, error=error)
+
+    def signal(self, number):
+        """Sends `number` to the worker and everything it started (its process group)."""
+        try:
+            if hasattr(os, "killpg"):
+                os.killpg(self.process.pid, number)
+            else:
+                self.process.terminate()
+        except ProcessLookupError:  # exited, or not yet in its own group: the worker alone
+            if self.process.is_alive():
+                os.kill(self.process.pid, number)
+
+    def wait_or_kill(self):
+        self.process.join(STOP_GRACE_SECS)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        if hasattr(os, "killpg"):  # what the worker started and left behind
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        self.connection.close()
+
+    def _run(self, status, result=None, error=None):
+        return DeviceRun(name=self.job.name, target=self.job.spec, status=status,
+                         seconds=time.monotonic() - self.started, result=result, error=error)
+
+
+def _work(sender, target, graphs, settings):
+    """A worker process: runs one device and sends (status, result or error, warnings)."""
+    if hasattr(os, "setsid"):
+        # Its own process group: the fleet signals it with its children, and Ctrl-C at the
+        # terminal reaches the fleet only, which then stops every worker the same way.
+        os.setsid()
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            outcome = ("ok", target.run(graphs, settings))
+        except BenchError as error:
+            outcome = ("failed", str(error))
+        except KeyboardInterrupt:
+            outcome = ("interrupted", "stopped by Ctrl-C")
+        except Exception as error:  # a target's bug stays in its device's row
+            outcome = ("failed", f"unexpected {type(error).__name__}: {error}")
+    sender.send((*outcome, [(_sendable(w.category), str(w.message)) for w in caught]))
+
+
+def _sendable(category):
+    try:
+        pickle.dumps(category)
+        return category
+    except (pickle.PicklingError, AttributeError, TypeError):
+        return UserWarning
