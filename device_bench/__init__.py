@@ -6,11 +6,11 @@ microcontroller (TFLite Micro). Imports no TensorFlow: only numpy and ai-edge-li
 >>> print(result.to_dict()["models"][0]["latency"]["p50_us"])                    # doctest: +SKIP
 """
 
-from device_bench.api import benchmark, make_target
+from device_bench.api import benchmark, make_target, session
 from device_bench.errors import BenchError
 from device_bench.schema import SCHEMA_VERSION, BenchmarkResult
 from device_bench.settings import RunSettings
 from device_bench.targets import TargetOption, register_target
 
-__all__ = ["benchmark", "make_target", "register_target", "TargetOption", "BenchError",
+__all__ = ["benchmark", "make_target", "session", "register_target", "TargetOption", "BenchError",
            "BenchmarkResult", "RunSettings", "SCHEMA_VERSION"]

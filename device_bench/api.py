@@ -42,6 +42,52 @@ def benchmark(graphs, target="local", **options):
     return make_target(target, **target_options).run([os.fspath(g) for g in graphs], settings)
 
 
+class Session:
+    """Runs benchmarks on one target over one connection (SSH, adb) until closed.
+
+    Made by `session()`; `benchmark(graphs, **settings)` takes what `benchmark()` takes but the
+    target. Targets without a `session()` method (local, micro, serial: nothing to keep open)
+    simply run each call on their own.
+    """
+
+    def __init__(self, target):
+        self.target = target
+        opener = getattr(target, "session", None)
+        self._open = opener() if opener is not None else None
+
+    def benchmark(self, graphs, **settings):
+        graphs = [graphs] if isinstance(graphs, (str, os.PathLike)) else list(graphs)
+        if not graphs:
+            raise BenchError("no model given: pass at least one .tflite path")
+        unknown = sorted(set(settings) - SETTING_NAMES)
+        if unknown:
+            raise BenchError(f"unknown run settings {unknown}; a session takes "
+                             f"{sorted(SETTING_NAMES)} (target options go to session())")
+        runner = self._open if self._open is not None else self.target
+        return runner.run([os.fspath(g) for g in graphs], RunSettings(**settings))
+
+    def close(self):
+        if self._open is not None:
+            self._open.close()
+            self._open = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+def session(target="local", **options):
+    """A `Session` on `target` (its own options, e.g. ssh's key_filename, given here): measuring
+    many models over SSH or adb then connects, and copies the runner or benchmark_model, once.
+
+    >>> with device_bench.session("ssh://pi@raspberrypi.local") as bench:   # doctest: +SKIP
+    ...     results = [bench.benchmark(path, num_threads=1) for path in paths]
+    """
+    return Session(make_target(target, **options))
+
+
 def options_schema():
     """The JSON schema of one `{target: ..., **options}` entry, as recipes list them.
 

@@ -69,37 +69,14 @@ class AdbTarget:
         self.name = f"adb://{serial}"
 
     def run(self, graphs, settings):
-        if not self.benchmark_binary or not os.path.isfile(self.benchmark_binary):
-            raise BenchError(f"adb: --benchmark_binary={self.benchmark_binary!r} is not a file; "
-                             "download LiteRT's android_aarch64 benchmark_model and pass its path")
-        if shutil.which(self.adb) is None:
-            raise BenchError(f"adb: {self.adb!r} not found; install Android platform-tools or "
-                             "pass --adb=/path/to/adb")
-        sizes = [len(read_tflite(graph)) for graph in graphs]
-        folder = posixpath.join(REMOTE_ROOT, f"device_bench_{uuid.uuid4().hex[:12]}")
-        self._adb("shell", f"mkdir -p {shlex.quote(folder)}")
-        try:
-            binary = posixpath.join(folder, "benchmark_model")
-            self._adb("push", self.benchmark_binary, binary)
-            self._adb("shell", f"chmod 755 {shlex.quote(binary)}")
-            models = []
-            for index, (graph, size) in enumerate(zip(graphs, sizes)):
-                remote = posixpath.join(folder, f"{index}_{os.path.basename(graph)}")
-                self._adb("push", graph, remote)
-                output = self._adb("shell", shell_command(binary, remote, settings,
-                                                          self.taskset_mask),
-                                   timeout=settings.max_secs * 2 + COMMAND_TIMEOUT_SECS)
-                models.append(model_result(graph, size, benchmark_model_output.parse(output)))
-        finally:
-            self._adb("shell", f"rm -rf {shlex.quote(folder)}")
-        warnings = [w for m in models for w in m.warnings]
-        if len(models) > 1:
-            warnings.append("adb: benchmark_model runs one model per process, so the models ran "
-                            "one after another, not interleaved; repeat the run to check ratios")
-        return BenchmarkResult(target=self.name, settings=settings.to_dict(),
-                               runtime={"runtime": "benchmark_model", "serial": self.serial},
-                               models=models, comparisons=sequential_comparisons(models),
-                               warnings=warnings)
+        for graph in graphs:  # checked before anything reaches the phone
+            read_tflite(graph)
+        with self.session() as session:
+            return session.run(graphs, settings)
+
+    def session(self):
+        """An `AdbSession`: benchmark_model pushed once into one folder for many runs."""
+        return AdbSession(self)
 
     def _adb(self, *args, timeout=COMMAND_TIMEOUT_SECS):
         command = [self.adb, "-s", self.serial, *args]
@@ -112,3 +89,58 @@ class AdbTarget:
             raise BenchError(f"adb://{self.serial}: `adb {' '.join(args)[:120]}` failed: "
                              f"{(done.stderr or done.stdout).strip()[-600:]} (see `adb devices`)")
         return done.stdout + done.stderr
+
+
+class AdbSession:
+    """One folder on the phone with benchmark_model pushed once, reused by every `run` until
+    `close()` removes it (or use `with`)."""
+
+    def __init__(self, target):
+        if not target.benchmark_binary or not os.path.isfile(target.benchmark_binary):
+            raise BenchError(f"adb: --benchmark_binary={target.benchmark_binary!r} is not a file; "
+                             "download LiteRT's android_aarch64 benchmark_model and pass its path")
+        if shutil.which(target.adb) is None:
+            raise BenchError(f"adb: {target.adb!r} not found; install Android platform-tools or "
+                             "pass --adb=/path/to/adb")
+        self.target = target
+        self.folder = posixpath.join(REMOTE_ROOT, f"device_bench_{uuid.uuid4().hex[:12]}")
+        self._runs = 0
+        target._adb("shell", f"mkdir -p {shlex.quote(self.folder)}")
+        try:
+            self.binary = posixpath.join(self.folder, "benchmark_model")
+            target._adb("push", target.benchmark_binary, self.binary)
+            target._adb("shell", f"chmod 755 {shlex.quote(self.binary)}")
+        except BaseException:
+            self.close()
+            raise
+
+    def run(self, graphs, settings):
+        target = self.target
+        sizes = [len(read_tflite(graph)) for graph in graphs]
+        self._runs += 1
+        models = []
+        for index, (graph, size) in enumerate(zip(graphs, sizes)):
+            remote = posixpath.join(self.folder,
+                                    f"{self._runs}_{index}_{os.path.basename(graph)}")
+            target._adb("push", graph, remote)
+            output = target._adb("shell", shell_command(self.binary, remote, settings,
+                                                        target.taskset_mask),
+                                 timeout=settings.max_secs * 2 + COMMAND_TIMEOUT_SECS)
+            models.append(model_result(graph, size, benchmark_model_output.parse(output)))
+        warnings = [w for m in models for w in m.warnings]
+        if len(models) > 1:
+            warnings.append("adb: benchmark_model runs one model per process, so the models ran "
+                            "one after another, not interleaved; repeat the run to check ratios")
+        return BenchmarkResult(target=target.name, settings=settings.to_dict(),
+                               runtime={"runtime": "benchmark_model", "serial": target.serial},
+                               models=models, comparisons=sequential_comparisons(models),
+                               warnings=warnings)
+
+    def close(self):
+        self.target._adb("shell", f"rm -rf {shlex.quote(self.folder)}")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()

@@ -80,22 +80,16 @@ class SshTarget:
         return f"{self.host}:{self.port}" if self.port != 22 else self.host
 
     def run(self, graphs, settings):
-        python = remote_command(self.remote_python)
-        for graph in graphs:
+        remote_command(self.remote_python)
+        for graph in graphs:  # checked before connecting: a bad file costs no SSH session
             read_tflite(graph)
-        client = self._connect()
-        try:
-            tmp = self._make_temp_dir(client)
-            try:
-                remote_graphs = self._upload(client, tmp, graphs)
-                raw = self._run_runner(client, tmp, python, settings.runner_config(remote_graphs),
-                                       graphs,
-                                       settings.max_secs + LOAD_ALLOWANCE_SECS * len(graphs))
-            finally:
-                self._remove_temp_dir(client, tmp)
-        finally:
-            client.close()
-        return results.from_runner(raw, self.name, settings, list(graphs))
+        with self.session() as session:
+            return session.run(graphs, settings)
+
+    def session(self):
+        """An `SshSession`: one connection and remote temp dir for many runs (close it, or use
+        `with`)."""
+        return SshSession(self)
 
     def _connect(self):
         import paramiko  # only this target needs it
@@ -188,12 +182,11 @@ class SshTarget:
         except Exception as error:  # the connection may be gone already
             warnings.warn(f"{self.where}: could not remove the temp dir {tmp}: {error}")
 
-    def _upload(self, client, tmp, graphs):
+    def _upload(self, client, tmp, graphs, prefix=""):
         remote = []
         with client.open_sftp() as sftp:
-            sftp.put(runner.__file__, posixpath.join(tmp, "runner.py"))
             for index, graph in enumerate(graphs):
-                path = posixpath.join(tmp, f"{index}_{os.path.basename(graph)}")
+                path = posixpath.join(tmp, f"{prefix}{index}_{os.path.basename(graph)}")
                 sftp.put(graph, path)
                 remote.append(path)
         return remote
@@ -208,3 +201,55 @@ class SshTarget:
             status, out, err, self.where, graphs,
             missing_dependency_hint=" (on the board; or point --remote_python at a Python that "
                                     "has ai-edge-litert and numpy)")
+
+
+class SshSession:
+    """One SSH connection, one remote temp dir and one copy of runner.py, reused by every `run`.
+
+    Each run uploads its models into the temp dir; `close()` removes the temp dir and closes the
+    connection. Measuring many small models (a latency model) this way
+    costs one SSH handshake, not one per model.
+
+    >>> with SshTarget("pi@raspberrypi.local").session() as session:  # doctest: +SKIP
+    ...     first, second = session.run(["a.tflite"], settings), session.run(["b.tflite"], settings)
+    """
+
+    def __init__(self, target):
+        self.target = target
+        self._python = remote_command(target.remote_python)
+        self._runs = 0
+        self.client = target._connect()
+        try:
+            self.tmp = target._make_temp_dir(self.client)
+        except BaseException:
+            self.client.close()
+            raise
+        try:
+            with self.client.open_sftp() as sftp:
+                sftp.put(runner.__file__, posixpath.join(self.tmp, "runner.py"))
+        except BaseException:
+            self.close()
+            raise
+
+    def run(self, graphs, settings):
+        for graph in graphs:
+            read_tflite(graph)
+        target = self.target
+        self._runs += 1  # each run's models get their own names; close() removes them all
+        remote_graphs = target._upload(self.client, self.tmp, graphs, prefix=f"{self._runs}_")
+        raw = target._run_runner(self.client, self.tmp, self._python,
+                                 settings.runner_config(remote_graphs), graphs,
+                                 settings.max_secs + LOAD_ALLOWANCE_SECS * len(graphs))
+        return results.from_runner(raw, target.name, settings, list(graphs))
+
+    def close(self):
+        try:
+            self.target._remove_temp_dir(self.client, self.tmp)
+        finally:
+            self.client.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
