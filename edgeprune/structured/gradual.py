@@ -13,8 +13,8 @@ import warnings
 
 import keras
 import numpy as np
-from keras import ops
 
+from edgeprune.autodiff import take_accumulated
 from edgeprune.model.naming import weight_key
 from edgeprune.model.rebuild import copy_layer, rebuild
 from edgeprune.sparsity.granularity import Granularity, register_granularity
@@ -123,9 +123,8 @@ class ChannelMasker:
             for wrapper in wrappers:
                 names = _names(wrapper)
                 for index, axis, accumulator in wrapper.gradient_accumulators:
-                    terms[(id(wrapper.layer), names[index], axis)] = ops.convert_to_numpy(
+                    terms[(id(wrapper.layer), names[index], axis)] = take_accumulated(
                         accumulator)
-                    accumulator.assign(ops.zeros_like(accumulator))
             if any(t.any() for t in terms.values()):
                 return criterion.scores_from_terms(self.graph, terms)
             warnings.warn(f"criterion={criterion.name!r}: no training batch ran since the last "

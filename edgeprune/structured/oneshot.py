@@ -1,7 +1,6 @@
 """One-shot channel pruning of a trained model: score, select, and zero whole coupled channels."""
 
-import keras
-
+from edgeprune.autodiff import gradient_function
 from edgeprune.model.naming import weight_arrays, weight_key
 from edgeprune.model.rebuild import copy_layer, rebuild
 from edgeprune.structured.criteria import channel_scores, get_criterion, gradient_terms
@@ -59,7 +58,9 @@ def data_gradient_terms(graph, criterion, data, loss):
     if data is None or loss is None:
         raise ValueError(f"criterion={criterion.name!r} needs data=(x, y) (or an iterable of "
                          "(x, y) batches) and a loss to compute gradients.")
-    loss_fn = keras.losses.get(loss) if isinstance(loss, str) else loss
+    layers = {id(s.layer): s.layer for s in graph.slices}
+    variables = [(key, w) for key, layer in layers.items() for w in layer.trainable_weights]
+    loss_gradients = gradient_function(graph.model, [w for _, w in variables], loss)
     values = graph.weight_values()
     total, batches = {}, 0
     for batch in [data] if isinstance(data, tuple) else data:
@@ -67,29 +68,15 @@ def data_gradient_terms(graph, criterion, data, loss):
             raise ValueError(f"criterion={criterion.name!r} got a {type(batch).__name__} as a "
                              "batch of data. "
                              "Pass one batch as a tuple (x, y), or an iterable of such tuples.")
-        gradients = _loss_gradients(graph, *batch, loss_fn)
+        gradients = {key: {} for key in layers}
+        for (key, w), gradient in zip(variables, loss_gradients(*batch)):
+            gradients[key][weight_key(layers[key], w)] = gradient
         for key, value in gradient_terms(graph, criterion, values, gradients).items():
             total[key] = total.get(key, 0.0) + value
         batches += 1
     if not batches:
         raise ValueError(f"criterion={criterion.name!r} got data with no batches.")
     return total
-
-
-def _loss_gradients(graph, x, y, loss_fn):
-    """`{id(layer): {weight name: gradient}}` of the mean loss on one batch."""
-    import tensorflow as tf
-
-    layers = {id(s.layer): s.layer for s in graph.slices}
-    variables = [(key, w) for key, layer in layers.items() for w in layer.trainable_weights]
-    with tf.GradientTape() as tape:
-        value = tf.reduce_mean(loss_fn(y, graph.model(x, training=False)))
-    grads = tape.gradient(value, [w.value for _, w in variables],
-                          unconnected_gradients=tf.UnconnectedGradients.ZERO)
-    gradients = {key: {} for key in layers}
-    for (key, w), grad in zip(variables, grads):
-        gradients[key][weight_key(layers[key], w)] = grad.numpy()
-    return gradients
 
 
 def _masked_weights(layer, masks):
