@@ -2,9 +2,9 @@
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
+from edgeprune.autodiff import accumulate_in_backward
 from edgeprune.model import keras_internals as internals
 from edgeprune.model import rebuild as model_rebuild
 from edgeprune.model.naming import weight_key
@@ -231,23 +231,9 @@ class PruneLowMagnitude(keras.layers.Wrapper):
 
 def accumulate_gradient_terms(value, accumulators, terms):
     """`value` unchanged; its backward pass adds `terms(value, gradient, axis)` (one value per
-    index along `axis`) to the accumulator of each `(axis, accumulator)`."""
-    if not accumulators:
-        return value
-
-    @tf.custom_gradient
-    def identity(x):
-        def gradient(upstream):
-            for axis, accumulator in accumulators:
-                batch_terms = terms(x, upstream, axis)
-                # A mixed-precision step whose scaled loss overflowed is skipped by the optimizer:
-                # its gradients must not poison the scores either.
-                accumulator.assign_add(tf.where(tf.math.is_finite(batch_terms), batch_terms, 0.0))
-            return upstream
-
-        return tf.identity(x), gradient
-
-    return identity(value)
+    index along `axis`) to the accumulator of each `(axis, accumulator)`; read the sums with
+    `edgeprune.autodiff.take_accumulated` (on JAX they build up on the host)."""
+    return accumulate_in_backward(value, accumulators, terms)
 
 
 def apply_mask(weight, mask):
