@@ -54,6 +54,7 @@ _EXPORTS = {
                                    "iterative_magnitude_pruning", "layer_weights",
                                    "rewind_weights"),
     "edgeprune.choose.sensitivity": ("SensitivityTable", "sensitivity_scan"),
+    "edgeprune.choose.latency": ("LatencyModel", "measure_latency_model", "measure_tflite_ms"),
 }
 
 __all__ = lazy_api(globals(), _EXPORTS, all_at_once=True)

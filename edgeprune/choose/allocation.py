@@ -19,7 +19,7 @@ from edgeprune.choose.sensitivity import working_copy
 from edgeprune.choose.units import channel_units, prunable_layers
 from edgeprune.structured.masked_norm import prunable_copy
 
-BUDGETS = ("sparsity", "params", "macs", "bytes")
+BUDGETS = ("sparsity", "params", "macs", "bytes", "latency")
 
 
 @dataclasses.dataclass
@@ -33,6 +33,9 @@ class Allocation:
         method: "sensitivity", "uniform" or "global_magnitude".
         budget, target: the budget kind and value it was chosen for.
         predicted_drop: for "sensitivity", the metric drop the scan predicts (sum over units).
+        round_to: for budget "latency", `{group: SIMD step}` the kept counts are multiples of
+            (`apply_channel_allocation` uses it).
+        predicted_latency_ms: for budget "latency", what the latency model predicts.
 
     >>> allocation = Allocation({"conv": 0.0, "dense": 0.9}, {"conv": 100, "dense": 900})
     >>> round(allocation.overall_sparsity(), 3)
@@ -46,13 +49,17 @@ class Allocation:
     budget: str = "sparsity"
     target: float = None
     predicted_drop: float = None
+    round_to: dict = None
+    predicted_latency_ms: float = None
 
     def __post_init__(self):
         # Plain Python numbers (the scan and the greedy search give NumPy scalars): they print
         # as numbers and go into JSON and YAML (`yaml.safe_dump`) as they are.
         self.sparsity = {str(name): float(value) for name, value in self.sparsity.items()}
         self.sizes = {str(name): int(value) for name, value in self.sizes.items()}
-        for field in ("target", "predicted_drop"):
+        if self.round_to is not None:
+            self.round_to = {str(name): int(step) for name, step in self.round_to.items()}
+        for field in ("target", "predicted_drop", "predicted_latency_ms"):
             if getattr(self, field) is not None:
                 setattr(self, field, float(getattr(self, field)))
 
@@ -95,7 +102,8 @@ def apply_channel_allocation(model, allocation, criterion="l1", round_to=1, min_
 
     The copy computes what `shrink` of it computes: shrink it, then fine-tune the smaller model.
     `criterion` ranks channels within a group, as in the scan ("l1", "l2" or "bn_gamma");
-    `round_to` and `min_channels` round each group's kept count as `prune_channels` does.
+    `round_to` and `min_channels` round each group's kept count as `prune_channels` does; an
+    allocation for a latency budget brings its own per-group `round_to`.
 
     >>> table = ep.sensitivity_scan(model, accuracy, structure="channels")  # doctest: +SKIP
     >>> small = ep.shrink(ep.apply_channel_allocation(model, ep.allocate(table, 0.5)))  # doctest: +SKIP
@@ -106,6 +114,8 @@ def apply_channel_allocation(model, allocation, criterion="l1", round_to=1, min_
                          "prune_low_magnitude(model, pruning_schedule=allocation.schedules(...)).")
     pruned = working_copy(model, prunable_copy)
     chosen = [name for name, sparsity in allocation.sparsity.items() if sparsity > 0]
+    if allocation.round_to is not None:
+        round_to = allocation.round_to
     for unit in channel_units(pruned, chosen, criterion, round_to, min_channels):
         unit.prune(allocation.sparsity[unit.name])
     return pruned
@@ -129,7 +139,8 @@ def with_target(schedule, sparsity):
                      "target_sparsity to replace; use ConstantSparsity or PolynomialDecay.")
 
 
-def allocate(table, target, budget="sparsity", skip=(), max_sparsity=None, bytes_per_weight=4):
+def allocate(table, target, budget="sparsity", skip=(), max_sparsity=None, bytes_per_weight=4,
+             latency_model=None):
     """Chooses per-unit sparsities that meet `budget` exactly while losing least metric.
 
     Args:
@@ -137,11 +148,15 @@ def allocate(table, target, budget="sparsity", skip=(), max_sparsity=None, bytes
         target: for budget "sparsity", the fraction of the scanned units' weights (or channels)
             to remove; for "params", "macs" and "bytes", what the whole model may keep
             (parameters, dense multiply-accumulates, or `bytes_per_weight` x parameters, an
-            estimate of the weight payload of a `.tflite` stored sparse or gzip-compressed).
-        budget: one of "sparsity", "params", "macs", "bytes".
+            estimate of the weight payload of a `.tflite` stored sparse or gzip-compressed); for
+            "latency", the milliseconds the model may take on the latency model's device.
+        budget: one of "sparsity", "params", "macs", "bytes", "latency".
         skip: units to leave unpruned (e.g. the first and last layer).
         max_sparsity: cap for every unit (default: the highest scanned level).
         bytes_per_weight: 4 for float32, 2 for float16, 1 for int8 (budget "bytes").
+        latency_model: for budget "latency", a `LatencyModel` of the scanned model
+            (`measure_latency_model`); kept channel counts are rounded up to each group's SIMD
+            step, where latency does not change, and the prediction stays at or under `target`.
 
     Each unit's sparsity stays within the scanned range, and the result meets the budget
     exactly under the table's cost model (`SensitivityTable.terms`), up to the rounding of each
@@ -154,6 +169,14 @@ def allocate(table, target, budget="sparsity", skip=(), max_sparsity=None, bytes
     """
     if budget not in BUDGETS:
         raise ValueError(f"budget must be one of {BUDGETS}, got {budget!r}.")
+    if (budget == "latency") != (latency_model is not None):
+        raise ValueError("budget='latency' needs latency_model=ep.measure_latency_model(model, "
+                         "...), and a latency_model is for budget='latency' only.")
+    if budget == "latency" and table.structure != "channels":
+        raise ValueError("budget='latency' allocates channels: scan with "
+                         "structure='channels'.")
+    if latency_model is not None:
+        table = _with_latency_cost(table, latency_model)
     unknown = sorted(set(skip) - set(table.units))
     if unknown:
         raise ValueError(f"skip names units the scan does not have: {unknown}.")
@@ -179,9 +202,14 @@ def allocate(table, target, budget="sparsity", skip=(), max_sparsity=None, bytes
         else:
             high = middle
     sparsity, predicted = _spend(segments, high)
-    return Allocation(sparsity={unit: sparsity.get(unit, 0.0) for unit in table.units},
-                      sizes=dict(table.sizes), structure=table.structure, budget=budget,
-                      target=target, predicted_drop=predicted)
+    sparsity = {unit: sparsity.get(unit, 0.0) for unit in table.units}
+    latency = {}
+    if latency_model is not None:
+        sparsity = {**sparsity, **latency_model.rounded(sparsity)}
+        latency = {"round_to": {unit: latency_model.round_to.get(unit, 1) for unit in table.units},
+                   "predicted_latency_ms": latency_model.predict_ms(sparsity)}
+    return Allocation(sparsity=sparsity, sizes=dict(table.sizes), structure=table.structure,
+                      budget=budget, target=target, predicted_drop=predicted, **latency)
 
 
 def uniform_allocation(model, sparsity, skip_first_last=False, skip=()):
@@ -275,6 +303,9 @@ def _spend(segments, amount):
 
 def _measure(table, budget, bytes_per_weight):
     """`f(sparsity) -> amount removed` in the budget's units, exact under the table's model."""
+    if budget == "latency":
+        dense = table.latency_model.predict_ms({})
+        return lambda sparsity: dense - table.latency_model.predict_ms(sparsity)
     if budget == "sparsity":
         return lambda sparsity: sum(table.sizes[u] * s for u, s in sparsity.items())
     key = "macs" if budget == "macs" else "params"
@@ -293,6 +324,8 @@ def _element_costs(table, budget, bytes_per_weight):
     """What removing one element (weight or channel) of each unit saves, in budget units."""
     if budget == "sparsity":
         return {unit: 1.0 for unit in table.units}
+    if budget == "latency":
+        return table.latency_per_channel
     per_element = table.macs if budget == "macs" else table.params
     factor = bytes_per_weight if budget == "bytes" else 1.0
     return {unit: factor * per_element[unit] / table.sizes[unit] for unit in table.units}
@@ -305,11 +338,30 @@ def _cost_to_remove(table, budget, target, bytes_per_weight):
                              f"got {target}.")
         return target * sum(table.sizes.values())
     factor = bytes_per_weight if budget == "bytes" else 1
-    dense = factor * table.remaining({}, "macs" if budget == "macs" else "params")
+    if budget == "latency":
+        dense = table.latency_model.predict_ms({})
+    else:
+        dense = factor * table.remaining({}, "macs" if budget == "macs" else "params")
     if not 0 < target <= dense:
         raise ValueError(f"target must be in (0, {dense}] for budget={budget!r} (the dense "
                          f"model's value), got {target}.")
     return dense - target
+
+
+def _with_latency_cost(table, latency_model):
+    """`table` carrying the latency model and each group's first-order latency per channel: what
+    removing the group down to the table's last level saves, per channel removed."""
+    unknown = sorted(set(table.units) - set(latency_model.sizes))
+    if unknown:
+        raise ValueError(f"the latency model has no channel groups {unknown}: measure it on the "
+                         "model that was scanned.")
+    dense, deepest = latency_model.predict_ms({}), table.sparsities[-1]
+    table = dataclasses.replace(table)
+    table.latency_model = latency_model
+    table.latency_per_channel = {
+        unit: (dense - latency_model.predict_ms({unit: deepest})) / (deepest * table.sizes[unit])
+        for unit in table.units}
+    return table
 
 
 def _hull_segments(xs, ys):

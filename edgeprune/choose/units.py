@@ -101,8 +101,9 @@ class ChannelUnit:
 
 def channel_units(model, names=None, criterion="l1", round_to=1, min_channels=1, skip_layers=(),
                   pruning_scope="layer"):
-    """One unit per channel group of `model` (or per group named). `pruning_scope` is accepted
-    for the "channels" options' sake: a scan prunes one group at a time."""
+    """One unit per channel group of `model` (or per group named). `round_to` is one number or
+    `{group: number}` (1 for groups it does not name). `pruning_scope` is accepted for the
+    "channels" options' sake: a scan prunes one group at a time."""
     graph = ChannelGraph(model, skip_layers=skip_layers)
     scores = channel_scores(graph, criterion)
     groups = {group.name: group for group in graph.groups}
@@ -112,8 +113,9 @@ def channel_units(model, names=None, criterion="l1", round_to=1, min_channels=1,
             raise ValueError(f"layers names channel groups the model does not have: {unknown}; "
                              f"its groups are {sorted(groups)}.")
         groups = {name: groups[name] for name in names}
-    return [ChannelUnit(graph, group, scores, round_to, min_channels)
-            for group in groups.values()]
+    step = round_to.get if isinstance(round_to, dict) else lambda name, default: round_to
+    return [ChannelUnit(graph, group, scores, step(name, 1), min_channels)
+            for name, group in groups.items()]
 
 
 def channel_terms(graph, group_names):

@@ -1,0 +1,563 @@
+"""A latency model measured on the target device: what a channel plan costs in milliseconds.
+
+MACs mislead on edge CPUs: int8 kernels, depthwise layers and the early high-resolution layers
+cost far more time per MAC than the fat 1x1 convolutions channel pruning shrinks most. So each
+Conv2D, DepthwiseConv2D and Dense layer of the model is measured on the device itself (any
+device_bench target: `local`, `ssh://`, `adb://`), as a one-layer `.tflite` at the deployment's
+precision and thread count, at a few widths of each channel axis a coupled channel group prunes:
+
+- **Steps first.** XNNPACK's kernels process channels in SIMD tiles, so latency is flat between
+  multiples of the tile and jumps after one. For each kind of layer axis (1x1 or kxk convolution
+  input or output, depthwise channels, dense input or output) the largest such layer is measured
+  at widths M, M-3, M-7, M-15 and M-16 (M a multiple of 16): the axis steps by s when removing
+  s-1 channels saves less than half of what a linear cost would. Each group's `round_to` is the
+  largest step over the layer axes it spans, so kept counts never pay for a padded tile.
+- **Curves.** Each layer axis is measured at `fractions` of its width (default 1/4, 1/2 and 1),
+  rounded to its step, with the other axis at full width; latency is interpolated piecewise
+  linearly between them (and extended linearly below the smallest, never under zero). A layer
+  between two pruned groups costs `f(a, B) * f(A, b) / f(A, B)`: convolution time is close to
+  proportional to each axis.
+- **Calibration.** The whole dense `.tflite` is measured once; the remainder (its latency minus
+  the sum of the dense layers: additions, padding, pooling, quantize ops, the interpreter's own
+  overhead) is added to every prediction, unchanged by pruning.
+
+Measurements go to a JSON cache per device and runtime (`~/.cache/edgeprune/latency`), so a second
+run on the same device measures nothing; identical layers are measured once.
+"""
+
+import dataclasses
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import tempfile
+import warnings
+
+import numpy as np
+
+from device_bench.fileio import atomic_write
+from edgeprune.model.keras_internals import inbound_nodes
+from edgeprune.sparsity.wrapper import leaf_layers
+from edgeprune.structured.graph import ChannelGraph
+from edgeprune.tf_logs import quiet
+
+PRECISIONS = ("float32", "int8")
+STEP_CANDIDATES = (16, 8, 4)
+DEFAULT_FRACTIONS = (0.25, 0.5, 1.0)
+BATCH = 8  # probes timed together (interleaved) per device_bench run
+
+
+@dataclasses.dataclass
+class Probe:
+    """One single-layer `.tflite` to time: a convolution, depthwise convolution or dense layer."""
+
+    kind: str           # "conv", "depthwise", "dense"
+    spatial: tuple      # input (height, width); for dense, (rows,) or () for one vector
+    kernel: tuple       # (kh, kw); () for dense
+    strides: tuple
+    padding: str
+    dilation: tuple
+    cin: int
+    cout: int
+
+    def key(self, precision, num_threads):
+        return (f"{precision}/t{num_threads}/{self.kind}/{'x'.join(map(str, self.spatial))}/"
+                f"k{'x'.join(map(str, self.kernel))}/s{'x'.join(map(str, self.strides))}/"
+                f"{self.padding}/d{'x'.join(map(str, self.dilation))}/{self.cin}-{self.cout}")
+
+    def resized(self, cin=None, cout=None):
+        cin = self.cin if cin is None else cin
+        cout = self.cout if cout is None else cout
+        if self.kind == "depthwise":  # one channel axis: input and output alike
+            cin = cout = cout if cout != self.cout else cin
+        return dataclasses.replace(self, cin=int(cin), cout=int(cout))
+
+    def flatbuffer(self, precision):
+        """The probe converted to `.tflite` (random weights; int8 with int8 input and output)."""
+        import tensorflow as tf
+
+        rng = np.random.default_rng(0)
+        shape = (1, *self.spatial, self.cin)
+        if self.kind == "conv":
+            kernel = tf.constant(rng.normal(0, 0.1, (*self.kernel, self.cin, self.cout)), tf.float32)
+        elif self.kind == "depthwise":
+            kernel = tf.constant(rng.normal(0, 0.1, (*self.kernel, self.cin, 1)), tf.float32)
+        else:
+            kernel = tf.constant(rng.normal(0, 0.1, (self.cin, self.cout)), tf.float32)
+        bias = tf.constant(rng.normal(0, 0.1, self.cout), tf.float32)
+        strides, padding = [1, *self.strides, 1], self.padding.upper()
+
+        @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)])
+        def layer(x):
+            if self.kind == "conv":
+                y = tf.nn.conv2d(x, kernel, strides, padding, dilations=list(self.dilation))
+            elif self.kind == "depthwise":
+                y = tf.nn.depthwise_conv2d(x, kernel, strides, padding,
+                                           dilations=list(self.dilation))
+            else:  # rows of a sequence or feature map: one matrix product
+                y = tf.matmul(tf.reshape(x, (-1, self.cin)), kernel)
+            return tf.nn.relu(tf.nn.bias_add(y, bias))
+
+        with quiet():
+            converter = tf.lite.TFLiteConverter.from_concrete_functions(
+                [layer.get_concrete_function()], tf.Module())
+            if precision == "int8":
+                samples = rng.uniform(-1, 1, (4, *shape)).astype("float32")
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]
+                converter.representative_dataset = lambda: ([s] for s in samples)
+                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+                converter.inference_input_type = converter.inference_output_type = tf.int8
+            return bytes(converter.convert())
+
+
+@dataclasses.dataclass
+class Axis:
+    """One channel axis of a measured layer: its width, the prunable groups' channels in it, its
+    SIMD step and its latency curve `[(width, µs)]` (the layer's other axis at full width)."""
+
+    width: int
+    groups: dict
+    step: int = 1
+    curve: list = dataclasses.field(default_factory=list)
+
+    def kept(self, kept_fraction):
+        """Width left when each group keeps `kept_fraction[group]` of its channels."""
+        removed = sum(count * (1.0 - kept_fraction.get(group, 1.0))
+                      for group, count in self.groups.items())
+        return self.width - removed
+
+    def latency_us(self, width):
+        widths, values = zip(*self.curve)
+        if width >= widths[0] or len(widths) == 1:
+            return float(np.interp(width, widths, values))
+        slope = (values[1] - values[0]) / (widths[1] - widths[0])
+        return max(0.0, values[0] - slope * (widths[0] - width))
+
+
+@dataclasses.dataclass
+class LayerLatency:
+    """A measured layer: dense latency and its input and output axes (None where no pruned group
+    reaches it). A depthwise layer has one axis, its channels, as `output`."""
+
+    name: str
+    kind: str
+    dense_us: float
+    input: Axis = None
+    output: Axis = None
+
+    def latency_us(self, kept_fraction):
+        ratio = 1.0
+        for axis in (self.input, self.output):
+            if axis is not None and axis.groups:
+                ratio *= axis.latency_us(axis.kept(kept_fraction)) / self.dense_us
+        return self.dense_us * ratio
+
+
+@dataclasses.dataclass
+class LatencyModel:
+    """Predicted latency (ms) of a model whose channel groups keep some of their channels.
+
+    Made by `measure_latency_model`; `predict_ms({group: sparsity})` sums the measured layers and
+    the calibrated remainder. `round_to[group]` is the group's SIMD step: kept counts are rounded
+    up to it, where the latency is flat anyway.
+
+    >>> model = LatencyModel("local", "float32", 1, {"g": 16}, {"g": 8}, [LayerLatency(
+    ...     "conv", "conv", 100.0, output=Axis(16, {"g": 16}, 8, [(8, 60.0), (16, 100.0)]))],
+    ...     remainder_us=20.0)
+    >>> model.predict_ms({}), model.predict_ms({"g": 0.5}), model.predict_ms({"g": 0.6})
+    (0.12, 0.08, 0.08)
+    """
+
+    target: str
+    precision: str
+    num_threads: int
+    sizes: dict
+    round_to: dict
+    layers: list
+    remainder_us: float = 0.0
+    dense_measured_ms: float = None
+    steps: dict = dataclasses.field(default_factory=dict)
+    measured_probes: int = 0
+    cached_probes: int = 0
+
+    def kept_channels(self, sparsity):
+        """`{group: channels kept}` as `apply_channel_allocation` keeps them (rounded up to the
+        group's step, at least one)."""
+        kept = {}
+        for group, size in self.sizes.items():
+            count = max(1, int(round(size * (1.0 - sparsity.get(group, 0.0)))))
+            step = self.round_to.get(group, 1)
+            kept[group] = min(-(-count // step) * step, size)
+        return kept
+
+    def rounded(self, sparsity):
+        """`sparsity` with each group's kept count rounded as `kept_channels` does."""
+        return {group: 1.0 - kept / self.sizes[group]
+                for group, kept in self.kept_channels(sparsity).items() if group in sparsity}
+
+    def predict_ms(self, sparsity):
+        fraction = {g: kept / self.sizes[g] for g, kept in self.kept_channels(sparsity).items()}
+        return (self.remainder_us + sum(layer.latency_us(fraction) for layer in self.layers)) / 1e3
+
+    def layer_ms(self, sparsity=None):
+        """`{layer: predicted ms}`: where the time goes."""
+        sparsity = sparsity or {}
+        fraction = {g: kept / self.sizes[g] for g, kept in self.kept_channels(sparsity).items()}
+        return {layer.name: layer.latency_us(fraction) / 1e3 for layer in self.layers}
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data):
+        layers = [LayerLatency(**{**layer, **{k: Axis(**layer[k]) if layer[k] else None
+                                              for k in ("input", "output")}})
+                  for layer in data["layers"]]
+        return cls(**{**data, "layers": layers})
+
+
+def measure_latency_model(model, target="local", precision="float32", num_threads=1,
+                          dense_tflite=None, fractions=DEFAULT_FRACTIONS, cache_dir=None,
+                          num_runs=30, progress=True, **target_options):
+    """Measures the `LatencyModel` of `model`'s channel groups on `target` (see the module doc).
+
+    Args:
+        model: a Functional or Sequential Keras model (not changed).
+        target: a device_bench target, "local", "ssh://user@host" or "adb://SERIAL"; its options
+            (e.g. key_filename, benchmark_binary) as keyword arguments. One connection is used.
+        precision: "float32" or "int8" (full integer, int8 input and output).
+        num_threads: the deployment's thread count.
+        dense_tflite: the dense model converted at `precision` (bytes or a path), e.g.
+            `ep.export_tflite(model, quantize="int8", ...)`; measured whole to calibrate the
+            remainder. Without it the remainder is 0 and predictions undercount.
+        fractions: widths measured along each axis, as fractions of the full width.
+        cache_dir: where measurements are kept (default `$XDG_CACHE_HOME/edgeprune/latency`).
+        num_runs: timed runs per probe (interleaved, in batches of 8); the median is kept.
+        progress: a tqdm bar while measuring.
+
+    >>> latency = ep.measure_latency_model(model, precision="int8", dense_tflite=int8_bytes)  # doctest: +SKIP
+    >>> latency.predict_ms({}), latency.dense_measured_ms                                   # doctest: +SKIP
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+    fractions = sorted({float(f) for f in fractions} | {1.0})
+    if fractions[0] <= 0 or fractions[-1] > 1:
+        raise ValueError(f"fractions must lie in (0, 1], got {fractions}.")
+    graph = ChannelGraph(model)
+    layers = _measured_layers(model, graph)
+    bench = _Bench(target, precision, num_threads, num_runs, cache_dir, progress, target_options)
+    with bench:
+        steps = _axis_steps(layers, bench)
+        round_to = {group.name: 1 for group in graph.groups}
+        for layer in layers:
+            for axis_name, axis in (("input", layer.input), ("output", layer.output)):
+                if axis is not None:
+                    axis.step = steps.get(_axis_class(layer, axis_name), 1)
+                    for group in axis.groups:
+                        round_to[group] = max(round_to[group], axis.step)
+        _measure_curves(layers, round_to, fractions, bench)
+        dense_ms = None if dense_tflite is None else bench.whole_model_ms(dense_tflite)
+    measured = []
+    for layer in layers:
+        probe = layer.probe
+        dense_us = bench.latency_us(probe)
+        axes = {}
+        for axis_name in ("input", "output"):
+            axis = getattr(layer, axis_name)
+            if axis is None:
+                continue
+            widths = sorted(_widths(axis.width, round_to_of(axis, round_to), fractions))
+            curve = [(w, bench.latency_us(_resized(probe, axis_name, w))) for w in widths]
+            axes[axis_name] = Axis(axis.width, axis.groups, round_to_of(axis, round_to), curve)
+        measured.append(LayerLatency(layer.name, probe.kind, dense_us, **axes))
+    remainder = 0.0
+    if dense_ms is not None:
+        remainder = dense_ms * 1e3 - sum(layer.dense_us for layer in measured)
+    return LatencyModel(bench.name, precision, num_threads,
+                        sizes={group.name: len(group) for group in graph.groups},
+                        round_to=round_to, layers=measured, remainder_us=remainder,
+                        dense_measured_ms=dense_ms,
+                        steps={f"{kind}/{axis}": step for (kind, axis), step in steps.items()},
+                        measured_probes=bench.measured, cached_probes=bench.cached)
+
+
+def measure_tflite_ms(tflite, target="local", num_threads=1, num_runs=50, **target_options):
+    """Median latency (ms) of one `.tflite` (bytes or a path) on `target`: what a latency model's
+    prediction is checked against.
+
+    >>> ep.measure_tflite_ms(ep.export_tflite(small), num_threads=1)   # doctest: +SKIP
+    """
+    import device_bench
+
+    with tempfile.TemporaryDirectory(prefix="edgeprune-latency-") as folder:
+        path = _as_path(tflite, folder, "model.tflite")
+        result = device_bench.benchmark(path, target=target, num_threads=num_threads,
+                                        num_runs=num_runs, min_secs=0, **target_options)
+    return result.models[0].latency.p50_us / 1e3
+
+
+def round_to_of(axis, round_to):
+    return max([round_to[group] for group in axis.groups] + [1])
+
+
+# --- which layers, and their probes ---
+
+@dataclasses.dataclass
+class _Layer:
+    name: str
+    probe: Probe
+    macs: int
+    input: Axis = None
+    output: Axis = None
+
+
+def _measured_layers(model, graph):
+    """The Conv2D, DepthwiseConv2D and Dense layers of `model` with their probes and the prunable
+    channels on each axis; other layers fall into the calibrated remainder."""
+    import keras
+
+    axes = {}  # id(layer) -> {"in"/"out"/"pass": {group: count}}
+    for s in graph.slices:
+        if s.role not in ("in", "out", "pass") or not s.weight.endswith("kernel"):
+            continue
+        groups = graph.atom_group[s.atoms]
+        counts = {graph.groups[g].name: int(c)
+                  for g, c in zip(*np.unique(groups[groups >= 0], return_counts=True))}
+        axes.setdefault(id(s.layer), {})[s.role] = counts
+    found = []
+    for layer in leaf_layers(model):
+        layer = getattr(layer, "layer", layer)  # a pruning wrapper's layer
+        own = axes.get(id(layer), {})
+        nodes = inbound_nodes(layer)
+        if not nodes or not any(own.values()):
+            continue
+        shape = tuple(nodes[0].input_tensors[0].shape)[1:]
+        config = layer.get_config()
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            if config.get("depth_multiplier", 1) != 1:
+                continue
+            probe = _conv_probe("depthwise", shape, config, shape[-1])
+            found.append(_Layer(layer.name, probe, _macs(probe),
+                                output=Axis(shape[-1], own.get("pass", {}))))
+        elif type(layer) is keras.layers.Conv2D and config.get("groups", 1) == 1:
+            probe = _conv_probe("conv", shape, config, config["filters"])
+            found.append(_Layer(layer.name, probe, _macs(probe),
+                                Axis(shape[-1], own.get("in", {})),
+                                Axis(config["filters"], own.get("out", {}))))
+        elif type(layer) is keras.layers.Dense:
+            rows = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
+            probe = Probe("dense", (rows,) if rows > 1 else (), (), (), "valid", (),
+                          int(shape[-1]), int(config["units"]))
+            found.append(_Layer(layer.name, probe, _macs(probe),
+                                Axis(shape[-1], own.get("in", {})),
+                                Axis(config["units"], own.get("out", {}))))
+    for layer in found:
+        for name in ("input", "output"):
+            if getattr(layer, name) is not None and not getattr(layer, name).groups:
+                setattr(layer, name, None)
+    return found
+
+
+def _conv_probe(kind, shape, config, cout):
+    pair = lambda value: tuple(value) if isinstance(value, (list, tuple)) else (value, value)
+    return Probe(kind, tuple(int(d) for d in shape[:2]), pair(config["kernel_size"]),
+                 pair(config["strides"]), config["padding"], pair(config["dilation_rate"]),
+                 int(shape[-1]), int(cout))
+
+
+def _macs(probe):
+    positions = int(np.prod(probe.spatial)) if probe.spatial else 1
+    per_position = probe.cin * int(np.prod(probe.kernel or (1,)))
+    return positions * per_position * (1 if probe.kind == "depthwise" else probe.cout)
+
+
+def _resized(probe, axis_name, width):
+    return probe.resized(cin=width) if axis_name == "input" else probe.resized(cout=width)
+
+
+def _axis_class(layer, axis_name):
+    """Layers whose axis shares a kernel family share a SIMD step: 1x1 or kxk convolution input
+    or output, depthwise channels, dense input or output."""
+    kind = layer.probe.kind
+    if kind == "conv":
+        kind = "conv1x1" if layer.probe.kernel == (1, 1) else "convkxk"
+    return kind, axis_name
+
+
+# --- steps and curves ---
+
+def _axis_steps(layers, bench):
+    """`{(kind, axis): step}` from the largest layer of each class (see the module doc)."""
+    largest = {}
+    for layer in layers:
+        for axis_name in ("input", "output"):
+            axis = getattr(layer, axis_name)
+            if axis is not None and axis.width >= 32:
+                key = _axis_class(layer, axis_name)
+                if key not in largest or layer.macs > largest[key][0].macs:
+                    largest[key] = (layer, axis_name)
+    plans = {}
+    for key, (layer, axis_name) in largest.items():
+        top = getattr(layer, axis_name).width // 16 * 16
+        plans[key] = {s: _resized(layer.probe, axis_name, top - s + 1)
+                      for s in (1, *STEP_CANDIDATES)}
+        plans[key][17] = _resized(layer.probe, axis_name, top - 16)
+    bench.ensure([probe for plan in plans.values() for probe in plan.values()], "SIMD steps")
+    steps = {}
+    for key, plan in plans.items():
+        at = {s: bench.latency_us(probe) for s, probe in plan.items()}
+        per_channel = (at[1] - at[17]) / 16
+        flat = [s for s in STEP_CANDIDATES if at[1] - at[s] < 0.5 * per_channel * (s - 1)]
+        steps[key] = max(flat, default=1) if per_channel > 0 else 1
+    return steps
+
+
+def _widths(full, step, fractions):
+    return {min(full, max(step, int(round(full * f / step)) * step)) for f in fractions} | {full}
+
+
+def _measure_curves(layers, round_to, fractions, bench):
+    probes = []
+    for layer in layers:
+        probes.append(layer.probe)
+        for axis_name in ("input", "output"):
+            axis = getattr(layer, axis_name)
+            if axis is not None:
+                probes += [_resized(layer.probe, axis_name, w)
+                           for w in _widths(axis.width, round_to_of(axis, round_to), fractions)]
+    bench.ensure(probes, "layer widths")
+
+
+class _Bench:
+    """Times probes on one device_bench session, through the on-disk cache."""
+
+    def __init__(self, target, precision, num_threads, num_runs, cache_dir, progress, options):
+        import device_bench
+
+        self.precision, self.num_threads, self.num_runs = precision, num_threads, num_runs
+        self.progress = progress
+        self.name = target
+        self._target, self._options = target, options
+        self._session = None
+        self._device_bench = device_bench
+        folder = cache_dir or os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+            "edgeprune", "latency")
+        self.cache_path = os.path.join(folder, _cache_name(target, options) + ".json")
+        self.cache = _read_cache(self.cache_path)
+        self.measured = self.cached = 0
+        self._counted = set()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        if self._session is not None:
+            self._session.close()
+
+    def key(self, probe):
+        return probe.key(self.precision, self.num_threads)
+
+    def latency_us(self, probe):
+        if self.key(probe) not in self.cache["probes"]:  # dropped by a change of runtime
+            self.ensure([probe], "again")
+        return self.cache["probes"][self.key(probe)]
+
+    def ensure(self, probes, what):
+        """Measures every probe not in the cache yet."""
+        unique = {}
+        for probe in probes:
+            unique.setdefault(self.key(probe), probe)
+        for key in unique:
+            if key in self.cache["probes"] and key not in self._counted:
+                self.cached += 1
+            self._counted.add(key)
+        missing = [(k, p) for k, p in unique.items() if k not in self.cache["probes"]]
+        if not missing:
+            return
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(missing), desc=f"latency model: {what} ({self.precision})",
+                   unit="probe", disable=not self.progress, leave=False)
+        try:
+            for start in range(0, len(missing), BATCH):
+                batch = missing[start:start + BATCH]
+                for key, value in zip([k for k, _ in batch], self._time([p for _, p in batch])):
+                    self.cache["probes"][key] = value
+                self.measured += len(batch)
+                atomic_write(self.cache_path, json.dumps(self.cache, indent=0, sort_keys=True))
+                bar.update(len(batch))
+        finally:
+            bar.close()
+
+    def whole_model_ms(self, tflite):
+        with tempfile.TemporaryDirectory(prefix="edgeprune-latency-") as folder:
+            path = _as_path(tflite, folder, "dense.tflite")
+            result = self._run([path], max(self.num_runs, 50))
+        return result.models[0].latency.p50_us / 1e3
+
+    def _time(self, probes):
+        with tempfile.TemporaryDirectory(prefix="edgeprune-latency-") as folder:
+            paths = []
+            for index, probe in enumerate(probes):
+                paths.append(_as_path(probe.flatbuffer(self.precision), folder, f"{index}.tflite"))
+            result = self._run(paths, self.num_runs)
+        runtime = {k: v for k, v in result.runtime.items() if k != "python"}
+        if self.cache.get("runtime", runtime) != runtime:  # upgraded LiteRT, another board
+            warnings.warn(f"latency model: {self.name} now runs {runtime}, not "
+                          f"{self.cache['runtime']}: its cached measurements are dropped")
+            self.cache["probes"] = {}
+        self.cache["runtime"] = runtime
+        return [model.latency.p50_us for model in result.models]
+
+    def _run(self, paths, num_runs):
+        if self._session is None:
+            self._session = self._device_bench.session(self._target, **self._options)
+        return self._session.benchmark(paths, num_threads=self.num_threads, num_runs=num_runs,
+                                       min_secs=0, warmup_runs=2, warmup_min_secs=0.02)
+
+
+def _as_path(tflite, folder, name):
+    if isinstance(tflite, (bytes, bytearray)):
+        path = os.path.join(folder, name)
+        with open(path, "wb") as f:
+            f.write(tflite)
+        return path
+    return os.fspath(tflite)
+
+
+def _cache_name(target, options):
+    """One cache file per device and runtime: the target and its options; for `local`, this
+    machine, its CPU and its LiteRT version."""
+    identity = [target, json.dumps(options, sort_keys=True, default=str)]
+    if target == "local":
+        try:
+            litert = importlib.metadata.version("ai-edge-litert")
+        except importlib.metadata.PackageNotFoundError:
+            litert = "unknown"
+        identity += [platform.node(), platform.machine(), platform.processor(), _cpu_model(),
+                     litert]
+    digest = hashlib.sha256("\n".join(identity).encode()).hexdigest()[:16]
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", target)[:60] + "-" + digest
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f
+                         if line.startswith("model name")), "")
+    except OSError:
+        return ""
+
+
+def _read_cache(path):
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        if isinstance(data.get("probes"), dict):
+            return data
+    except (OSError, ValueError, AttributeError):
+        pass  # no cache yet, or a damaged one: measure again
+    return {"probes": {}}
