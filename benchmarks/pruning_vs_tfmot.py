@@ -28,12 +28,13 @@ BATCH = 16
 SPARSITIES = (0.8, 0.9)
 
 
-def build_cnn(layers):
-    """The digits CNN, written once for Keras 3 (`keras.layers`) and tf_keras (`tf_keras.layers`)."""
-    return [layers.InputLayer(input_shape=(8, 8, 1)),
-            layers.Conv2D(16, 3, padding="same", activation="relu"),
-            layers.Conv2D(32, 3, activation="relu"), layers.Flatten(),
-            layers.Dense(64, activation="relu"), layers.Dense(10)]
+def build_cnn(layers, size=8, filters=(16, 32), units=64):
+    """The digits CNN, written once for Keras 3 (`keras.layers`) and tf_keras (`tf_keras.layers`);
+    `size`, `filters` and `units` scale it (images of `size` x `size`)."""
+    return [layers.InputLayer(input_shape=(size, size, 1)),
+            layers.Conv2D(filters[0], 3, padding="same", activation="relu"),
+            layers.Conv2D(filters[1], 3, activation="relu"), layers.Flatten(),
+            layers.Dense(units, activation="relu"), layers.Dense(10)]
 
 
 def data(repeat):
