@@ -25,6 +25,8 @@ _EXPORTS = {
     # --- pruning core ---
     "edgeprune.sparsity.callbacks": ("PruningSummaries", "UpdatePruningStep"),
     "edgeprune.sparsity.controller": ("PruningController",),
+    "edgeprune.sparsity.distributed": ("BackupAndRestore", "is_first_process",
+                                       "multi_worker_strategy", "process_count", "process_index"),
     "edgeprune.sparsity.granularity": ("Granularity", "register_granularity"),
     "edgeprune.sparsity.layer_registry": ("PrunableLayer", "prunable_weights"),
     "edgeprune.sparsity.policy": ("PruneForLatencyOnXNNPack",),
@@ -40,6 +42,7 @@ _EXPORTS = {
     # --- quantization and export ---
     "edgeprune.quantize.export": ("QUANTIZE_MODES", "export_tflite"),
     "edgeprune.quantize.micro": ("export_micro", "op_resolver_lines"),
+    "edgeprune.quantize.onnx_export": ("OnnxExport", "export_onnx"),
     "edgeprune.quantize.qat": ("QuantizeAnnotate", "QuantizeWrapper", "quantize_annotate_layer",
                                "quantize_annotate_model", "quantize_apply", "quantize_model",
                                "strip_quantization"),

@@ -1,0 +1,61 @@
+"""Starting the worker processes of a distributed test: free ports on 127.0.0.1, a time limit,
+every child killed whatever happens, and their output in the failure message."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_ports(count):
+    """`count` ports free on 127.0.0.1 now (held open together, so they differ)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for each in sockets:
+            each.bind(("127.0.0.1", 0))
+        return [each.getsockname()[1] for each in sockets]
+    finally:
+        for each in sockets:
+            each.close()
+
+
+def run_workers(script, arguments, envs, log_dir, timeout=240):
+    """Runs `python script *arguments[i]` with `envs[i]` added to the environment, all at once;
+    returns their exit codes once all have ended. On timeout every child (and its children) is
+    killed and the test fails with each child's last output."""
+    env_base = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(ROOT), os.environ.get("PYTHONPATH", "")]), TF_CPP_MIN_LOG_LEVEL="3")
+    children, logs = [], []
+    try:
+        for index, (args, env) in enumerate(zip(arguments, envs)):
+            log = open(Path(log_dir) / f"worker{index}.log", "w")
+            logs.append(log)
+            children.append(subprocess.Popen(
+                [sys.executable, str(script), *map(str, args)], cwd=ROOT, stdout=log,
+                stderr=subprocess.STDOUT, env={**env_base, **env}, start_new_session=True))
+        deadline = time.monotonic() + timeout
+        for child in children:
+            try:
+                child.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                raise AssertionError(f"workers still running after {timeout} s:\n"
+                                     + outputs(log_dir, len(children))) from None
+        return [child.returncode for child in children]
+    finally:
+        for child in children:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+        for log in logs:
+            log.close()
+
+
+def outputs(log_dir, count):
+    """The last lines each worker wrote, for failure messages."""
+    return "\n".join(f"--- worker {i}:\n" + "\n".join(
+        (Path(log_dir) / f"worker{i}.log").read_text().splitlines()[-30:]) for i in range(count))
