@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from device_bench.errors import BenchError
 from device_bench.fileio import read_regular_file
 from device_bench.schema import MemoryVerdict
+from device_bench.yamlfile import parse_yaml
 
 KIB = 1024
 BOARDS_FILE_MAX_BYTES = 1 << 20  # a few boards take a few hundred bytes
@@ -65,18 +66,13 @@ def parse_size(value, where):
 
 def load_boards_file(path):
     """{name: Board} from a YAML file in the format of this module's docstring."""
-    import yaml  # only needed for user boards
-
     raw = read_regular_file(path, BOARDS_FILE_MAX_BYTES, label="boards file ")
     try:
-        data = yaml.safe_load(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise BenchError(f"boards file {path}: not UTF-8 text (byte {raw[error.start]:#04x} at "
                          f"offset {error.start}); save it as UTF-8") from None
-    except yaml.YAMLError as error:
-        raise BenchError(f"boards file {path}: not valid YAML ({error})") from None
-    except RecursionError:
-        raise BenchError(f"boards file {path}: not valid YAML (nested too deeply)") from None
+    data = parse_yaml(text, f"boards file {path}")
     if not isinstance(data, dict) or not isinstance(data.get("boards"), dict):
         raise BenchError(f"boards file {path}: expected a top-level 'boards:' mapping of "
                          "board names to {flash: ..., ram: ...}")

@@ -50,6 +50,7 @@ from device_bench.schema import DeviceRun, FleetResult
 from device_bench.settings import SETTING_SCHEMAS, RunSettings
 from device_bench.targets import registry
 from device_bench.targets.runner_process import crash_signal
+from device_bench.yamlfile import parse_yaml
 
 FLEET_FILE_MAX_BYTES = 256 * 1024
 MAX_DEVICES = 64
@@ -81,23 +82,15 @@ def load_fleet(path):
 
 
 def _parse(path, text):
+    where = f"fleet file {path}"
+    if not os.fspath(path).lower().endswith(".json"):
+        return parse_yaml(text, where, "; or write the fleet as JSON in a .json file")
     try:
-        if os.fspath(path).lower().endswith(".json"):
-            try:
-                return json.loads(text)
-            except ValueError as error:
-                raise BenchError(f"fleet file {path}: not valid JSON ({error})") from None
-        try:
-            import yaml  # only needed for YAML fleet files
-        except ImportError:
-            raise BenchError(f"fleet file {path}: reading YAML needs pyyaml (pip install "
-                             "pyyaml); or write the fleet as JSON in a .json file") from None
-        try:
-            return yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            raise BenchError(f"fleet file {path}: not valid YAML ({error})") from None
+        return json.loads(text)
+    except ValueError as error:
+        raise BenchError(f"{where}: not valid JSON ({error})") from None
     except RecursionError:
-        raise BenchError(f"fleet file {path}: nested too deeply to be a fleet file") from None
+        raise BenchError(f"{where}: nested too deeply to be a fleet file") from None
 
 
 def devices_from_data(data, path):
@@ -261,8 +254,8 @@ def _check_options(where, options, kind):
                          f"{', '.join(SETTING_SCHEMAS)}")
     for name, value in options.items():
         if not _TYPE_CHECKS[types[name]](value):
-            expected = ("a mapping of input names to shapes" if types[name] == "object"
-                        else f"a {types[name]}")
+            expected = {"object": "a mapping of input names to shapes",
+                        "integer": "an integer"}.get(types[name], f"a {types[name]}")
             raise BenchError(f"{where}: {name} must be {expected}, got {value!r:.80}")
 
 

@@ -9,7 +9,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 MODULES = ["device_bench", "device_bench.cli", "device_bench.targets.local",
            "device_bench.targets.ssh", "device_bench.targets.adb", "device_bench.targets.micro",
            "device_bench.targets.serial", "device_bench.serial_protocol", "device_bench.boards",
-           "device_bench.benchmark_model_output", "device_bench.report", "device_bench.runner"]
+           "device_bench.benchmark_model_output", "device_bench.report", "device_bench.runner",
+           "device_bench.fleet", "device_bench.plot", "device_bench.yamlfile"]
 
 
 def python(args, env=None, **kwargs):

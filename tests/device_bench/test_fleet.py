@@ -1,0 +1,207 @@
+"""Several devices at once (device_bench.fleet): real local, SSH (conftest.sshd) and micro targets."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from device_bench import cli
+from device_bench.errors import BenchError
+from device_bench.fleet import Device, benchmark_fleet, load_fleet
+from device_bench.schema import FleetResult
+from tests.device_bench.test_ssh import ssh_options
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FAST = ["--num_runs=10", "--min_secs=0", "--warmup_runs=1", "--warmup_min_secs=0"]
+
+
+def write_fleet(path, devices):
+    path.write_text(json.dumps({"devices": devices}))
+    return str(path)
+
+
+def ssh_entry(sshd, **extra):
+    return {"target": sshd.target, **ssh_options(sshd, **extra)}
+
+
+def test_three_devices_one_failing_gives_two_rows_and_an_error_row(sshd, models, tmp_path,
+                                                                   capsys):
+    remote_root = tmp_path / "remote"
+    remote_root.mkdir()
+    fleet_file = write_fleet(tmp_path / "fleet.json", {
+        "here": {"target": "local"},
+        "pi": ssh_entry(sshd, remote_temp_root=str(remote_root)),
+        # A Python that exits at once: the TFLite Micro probe fails, on purpose.
+        "mcu": {"target": "micro", "board": "nano33ble", "python": "/bin/false"},
+    })
+    out = {kind: tmp_path / f"fleet.{kind}" for kind in ("json", "csv", "svg")}
+    code = cli.main([f"--graph={models['int8']}", f"--fleet={fleet_file}", *FAST,
+                     *(f"--output_{kind}={path}" for kind, path in out.items())])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "1 of 3 devices failed (mcu)" in captured.err
+    rows = {line.split()[0]: line for line in captured.out.splitlines()[2:] if line.strip()}
+    assert rows["here"].endswith(" ok") and rows["pi"].endswith(" ok")
+    assert "failed: micro: the TFLite Micro probe" in rows["mcu"]
+
+    fleet = FleetResult.from_dict(json.loads(out["json"].read_text()))
+    assert [(d.name, d.status) for d in fleet.devices] == [
+        ("here", "ok"), ("pi", "ok"), ("mcu", "failed")]
+    for device in fleet.devices[:2]:
+        assert device.result.models[0].graph == models["int8"]
+        assert device.result.models[0].latency.count >= 10
+    assert fleet.devices[2].result is None and "exit status 1" in fleet.devices[2].error
+    assert fleet.lanes == [["here", "mcu"], ["pi"]]   # local and micro share this computer
+    assert list(remote_root.iterdir()) == []          # the SSH target cleaned up on the board
+    csv_rows = list(csv.DictReader(out["csv"].open()))
+    assert [(r["device"], r["status"]) for r in csv_rows] == [
+        ("here", "ok"), ("pi", "ok"), ("mcu", "failed")]
+    assert int(csv_rows[1]["count"]) >= 10
+    svg = out["svg"].read_text()
+    assert svg.count("<rect") == 2 and "failed: micro" in svg
+
+
+def test_repeated_target_runs_a_fleet_and_options_reach_the_targets_that_take_them(models,
+                                                                                   capsys):
+    code = cli.main([f"--graph={models['int8']},{models['float']}", "--target=local",
+                     "--target=micro", "--board=nano33ble", *FAST])
+    table = capsys.readouterr().out
+    assert code == 0
+    assert "vs first" in table and "fits nano33ble" in table
+    assert "one after another (this computer's CPUs): local, micro" in table
+
+
+def test_a_device_past_the_timeout_is_stopped_and_the_others_keep_their_rows(models, tmp_path):
+    # A Python under a name of this test's own, to find the runner processes it leaves.
+    python = tmp_path / "python-fleet-timeout"
+    python.symlink_to(sys.executable)
+    result = benchmark_fleet(models["float"], [
+        Device("slow", "local", {"python": str(python), "min_secs": 60.0, "max_secs": 120.0}),
+        Device("closed", "ssh://me@127.0.0.1:1", {"timeout": 2.0}),
+    ], device_timeout=6, num_runs=5)
+    slow, closed = result.devices
+    assert slow.status == "timeout" and "did not finish within 6 s" in slow.error
+    assert closed.status == "failed" and "cannot reach the board" in closed.error
+    assert not processes_running(str(python))
+
+
+def test_ctrl_c_stops_every_worker_and_writes_nothing(sshd, models, tmp_path):
+    python = tmp_path / "python-fleet-interrupt"
+    python.symlink_to(sys.executable)
+    remote_root = tmp_path / "remote"
+    remote_root.mkdir()
+    fleet_file = write_fleet(tmp_path / "fleet.json", {
+        "here": {"target": "local", "python": str(python)},
+        "pi": ssh_entry(sshd, remote_temp_root=str(remote_root), remote_python=str(python)),
+    })
+    out = tmp_path / "fleet_result.json"
+    command = subprocess.Popen(
+        [sys.executable, "-m", "device_bench", f"--graph={models['float']}",
+         f"--fleet={fleet_file}", "--min_secs=20", "--max_secs=30", f"--output_json={out}"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(processes_running(str(python))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        # (>= 2: the board's shell may still be there before it runs the runner)
+        assert len(processes_running(str(python))) >= 2, "both devices should be running"
+        command.send_signal(signal.SIGINT)
+        _, err = command.communicate(timeout=30)
+        left = processes_running(str(python))
+    finally:
+        command.kill()
+        # sshd leaves a command running when its client goes (no terminal, no SIGHUP): the
+        # runner on the "board" would finish its --max_secs; this test's own are ended here.
+        for pid in processes_running(str(python)):
+            os.kill(int(pid), signal.SIGKILL)
+    assert command.returncode == 130
+    assert "interrupted: every device was stopped" in err and "Traceback" not in err
+    assert not out.exists()
+    # The local runner is gone; the SSH target removed its temp dir on the "board".
+    assert all(str(remote_root) in cmdline for cmdline in left.values())
+    assert list(remote_root.iterdir()) == []
+
+
+def processes_running(marker):
+    """{pid: command line} of the running processes whose command line mentions `marker`."""
+    found = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline:
+            found[pid] = cmdline
+    return found
+
+
+def test_fleet_file_yaml_with_own_graphs(models, tmp_path):
+    fleet_file = tmp_path / "fleet.yaml"
+    fleet_file.write_text("devices:\n"
+                          "  here:\n"
+                          "    target: local\n"
+                          "    num_threads: 1\n"
+                          f"    graph: {os.path.basename(models['float'])}\n"
+                          "  mcu:\n"
+                          "    target: micro\n"
+                          f"    graph: [{models['int8']}]\n")
+    devices = load_fleet(str(fleet_file))
+    assert devices[0] == Device("here", "local", {"num_threads": 1},
+                                [str(tmp_path / os.path.basename(models["float"]))])
+    assert devices[1].graphs == [models["int8"]]
+
+
+@pytest.mark.parametrize("content, message", [
+    ("devices: [local]", "'devices:' must map at least one device name"),
+    ("boards: {}\ndevices: {a: {target: local}}", "unknown top-level key(s) boards"),
+    ("devices: {a: {num_threads: 1}}", "device 'a': expected a mapping with a target"),
+    ("devices: {'bad name': {target: local}}", "device name 'bad name'"),
+    ("devices: {a: {target: ftp://x}}", "is not a target"),
+    ("devices: {a: {target: local, num_run: 5}}", "unknown option(s) num_run; the local target"),
+    ("devices: {a: {target: local, board: pico}}", "unknown option(s) board"),
+    ("devices: {a: {target: local, num_runs: '5'}}", "num_runs must be an integer"),
+    ("devices: {a: {target: local, num_runs: 0}}", "device 'a': --num_runs must be at least 1"),
+    ("devices: {a: {target: micro, board: uno}}", "device 'a': unknown board 'uno'"),
+    ("devices: {a: {target: local, graph: 5}}", "graph must be a .tflite path"),
+    ("devices: {a: {target: local, graph: missing.tflite}}", "missing.tflite: cannot read it"),
+    ("devices: {a: {target: local}\n", "not valid YAML"),
+    pytest.param("[" * 5000, "nested more than 16 levels deep", id="deep"),
+])
+def test_bad_fleet_files_are_refused_before_any_device_runs(models, tmp_path, capsys, content,
+                                                            message):
+    fleet_file = tmp_path / "fleet.yaml"
+    fleet_file.write_text(content)
+    assert cli.main([f"--graph={models['float']}", f"--fleet={fleet_file}"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--target=local", "--target=local"], "device(s) local given twice"),
+    (["--target=local", "--target=micro", "--ssh_key=k"], "key_filename applies to none of"),
+    (["--target=local", "--target=micro", "--device_timeout=0"], "--device_timeout must be"),
+    (["--device_timeout=5"], "are for several devices at once"),
+])
+def test_bad_fleet_flags_get_clear_errors(models, capsys, flags, message):
+    assert cli.main([f"--graph={models['float']}", *flags]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_fleet_json_and_non_utf8_files(tmp_path):
+    good = tmp_path / "fleet.json"
+    good.write_text('{"devices": {"pi": {"target": "ssh://pi@raspberrypi.local"}}}')
+    assert load_fleet(str(good)) == [Device("pi", "ssh://pi@raspberrypi.local")]
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"devices": ')
+    with pytest.raises(BenchError, match="not valid JSON"):
+        load_fleet(str(bad))
+    binary = tmp_path / "fleet.yaml"
+    binary.write_bytes(b"devices:\xff")
+    with pytest.raises(BenchError, match="not UTF-8"):
+        load_fleet(str(binary))
