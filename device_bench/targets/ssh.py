@@ -23,6 +23,7 @@ from device_bench.targets import runner_process
 from device_bench.targets.local import LOAD_ALLOWANCE_SECS
 
 _COMMAND_NOT_FOUND = 127
+_NO_EXIT_STATUS = -1  # paramiko's exit status of a channel closed without one
 
 
 def parse_address(address):
@@ -163,10 +164,14 @@ class SshTarget:
                 stdin.write(stdin_text)
             stdin.channel.shutdown_write()
             out, err = stdout.read().decode(errors="replace"), stderr.read().decode(errors="replace")
-            return stdout.channel.recv_exit_status(), out, err
+            status = stdout.channel.recv_exit_status()
         except (socket.timeout, TimeoutError):
             raise BenchError(f"{self.where}: `{command[:60]}` did not finish within {timeout:g} s; "
                              "lower --max_secs or check the board") from None
+        if status == _NO_EXIT_STATUS and not client.get_transport().is_active():
+            raise BenchError(f"{self.where}: the SSH connection dropped while `{command[:60]}` "
+                             "ran; check the board's network and power, then run again")
+        return status, out, err
 
     def _make_temp_dir(self, client):
         template = posixpath.join(self.remote_temp_root, "device_bench.XXXXXXXX")

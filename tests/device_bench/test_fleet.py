@@ -4,8 +4,10 @@ import csv
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -205,3 +207,79 @@ def test_fleet_json_and_non_utf8_files(tmp_path):
     binary.write_bytes(b"devices:\xff")
     with pytest.raises(BenchError, match="not UTF-8"):
         load_fleet(str(binary))
+
+
+class CuttableProxy:
+    """A TCP relay from 127.0.0.1:port to `target_port` whose connections `cut()` drops, as a
+    board that loses its network does."""
+
+    def __init__(self, target_port):
+        self.target_port = target_port
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.sockets = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._relay, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _relay(source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+
+    def cut(self):
+        for s in self.sockets:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self):
+        self.server.close()
+        self.cut()
+
+
+def test_a_connection_dropped_mid_run_is_that_devices_error_only(sshd, models, tmp_path):
+    python = tmp_path / "python-fleet-drop"
+    python.symlink_to(sys.executable)
+    proxy = CuttableProxy(sshd.port)
+    host_key = open(sshd.known_hosts).read().split(" ", 1)[1]
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(f"[127.0.0.1]:{proxy.port} {host_key}")
+
+    def cut_once_the_board_runs():
+        deadline = time.monotonic() + 60
+        while not processes_running(str(python)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proxy.cut()
+
+    cutter = threading.Thread(target=cut_once_the_board_runs, daemon=True)
+    cutter.start()
+    try:
+        with pytest.warns(UserWarning, match="pi: .*could not remove the temp dir"):
+            result = benchmark_fleet(models["float"], [
+                Device("here", "local", {"min_secs": 0.0}),
+                Device("pi", f"ssh://{sshd.user}@127.0.0.1:{proxy.port}", {
+                    "known_hosts": str(known_hosts), "key_filename": sshd.client_key,
+                    "remote_python": str(python)})], num_runs=10, min_secs=20, max_secs=30,
+                warmup_min_secs=0)
+    finally:
+        proxy.close()
+        for pid in processes_running(str(python)):  # sshd keeps the board's runner going
+            os.kill(int(pid), signal.SIGKILL)
+    here, pi = result.devices
+    assert here.status == "ok" and here.result.models[0].latency.count >= 10
+    assert pi.status == "failed" and "connection" in pi.error, pi.error
