@@ -11,6 +11,7 @@ import copy
 import keras
 import numpy as np
 from keras.src.applications.convnext import LayerScale  # noqa: F401  (re-exported)
+from keras.src.backend.common.stateless_scope import get_stateless_scope  # noqa: F401  (re-exported)
 from keras.src.models.functional import Functional
 from keras.src.ops import numpy as numpy_ops  # noqa: F401  (re-exported: keras.ops classes)
 
@@ -38,6 +39,12 @@ def nodes_by_depth(functional):
 def sublayers(layer):
     """The layers `layer` tracks directly (not recursively)."""
     return layer._layers
+
+
+def attributes(layer):
+    """`vars(layer)`, with the sublayers PyTorch's `Module.__setattr__` keeps apart in `_modules`
+    (on the torch backend a Keras layer is a `torch.nn.Module`)."""
+    return {**vars(layer), **getattr(layer, "_modules", {})}
 
 
 def all_sublayers(model):

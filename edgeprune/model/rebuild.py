@@ -162,7 +162,7 @@ def _rebuild_subclassed(model, replace):
 
 def _replace_sublayers(copy, source, replace):
     """Walks attributes of `copy` (unbuilt) and `source` in parallel, replacing leaf layers."""
-    for name, value in list(vars(copy).items()):
+    for name, value in list(internals.attributes(copy).items()):
         if name.startswith("_"):
             continue
         original = getattr(source, name, None)

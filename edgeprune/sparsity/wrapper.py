@@ -151,7 +151,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         # the step of the controller already driving it.
         controller = self.controller()
         self.pruning_step = self.add_weight(
-            name="pruning_step", shape=(), dtype="int64", trainable=False,
+            name="pruning_step", shape=(), dtype="int32", trainable=False,
             initializer=keras.initializers.Constant(-1 if controller is None
                                                     else controller.current_step),
             aggregation="only_first_replica")
