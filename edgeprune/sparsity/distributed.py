@@ -25,6 +25,7 @@ import os
 
 import keras
 
+from edgeprune import tf_logs
 from edgeprune.sparsity.wrapper import pruning_wrappers
 
 
@@ -126,7 +127,9 @@ def multi_worker_strategy(**kwargs):
     ...     model.compile(...)
     >>> model.fit(dataset, callbacks=[ep.UpdatePruningStep()])  # doctest: +SKIP
     """
-    return _fit_ready_strategy_class()(**kwargs)
+    # Its C++ runtime logs a dozen lines while the workers connect (kept off the terminal).
+    with tf_logs.quiet():
+        return _fit_ready_strategy_class()(**kwargs)
 
 
 @functools.cache

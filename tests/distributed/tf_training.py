@@ -99,7 +99,8 @@ def fit(strategy, backup_dir, after_epoch=None):
         model = pruned_model(end_step=3 * SAMPLES // GLOBAL_BATCH)
         model.compile(keras.optimizers.SGD(0.1),
                       keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    callbacks = [ep.UpdatePruningStep(), ep.BackupAndRestore(backup_dir), *([after_epoch] if after_epoch else [])]
+    callbacks = [ep.UpdatePruningStep(), ep.BackupAndRestore(backup_dir),
+                 *([after_epoch] if after_epoch else [])]
     history = model.fit(dataset(), epochs=EPOCHS, shuffle=False, verbose=0,
                         callbacks=callbacks)
     step = int(np.asarray(pruning_wrappers(model)[0].pruning_step))
