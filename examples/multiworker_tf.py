@@ -28,6 +28,8 @@ import socket
 import subprocess
 import sys
 
+import edgeprune as ep  # before keras: TensorFlow's import is then quiet
+
 OUT = "runs/multiworker_tf"
 WORKERS = 2
 GLOBAL_BATCH = 64
@@ -54,7 +56,6 @@ def start_local_workers(count):
 
 
 def train(use_fit):
-    import edgeprune as ep  # first: TensorFlow's import is then quiet
     import keras
     import tensorflow as tf
     from models import accuracy, digits_cnn

@@ -1,6 +1,7 @@
 """Starting the worker processes of a distributed test: free ports on 127.0.0.1, a time limit,
 every child killed whatever happens, and their output in the failure message."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -26,33 +27,33 @@ def free_ports(count):
 
 def run_workers(script, arguments, envs, log_dir, timeout=240):
     """Runs `python script *arguments[i]` with `envs[i]` added to the environment, all at once;
-    returns their exit codes once all have ended. On timeout every child (and its children) is
-    killed and the test fails with each child's last output."""
+    returns their exit codes once all have ended, or once one has failed (the others are then
+    killed). On timeout every child (and its children) is killed and the test fails with each
+    child's last output."""
     env_base = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(ROOT), os.environ.get("PYTHONPATH", "")]), TF_CPP_MIN_LOG_LEVEL="3")
-    children, logs = [], []
-    try:
-        for index, (args, env) in enumerate(zip(arguments, envs)):
-            log = open(Path(log_dir) / f"worker{index}.log", "w")
-            logs.append(log)
-            children.append(subprocess.Popen(
-                [sys.executable, str(script), *map(str, args)], cwd=ROOT, stdout=log,
-                stderr=subprocess.STDOUT, env={**env_base, **env}, start_new_session=True))
-        deadline = time.monotonic() + timeout
-        for child in children:
-            try:
-                child.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                raise AssertionError(f"workers still running after {timeout} s:\n"
-                                     + outputs(log_dir, len(children))) from None
-        return [child.returncode for child in children]
-    finally:
-        for child in children:
-            if child.poll() is None:
-                os.killpg(child.pid, signal.SIGKILL)
-                child.wait()
-        for log in logs:
-            log.close()
+    children = []
+    with contextlib.ExitStack() as logs:
+        try:
+            for index, (args, env) in enumerate(zip(arguments, envs)):
+                log = logs.enter_context(open(Path(log_dir) / f"worker{index}.log", "w"))
+                children.append(subprocess.Popen(
+                    [sys.executable, str(script), *map(str, args)], cwd=ROOT, stdout=log,
+                    stderr=subprocess.STDOUT, env={**env_base, **env}, start_new_session=True))
+            deadline = time.monotonic() + timeout
+            # A worker that fails leaves the others waiting for it in a collective: stop them.
+            while any(child.poll() is None for child in children) and not any(
+                    child.returncode not in (None, 0, -signal.SIGKILL) for child in children):
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"workers still running after {timeout} s:\n"
+                                         + outputs(log_dir, len(children)))
+                time.sleep(0.2)
+            return [child.returncode for child in children]
+        finally:
+            for child in children:
+                if child.poll() is None:
+                    os.killpg(child.pid, signal.SIGKILL)
+                    child.wait()
 
 
 def outputs(log_dir, count):
