@@ -37,6 +37,7 @@ class PruningController:
 
     def begin(self):
         """Starts a fresh model at step 0 and keeps the step of a restored one."""
+        self.sync_from_trainer()
         steps = [int(ops.convert_to_numpy(w.pruning_step)) for w in self.built_wrappers()]
         self.current_step = max([0, *steps])
         # The step variables are written lazily (at pruning steps, epoch ends and saves): an
@@ -64,6 +65,7 @@ class PruningController:
 
     def end_epoch(self):
         """Writes `weight * mask` into the variables, so saved weights hold the zeros."""
+        self.sync_from_trainer()
         self.sync_steps()
         for wrapper in self.built_wrappers():
             for weight, value in zip(wrapper.pruned_weights, wrapper.masked_weight_values()):
@@ -87,10 +89,19 @@ class PruningController:
             due.setdefault(wrapper.granularity, []).append(wrapper)
         if not due:
             return
+        self.sync_from_trainer()
         self.sync_steps()
         for name, wrappers in due.items():
             self.masker(name).update(
                 wrappers, [w.pruning_schedule.decision(step)[1] for w in wrappers])
+
+    def sync_from_trainer(self):
+        """Puts the values JAX's `fit` keeps in its own state back into the model's variables
+        (between batches they hold none); the trainer then reads the variables, new masks
+        included, before its next batch. Elsewhere the variables are the state: nothing to do."""
+        sync = getattr(self.model, "jax_state_sync", None)
+        if sync is not None:
+            sync()
 
     @staticmethod
     def _is_due(wrapper, step):
