@@ -69,7 +69,12 @@ def make_interpreter(tflite):
 
 
 def run_tflite(tflite, x):
-    """Runs a single-input, single-output `.tflite` on the samples `x`; returns float32 outputs.
+    """Runs a `.tflite` on the samples `x`; returns its float32 outputs.
+
+    `x` is an array of N samples for a model with one input, or a list or tuple of such arrays,
+    one per input, in the order of the Keras model's `model.inputs`. The result is an array for a
+    model with one output, else a list of arrays in the order of `model.outputs` (a dict of
+    outputs: its keys sorted).
 
     Float inputs are quantized with the input tensor's scale and zero point when the model takes
     integer inputs, and integer outputs are dequantized, so results compare with the Keras model's.
@@ -83,17 +88,21 @@ def run_tflite(tflite, x):
     (3, 2)
     """
     data, model, name = read_tflite(tflite)
-    x = np.asarray(x, np.float32)
-    if x.ndim == 0 or len(x) == 0:
-        raise ValueError(f"x must hold at least one sample (an array of shape (N, ...)), got "
-                         f"shape {x.shape}")
+    several = isinstance(x, (list, tuple)) and len(model.subgraphs[0].inputs) > 1
+    inputs = [np.asarray(value, np.float32) for value in (x if several else [x])]
+    for value in inputs:
+        if value.ndim == 0 or len(value) == 0:
+            raise ValueError(f"x must hold at least one sample (an array of shape (N, ...) per "
+                             f"input), got shape {value.shape}")
     densify = _uses_densify(model)
     if not converted_here(data):
-        return _in_child(data, name, densify, x)
-    try:
-        return litert.run_batches(litert.open_interpreter(data, densify), x)
-    except litert.InputError as error:
-        raise ValueError(f"{name}: {error}") from None
+        outputs = _in_child(data, name, densify, inputs)
+    else:
+        try:
+            outputs = litert.run_batches(litert.open_interpreter(data, densify), inputs)
+        except litert.InputError as error:
+            raise ValueError(f"{name}: {error}") from None
+    return outputs[0] if len(outputs) == 1 else outputs
 
 
 def ensure_loads(data, model, name):
@@ -103,15 +112,16 @@ def ensure_loads(data, model, name):
         _in_child(data, name, _uses_densify(model))
 
 
-def _in_child(data, name, densify, x=None):
-    """Loads the model (and runs it on `x`) in a child process; the outputs, or None."""
+def _in_child(data, name, densify, inputs=None):
+    """Loads the model (and runs it on `inputs`, one array per input) in a child process; the
+    outputs (a list), or None."""
     with scratch_folder("litert") as folder:
         with open(os.path.join(folder, "model.tflite"), "wb") as f:
             f.write(data)
         with open(os.path.join(folder, "request.json"), "w", encoding="utf-8") as f:
-            json.dump({"densify": densify, "run": x is not None}, f)
-        if x is not None:
-            np.save(os.path.join(folder, "inputs.npy"), x, allow_pickle=False)
+            json.dump({"densify": densify, "run": inputs is not None}, f)
+        if inputs is not None:
+            np.savez(os.path.join(folder, "inputs.npz"), *inputs)
         with open(os.path.join(folder, "stderr.txt"), "wb") as log:
             process = subprocess.Popen([sys.executable, "-c", _CHILD, litert.__file__, folder],
                                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -147,9 +157,10 @@ def _in_child(data, name, densify, x=None):
             raise ModelFileError(
                 f"{name}: LiteRT {'refuses' if answer['phase'] == 'load' else 'fails to run'} "
                 f"this model ({error}); the file is corrupted or is not a model LiteRT can run")
-        if x is None:
+        if inputs is None:
             return None
-        return np.load(os.path.join(folder, "outputs.npy"), allow_pickle=False)
+        with np.load(os.path.join(folder, "outputs.npz"), allow_pickle=False) as outputs:
+            return [outputs[f"arr_{i}"] for i in range(len(outputs.files))]
 
 
 def _lines_until_exit(process):
@@ -198,7 +209,9 @@ class ValidationReport:
 def validate_tflite(tflite, model, x, labels=None):
     """Runs the `.tflite` in LiteRT and the Keras `model` on `x`; returns a `ValidationReport`.
 
-    With integer class `labels`, the report also gives both models' top-1 accuracy.
+    `x` is what `model.predict` takes: an array, or for several inputs a list in the order of
+    `model.inputs` or a dict by input name. The output differences cover every output; top-1
+    agreement, and the accuracies with integer class `labels`, are those of the first output.
 
     >>> import keras, numpy as np
     >>> from edgeprune.quantize.export import export_tflite
@@ -207,22 +220,47 @@ def validate_tflite(tflite, model, x, labels=None):
     >>> validate_tflite(export_tflite(model), model, xs).top1_agreement
     1.0
     """
-    x = np.asarray(x, np.float32)
-    tflite_out = run_tflite(tflite, x).reshape(len(x), -1)
-    keras_out = np.asarray(model.predict(x, verbose=0), np.float32).reshape(len(x), -1)
-    if tflite_out.shape != keras_out.shape:
+    import keras
+
+    inputs = _inputs_in_order(model, x)
+    tflite_out = run_tflite(tflite, inputs if len(inputs) > 1 else inputs[0])
+    tflite_out = tflite_out if isinstance(tflite_out, list) else [tflite_out]
+    structured = keras.tree.pack_sequence_as(model.input, inputs) if len(inputs) > 1 else inputs[0]
+    keras_out = keras.tree.flatten(model.predict(structured, verbose=0))
+    count = len(inputs[0])
+    tflite_out = [np.asarray(out, np.float32).reshape(count, -1) for out in tflite_out]
+    keras_out = [np.asarray(out, np.float32).reshape(count, -1) for out in keras_out]
+    if [o.shape for o in tflite_out] != [o.shape for o in keras_out]:
         name = read_tflite(tflite)[2]
-        raise ValueError(f"{name}: the model gives {tflite_out.shape[1]} outputs per sample, the "
-                         f"Keras model {keras_out.shape[1]}; is it the conversion of this model?")
-    diff = np.abs(tflite_out - keras_out)
-    tflite_top1, keras_top1 = tflite_out.argmax(axis=1), keras_out.argmax(axis=1)
-    report = ValidationReport(len(x), float(diff.max()), float(diff.mean()),
+        raise ValueError(f"{name}: the model's outputs have {[o.shape[1] for o in tflite_out]} "
+                         f"values per sample, the Keras model's {[o.shape[1] for o in keras_out]};"
+                         " is it the conversion of this model?")
+    diffs = np.concatenate([np.abs(t - k).ravel() for t, k in zip(tflite_out, keras_out)])
+    tflite_top1, keras_top1 = tflite_out[0].argmax(axis=1), keras_out[0].argmax(axis=1)
+    report = ValidationReport(count, float(diffs.max()), float(diffs.mean()),
                               float(np.mean(tflite_top1 == keras_top1)))
     if labels is not None:
         labels = np.asarray(labels).reshape(-1)
         report.tflite_accuracy = float(np.mean(tflite_top1 == labels))
         report.keras_accuracy = float(np.mean(keras_top1 == labels))
     return report
+
+
+def _inputs_in_order(model, x):
+    """`x` as a list of float32 arrays in the order of `model.inputs`."""
+    names = [tensor.name for tensor in getattr(model, "inputs", None) or []]
+    if isinstance(x, dict):
+        missing = [name for name in names if name not in x]
+        if missing or not names:
+            raise ValueError(f"x has no input named {missing[0] if missing else list(x)!r}; the "
+                             f"model's inputs are {names}")
+        x = [x[name] for name in names]
+    inputs = [np.asarray(value, np.float32)
+              for value in (x if isinstance(x, (list, tuple)) else [x])]
+    if names and len(inputs) != len(names):
+        raise ValueError(f"the model has {len(names)} inputs {names}; x holds {len(inputs)} "
+                         "arrays: give one per input, in that order or as a dict by name")
+    return inputs
 
 
 @dataclasses.dataclass

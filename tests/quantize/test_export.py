@@ -213,10 +213,3 @@ def test_writes_the_returned_bytes_and_leaves_the_model_unchanged(trained_cnn, d
 def test_non_models_are_refused():
     with pytest.raises(ValueError, match="must be a Keras 3 model"):
         ep.export_tflite(keras.layers.Dense(2))
-
-
-def test_multi_input_models_are_refused():
-    a, b = keras.Input((3,)), keras.Input((3,))
-    model = keras.Model([a, b], keras.layers.Add()([a, b]))
-    with pytest.raises(ValueError, match="2 inputs"):
-        ep.export_tflite(model)
