@@ -1,8 +1,7 @@
 """Several devices benchmarked at once: a fleet, with one row per device.
 
-Each device runs in a worker process of its own (multiprocessing "spawn", in its own process
-group), so a device that fails, hangs past `device_timeout` or drops its connection costs only its
-own row. Ctrl-C stops every worker: SIGINT first, so that targets clean up after themselves (the
+Each device runs in a worker process of its own (a fresh Python in its own process group), so a
+device that fails, hangs past `device_timeout` or drops its connection costs only its own row. Ctrl-C stops every worker: SIGINT first, so that targets clean up after themselves (the
 SSH target removes its temp dir on the board), SIGKILL after STOP_GRACE_SECS. Devices that compute
 on this computer's CPUs (targets registered with on_host=True: local, micro) run one after another
 in one lane, so that they do not skew each other's figures; every other device has a lane of its
@@ -32,12 +31,14 @@ options, with the names `benchmark()` and a recipe's `benchmark.targets` use:
 """
 
 import json
-import multiprocessing
-import multiprocessing.connection
 import os
 import pickle
+import queue
 import re
 import signal
+import subprocess
+import sys
+import threading
 import time
 import warnings
 from collections import deque
@@ -221,11 +222,14 @@ def _plan(graphs, devices, options):
         except BenchError as error:
             raise BenchError(f"{where}: {error}") from None
         try:
+            if type(target).__module__ == "__main__":
+                raise pickle.PicklingError(f"{type(target).__name__} is defined in __main__")
             pickle.dumps(target)
         except (pickle.PicklingError, AttributeError, TypeError) as error:
             raise BenchError(f"{where}: its {kind.scheme} target cannot be sent to a worker "
                              f"process ({error}); define the target class at the top level of "
-                             "a module") from None
+                             "a module the worker can import, not in the script you run") \
+                from None
         jobs.append(_Job(device.name, device.target, kind.on_host, target, device_graphs,
                          settings))
     return jobs
@@ -261,65 +265,82 @@ def _check_options(where, options, kind):
 
 def _run_lanes(lanes, device_timeout):
     """({device name: DeviceRun}, warnings): each lane's jobs one after another, lanes at once."""
-    context = multiprocessing.get_context("spawn")
     queues = [deque(lane) for lane in lanes]
-    running, runs, caught = {}, {}, []
+    finished = queue.Queue()  # workers whose output has been read, in the order they finish
+    running, runs, caught = set(), {}, []
 
-    def start_next(queue):
-        if queue:
-            worker = _Worker(context, queue.popleft(), queue, device_timeout)
-            running[worker.connection] = worker
+    def start_next(lane):
+        if lane:
+            running.add(_Worker(lane.popleft(), lane, device_timeout, finished))
 
     try:
-        for queue in queues:
-            start_next(queue)
+        for lane in queues:
+            start_next(lane)
         while running:
-            deadlines = [w.deadline for w in running.values() if w.deadline is not None]
-            wait = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
-            for connection in multiprocessing.connection.wait(list(running), timeout=wait):
-                worker = running.pop(connection)
+            deadlines = [w.deadline for w in running if w.deadline is not None]
+            try:
+                worker = finished.get(timeout=max(0.0, min(deadlines) - time.monotonic())
+                                      if deadlines else None)
+            except queue.Empty:
+                worker = None
+            if worker is not None:
+                running.discard(worker)
                 runs[worker.job.name] = worker.finish(caught)
-                start_next(worker.queue)
-            for connection, worker in list(running.items()):
-                if worker.deadline is not None and time.monotonic() >= worker.deadline:
-                    del running[connection]
-                    runs[worker.job.name] = worker.stop(
-                        "timeout", f"did not finish within {device_timeout:g} s "
-                        "(--device_timeout); it was stopped. Raise --device_timeout, lower "
-                        "--max_secs or check the device")
-                    start_next(worker.queue)
+                start_next(worker.lane)
+            for worker in [w for w in running if w.deadline and time.monotonic() >= w.deadline]:
+                running.discard(worker)
+                runs[worker.job.name] = worker.stop(
+                    "timeout", f"did not finish within {device_timeout:g} s "
+                    "(--device_timeout); it was stopped. Raise --device_timeout, lower "
+                    "--max_secs or check the device")
+                start_next(worker.lane)
     except BaseException:  # Ctrl-C (KeyboardInterrupt) included: no worker outlives the call
-        for worker in running.values():
+        for worker in running:
             worker.signal(signal.SIGINT)
-        for worker in running.values():
+        for worker in running:
             worker.wait_or_kill()
         raise
     return runs, caught
 
 
-class _Worker:
-    """One device's worker process and the read end of its result pipe."""
+# A worker is a fresh Python: it takes the parent's sys.path, then (target, graphs, settings),
+# pickled on stdin, and writes its outcome pickled on stdout. Unlike multiprocessing's spawn it
+# does not re-run the caller's main script, which may have no `if __name__ == "__main__"` guard.
+_BOOTSTRAP = ("import pickle, sys; sys.path[:0] = pickle.load(sys.stdin.buffer); "
+              "from device_bench.fleet import work; work()")
 
-    def __init__(self, context, job, queue, timeout):
-        self.job, self.queue = job, queue
-        self.connection, sender = context.Pipe(duplex=False)
-        self.process = context.Process(target=_work, args=(sender, job.target, job.graphs,
-                                                           job.settings),
-                                       name=f"device_bench fleet: {job.name}", daemon=True)
+
+class _Worker:
+    """One device's worker process, in a session (process group) of its own."""
+
+    def __init__(self, job, lane, timeout, finished):
+        self.job, self.lane, self.output = job, lane, b""
         self.started = time.monotonic()
         self.deadline = self.started + timeout if timeout else None
-        self.process.start()
-        sender.close()  # so the pipe reads as closed once the worker is gone
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _BOOTSTRAP], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            # Its own group: the fleet signals it with its children, and Ctrl-C at the terminal
+            # reaches the fleet only, which then stops every worker the same way.
+            start_new_session=True)
+        with self.process.stdin:
+            self.process.stdin.write(pickle.dumps(sys.path)
+                                     + pickle.dumps((job.target, job.graphs, job.settings)))
+        threading.Thread(target=self._read, args=(finished,), daemon=True,
+                         name=f"device_bench fleet: {job.name}").start()
+
+    def _read(self, finished):
+        self.output = self.process.stdout.read()
+        finished.put(self)
 
     def finish(self, caught):
         """The DeviceRun the worker sent, or a failed one saying how the worker ended."""
-        try:
-            status, payload, worker_warnings = self.connection.recv()
-        except (EOFError, OSError):
-            self.wait_or_kill()
-            how = crash_signal(self.process.exitcode) or f"exit status {self.process.exitcode}"
-            return self._run("failed", error=f"the worker process ended without a result ({how})")
         self.wait_or_kill()
+        try:
+            status, payload, worker_warnings = pickle.loads(self.output)
+        except Exception:  # no (whole) outcome: the worker died
+            code = self.process.returncode
+            how = crash_signal(code) or f"exit status {code}"
+            return self._run("failed", error=f"the worker process ended without a result ({how})")
         for category, message in worker_warnings:
             caught.append(f"{self.job.name}: {message}")
             warnings.warn(f"{self.job.name}: {message}", category, stacklevel=2)
@@ -335,47 +356,46 @@ class _Worker:
     def signal(self, number):
         """Sends `number` to the worker and everything it started (its process group)."""
         try:
-            if hasattr(os, "killpg"):
+            if os.name == "posix":
                 os.killpg(self.process.pid, number)
             else:
                 self.process.terminate()
-        except ProcessLookupError:  # exited, or not yet in its own group: the worker alone
-            if self.process.is_alive():
-                os.kill(self.process.pid, number)
+        except ProcessLookupError:  # the group is gone already
+            pass
 
     def wait_or_kill(self):
-        self.process.join(STOP_GRACE_SECS)
-        if self.process.is_alive():
+        try:
+            self.process.wait(STOP_GRACE_SECS)
+        except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.join()
-        if hasattr(os, "killpg"):  # what the worker started and left behind
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        self.connection.close()
+            self.process.wait()
+        if os.name == "posix":  # what the worker started and left behind
+            self.signal(signal.SIGKILL)
+        self.process.stdout.close()
 
     def _run(self, status, result=None, error=None):
         return DeviceRun(name=self.job.name, target=self.job.spec, status=status,
                          seconds=time.monotonic() - self.started, result=result, error=error)
 
 
-def _work(sender, target, graphs, settings):
-    """A worker process: runs one device and sends (status, result or error, warnings)."""
-    if hasattr(os, "setsid"):
-        # Its own process group: the fleet signals it with its children, and Ctrl-C at the
-        # terminal reaches the fleet only, which then stops every worker the same way.
-        os.setsid()
+def work():
+    """A worker process (see _BOOTSTRAP): runs one device and writes (status, result or error,
+    warnings) pickled on its stdout."""
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # anything else printed goes to stderr, not into the outcome
     with warnings.catch_warnings(record=True) as caught:
         try:
+            target, graphs, settings = pickle.load(sys.stdin.buffer)
             outcome = ("ok", target.run(graphs, settings))
         except BenchError as error:
             outcome = ("failed", str(error))
         except KeyboardInterrupt:
             outcome = ("interrupted", "stopped by Ctrl-C")
-        except Exception as error:  # a target's bug stays in its device's row
+        except Exception as error:  # a target's bug, or a class the worker cannot import
             outcome = ("failed", f"unexpected {type(error).__name__}: {error}")
-    sender.send((*outcome, [(_sendable(w.category), str(w.message)) for w in caught]))
+    with out:
+        out.write(pickle.dumps((*outcome, [(_sendable(w.category), str(w.message))
+                                           for w in caught])))
 
 
 def _sendable(category):

@@ -283,3 +283,27 @@ def test_a_connection_dropped_mid_run_is_that_devices_error_only(sshd, models, t
     here, pi = result.devices
     assert here.status == "ok" and here.result.models[0].latency.count >= 10
     assert pi.status == "failed" and "connection" in pi.error, pi.error
+
+
+def test_a_script_without_a_main_guard_runs_once(models, tmp_path):
+    """Workers are fresh Pythons: the caller's script is not re-run in them (as multiprocessing's
+    spawn would), and a target class defined in that script is refused with a clear error."""
+    script = tmp_path / "bench.py"
+    script.write_text(
+        "import device_bench\n"
+        "print('script ran')\n"
+        f"fleet = device_bench.benchmark_fleet({models['float']!r}, ['local'], num_runs=5,\n"
+        "                                      min_secs=0, warmup_min_secs=0)\n"
+        "print(fleet.devices[0].status)\n"
+        "class MainTarget:\n"
+        "    def run(self, graphs, settings):\n"
+        "        raise AssertionError('never runs')\n"
+        "device_bench.register_target('mine', MainTarget, 'a target in the script')\n"
+        "try:\n"
+        f"    device_bench.benchmark_fleet({models['float']!r}, ['mine'])\n"
+        "except device_bench.BenchError as error:\n"
+        "    print(error)\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
+    assert done.stdout.splitlines()[:2] == ["script ran", "ok"], done.stderr
+    assert "MainTarget is defined in __main__" in done.stdout
