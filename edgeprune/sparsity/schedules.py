@@ -1,12 +1,15 @@
 """Pruning schedules: when to update the masks and to what sparsity.
 
 The values match TensorFlow Model Optimization's schedules step for step (the sparsity is computed
-in float32 with the same operations), so a tfmot training plan carries over unchanged.
+in float32 with the same operations), so a tfmot training plan carries over unchanged. They are
+computed in NumPy, the same on every Keras backend.
 """
+
+import ctypes
+import ctypes.util
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 
 @keras.saving.register_keras_serializable(package="edgeprune")
@@ -159,12 +162,12 @@ class PolynomialDecay(PruningSchedule):
         return self._should_prune_in_step(step, self.begin_step, self.end_step, self.frequency)
 
     def __call__(self, step):
-        # TensorFlow float32 ops in tfmot's order: numpy's pow differs from TF's in the last bit.
-        progress = tf.cast(step - self.begin_step, tf.float32) / tf.constant(
-            self.end_step - self.begin_step, tf.float32)
-        progress = tf.minimum(1.0, tf.maximum(0.0, progress))
-        sparsity = (self.initial_sparsity - self.final_sparsity) * tf.pow(
-            1.0 - progress, self.power) + self.final_sparsity
+        # tfmot's TensorFlow float32 operations, in its order.
+        progress = np.float32(np.asarray(step) - self.begin_step) / np.float32(
+            self.end_step - self.begin_step)
+        progress = np.minimum(np.float32(1.0), np.maximum(np.float32(0.0), progress))
+        sparsity = np.float32(self.initial_sparsity - self.final_sparsity) * _powf(
+            np.float32(1.0) - progress, np.float32(self.power)) + np.float32(self.final_sparsity)
         return self.should_prune(step), float(sparsity)
 
     def final_target(self):
@@ -174,6 +177,21 @@ class PolynomialDecay(PruningSchedule):
         return {"initial_sparsity": self.initial_sparsity, "final_sparsity": self.final_sparsity,
                 "begin_step": self.begin_step, "end_step": self.end_step, "power": self.power,
                 "frequency": self.frequency}
+
+
+def _c_powf():
+    """The C library's `powf`, which TensorFlow's float32 `Pow` of a scalar calls: NumPy's float32
+    power (vectorized) and a float64 `pow` rounded to float32 each differ from it in the last bit
+    for some inputs. Without one (no C math library found) the float64 `pow` stands in."""
+    library = ctypes.util.find_library("m") or ctypes.util.find_library("c")
+    powf = getattr(ctypes.CDLL(library), "powf", None) if library else None
+    if powf is None:
+        return lambda base, exponent: np.float32(float(base) ** float(exponent))
+    powf.restype, powf.argtypes = ctypes.c_float, (ctypes.c_float, ctypes.c_float)
+    return lambda base, exponent: np.float32(powf(base, exponent))
+
+
+_powf = _c_powf()
 
 
 def deserialize_schedule(config):
