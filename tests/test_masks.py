@@ -64,3 +64,9 @@ def test_global_ranking_prunes_the_small_layer_harder(rng):
     (big_mask, _), (small_mask, _) = masks.global_magnitude_masks([big, small], 0.5)
     assert big_mask.sum() + small_mask.sum() == 400
     assert big_mask.sum() == 400 and small_mask.sum() == 0
+
+
+def test_top_k_mask_keeps_the_first_of_tied_scores_and_ranks_nan_lowest():
+    scores = np.array([3, 1, 2, 2, 2, 0, 2], np.float32)
+    assert masks.top_k_mask(scores, 3).tolist() == [1, 0, 1, 1, 0, 0, 0]
+    assert masks.top_k_mask(np.array([np.nan, 1, 2, 3], np.float32), 2).tolist() == [0, 0, 1, 1]

@@ -20,6 +20,15 @@ from edgeprune.sparsity.granularity import get_granularity
 from edgeprune.sparsity.wrapper import pruning_wrappers
 
 
+def sync_from_trainer(model):
+    """Puts the values JAX's `fit` keeps in its own state back into `model`'s variables (between
+    batches they hold none); the trainer then reads the variables, new masks included, before its
+    next batch. Elsewhere the variables are the state: nothing to do."""
+    sync = getattr(model, "jax_state_sync", None)
+    if sync is not None:
+        sync()
+
+
 class PruningController:
     """Steps the wrappers of `model` and updates their masks at pruning steps."""
 
@@ -37,7 +46,7 @@ class PruningController:
 
     def begin(self):
         """Starts a fresh model at step 0 and keeps the step of a restored one."""
-        self.sync_from_trainer()
+        sync_from_trainer(self.model)
         steps = [int(ops.convert_to_numpy(w.pruning_step)) for w in self.built_wrappers()]
         self.current_step = max([0, *steps])
         # The step variables are written lazily (at pruning steps, epoch ends and saves): an
@@ -65,11 +74,13 @@ class PruningController:
 
     def end_epoch(self):
         """Writes `weight * mask` into the variables, so saved weights hold the zeros."""
-        self.sync_from_trainer()
+        sync_from_trainer(self.model)
         self.sync_steps()
         for wrapper in self.built_wrappers():
-            for weight, value in zip(wrapper.pruned_weights, wrapper.masked_weight_values()):
-                weight.assign(value)
+            for weight, mask in zip(wrapper.pruned_weights, wrapper.masks):
+                # On the backend's device, +0.0 where pruned (as `apply_mask`): a round trip
+                # through NumPy costs twice as much on a kernel of millions of weights.
+                weight.assign(ops.where(mask > 0, weight.value, ops.zeros((), weight.dtype)))
 
     def update_masks(self, force=False):
         """Recomputes the masks of every wrapper whose schedule prunes at the current step.
@@ -89,19 +100,11 @@ class PruningController:
             due.setdefault(wrapper.granularity, []).append(wrapper)
         if not due:
             return
-        self.sync_from_trainer()
+        sync_from_trainer(self.model)
         self.sync_steps()
         for name, wrappers in due.items():
             self.masker(name).update(
                 wrappers, [w.pruning_schedule.decision(step)[1] for w in wrappers])
-
-    def sync_from_trainer(self):
-        """Puts the values JAX's `fit` keeps in its own state back into the model's variables
-        (between batches they hold none); the trainer then reads the variables, new masks
-        included, before its next batch. Elsewhere the variables are the state: nothing to do."""
-        sync = getattr(self.model, "jax_state_sync", None)
-        if sync is not None:
-            sync()
 
     @staticmethod
     def _is_due(wrapper, step):

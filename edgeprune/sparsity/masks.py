@@ -14,14 +14,25 @@ def kept_count(size, sparsity):
 
 
 def top_k_mask(scores, k):
-    """1 for the `k` largest scores, 0 elsewhere (exactly k, ties broken by position)."""
+    """1 for the `k` largest scores, 0 elsewhere (exactly k; of the scores tied at the cut, the
+    first ones)."""
+    return _top_k(scores, k)[0]
+
+
+def _top_k(scores, k):
+    """`(top_k_mask(scores, k), the smallest kept score)`. A partition finds the cut value and a
+    comparison makes the mask: several times faster than `argpartition` on a kernel of millions
+    of weights, at every pruning step."""
     flat = scores.reshape(-1)
-    mask = np.zeros(flat.shape, np.float32)
     if k >= flat.size:
-        mask[:] = 1.0
-    else:
-        mask[np.argpartition(-flat, k - 1)[:k]] = 1.0
-    return mask.reshape(scores.shape)
+        return np.ones(scores.shape, np.float32), flat.min()
+    nan = np.isnan(flat)
+    if nan.any():  # np.partition sorts NaN above everything: rank NaN scores lowest instead
+        flat = np.where(nan, -np.inf, flat)
+    cut = np.partition(flat, flat.size - k)[flat.size - k]
+    keep = flat > cut
+    keep[np.flatnonzero(flat == cut)[:k - np.count_nonzero(keep)]] = True
+    return keep.astype(np.float32).reshape(scores.shape), cut
 
 
 def _as_matrix(weight):
@@ -56,12 +67,12 @@ def expand_blocks(block_mask, weight_shape, block_size):
 def magnitude_mask(weight, sparsity, block_size=(1, 1), pooling="AVG"):
     """Keeps the largest-magnitude weights (or blocks); returns (mask, threshold)."""
     if tuple(block_size) == (1, 1):
-        scores = np.abs(weight)
-        mask = top_k_mask(scores, kept_count(scores.size, sparsity))
-    else:
-        scores = block_scores(weight, block_size, pooling)
-        mask = expand_blocks(top_k_mask(scores, kept_count(scores.size, sparsity)),
-                             weight.shape, block_size)
+        # The smallest kept magnitude is the threshold.
+        mask, threshold = _top_k(np.abs(weight), kept_count(weight.size, sparsity))
+        return mask, float(threshold)
+    scores = block_scores(weight, block_size, pooling)
+    mask = expand_blocks(top_k_mask(scores, kept_count(scores.size, sparsity)),
+                         weight.shape, block_size)
     return mask, _threshold(np.abs(weight), mask)
 
 
