@@ -4,10 +4,10 @@ import os
 
 import keras
 import numpy as np
-import tensorflow as tf
+import tensorboard.summary
 from keras import ops
 
-from edgeprune.sparsity.controller import PruningController
+from edgeprune.sparsity.controller import PruningController, sync_from_trainer
 from edgeprune.sparsity.wrapper import pruning_wrappers
 
 
@@ -40,7 +40,8 @@ class UpdatePruningStep(keras.callbacks.Callback):
 
 class PruningSummaries(keras.callbacks.Callback):
     """Writes per-weight sparsity and mask threshold to TensorBoard at every epoch's begin and
-    end (once per step: the end of one epoch is the begin of the next).
+    end (once per step: the end of one epoch is the begin of the next). The `tensorboard`
+    package writes the event files, so it works on every Keras backend.
 
     Use it together with `UpdatePruningStep`:
 
@@ -90,7 +91,7 @@ class PruningSummaries(keras.callbacks.Callback):
         if not self._wrappers:
             raise ValueError("PruningSummaries needs a model built with "
                              "edgeprune.prune_low_magnitude(...): this one has no pruning wrappers.")
-        self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "metrics"))
+        self._writer = tensorboard.summary.Writer(os.path.join(self.log_dir, "metrics"))
         self._last_step = None
 
     def _write(self):
@@ -102,12 +103,13 @@ class PruningSummaries(keras.callbacks.Callback):
         if step is None or step == self._last_step:
             return
         self._last_step = step
-        with self._writer.as_default(step=step):
-            for wrapper in wrappers:
-                for weight, mask, threshold in zip(wrapper.pruned_weights, wrapper.masks,
-                                                   wrapper.thresholds):
-                    tag = f"{wrapper.layer.name}/{weight.name}"
-                    mask_value = ops.convert_to_numpy(mask)
-                    tf.summary.scalar(f"{tag}/sparsity", 1.0 - float(np.mean(mask_value)))
-                    tf.summary.scalar(f"{tag}/threshold", float(ops.convert_to_numpy(threshold)))
+        sync_from_trainer(self.model)  # JAX's fit, mid-epoch
+        for wrapper in wrappers:
+            for weight, mask, threshold in zip(wrapper.pruned_weights, wrapper.masks,
+                                               wrapper.thresholds):
+                tag = f"{wrapper.layer.name}/{weight.name}"
+                sparsity = 1.0 - float(np.mean(ops.convert_to_numpy(mask)))
+                self._writer.add_scalar(f"{tag}/sparsity", sparsity, step)
+                self._writer.add_scalar(f"{tag}/threshold",
+                                        float(ops.convert_to_numpy(threshold)), step)
         self._writer.flush()

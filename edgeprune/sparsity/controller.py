@@ -77,10 +77,8 @@ class PruningController:
         sync_from_trainer(self.model)
         self.sync_steps()
         for wrapper in self.built_wrappers():
-            for weight, mask in zip(wrapper.pruned_weights, wrapper.masks):
-                # On the backend's device, +0.0 where pruned (as `apply_mask`): a round trip
-                # through NumPy costs twice as much on a kernel of millions of weights.
-                weight.assign(ops.where(mask > 0, weight.value, ops.zeros((), weight.dtype)))
+            for weight, value in zip(wrapper.pruned_weights, wrapper.masked_weight_values()):
+                weight.assign(value)
 
     def update_masks(self, force=False):
         """Recomputes the masks of every wrapper whose schedule prunes at the current step.
