@@ -307,3 +307,27 @@ def test_a_script_without_a_main_guard_runs_once(models, tmp_path):
                           cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
     assert done.stdout.splitlines()[:2] == ["script ran", "ok"], done.stderr
     assert "MainTarget is defined in __main__" in done.stdout
+
+
+def test_recipe_benchmark_stage_runs_its_targets_as_a_fleet(models, tmp_path):
+    """edgeprune's recipe stage (here because it needs these models): the targets run at once, a
+    failing one fails the stage by name and the others' JSON files are still written."""
+    import shutil
+
+    from edgeprune.recipe.runner import RunContext
+    from edgeprune.recipe.stages.benchmark import run_benchmark
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copyfile(models["int8"], run / "model.tflite")
+    recipe = {"benchmark": {"targets": [
+        {"target": "local", "num_runs": 5, "min_secs": 0.0, "warmup_min_secs": 0.0},
+        {"target": "micro", "board": "pico"},
+        {"target": "ssh://me@127.0.0.1:1", "timeout": 2.0}]}}
+    context = RunContext(recipe, run, {"finished": {"convert": {"outputs": {
+        "model": "model.tflite"}}}})
+    with pytest.raises(BenchError, match=r"^ssh://me@127.0.0.1:1 failed: .*cannot reach"):
+        run_benchmark(context)
+    assert sorted(os.listdir(run / "bench")) == ["local.json", "micro.json"]
+    micro = json.loads((run / "bench" / "micro.json").read_text())
+    assert micro["models"][0]["micro"]["fits"] is True
