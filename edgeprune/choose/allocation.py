@@ -205,7 +205,7 @@ def allocate(table, target, budget="sparsity", skip=(), max_sparsity=None, bytes
     sparsity = {unit: sparsity.get(unit, 0.0) for unit in table.units}
     latency = {}
     if latency_model is not None:
-        sparsity = {**sparsity, **latency_model.rounded(sparsity)}
+        sparsity = _fill_up(table, latency_model.rounded(sparsity), target, latency_model, cap)
         latency = {"round_to": {unit: latency_model.round_to.get(unit, 1) for unit in table.units},
                    "predicted_latency_ms": latency_model.predict_ms(sparsity)}
     return Allocation(sparsity=sparsity, sizes=dict(table.sizes), structure=table.structure,
@@ -362,6 +362,36 @@ def _with_latency_cost(table, latency_model):
         unit: (dense - latency_model.predict_ms({unit: deepest})) / (deepest * table.sizes[unit])
         for unit in table.units}
     return table
+
+
+def _fill_up(table, sparsity, target_ms, latency_model, cap):
+    """Gives channels back, one SIMD step at a time, while the prediction stays within
+    `target_ms`: the bisection stops at the first plan under the target, which the steps can put
+    well under it. Each step goes to the group whose scan drop falls most per millisecond."""
+    levels = [0.0, *[s for s in table.sparsities if s <= cap]]
+
+    def drop(unit, s):
+        curve = [0.0, *table.drop(unit)[:len(levels) - 1]]
+        return float(np.interp(s, levels, curve))
+
+    current = latency_model.predict_ms(sparsity)
+    while True:
+        best = None
+        for unit, s in sparsity.items():
+            size, step = table.sizes[unit], latency_model.round_to.get(unit, 1)
+            kept = round(size * (1 - s))
+            if s <= 0 or kept >= size:
+                continue
+            trial = {**sparsity, unit: 1.0 - min(size, kept + step) / size}
+            cost = latency_model.predict_ms(trial) - current
+            if current + cost > target_ms:
+                continue
+            gain = (drop(unit, s) - drop(unit, trial[unit])) / max(cost, 1e-9)
+            if best is None or gain > best[0]:
+                best = (gain, trial, current + cost)
+        if best is None:
+            return sparsity
+        _, sparsity, current = best
 
 
 def _hull_segments(xs, ys):

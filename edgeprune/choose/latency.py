@@ -44,6 +44,7 @@ from edgeprune.structured.graph import ChannelGraph
 from edgeprune.tf_logs import quiet
 
 PRECISIONS = ("float32", "int8")
+STATISTICS = {"median": "p50_us", "min": "min_us"}
 STEP_CANDIDATES = (16, 8, 4)
 DEFAULT_FRACTIONS = (0.25, 0.5, 1.0)
 BATCH = 8  # probes timed together (interleaved) per device_bench run
@@ -163,7 +164,7 @@ class LatencyModel:
     the calibrated remainder. `round_to[group]` is the group's SIMD step: kept counts are rounded
     up to it, where the latency is flat anyway.
 
-    >>> model = LatencyModel("local", "float32", 1, {"g": 16}, {"g": 8}, [LayerLatency(
+    >>> model = LatencyModel("local", "float32", 1, "median", {"g": 16}, {"g": 8}, [LayerLatency(
     ...     "conv", "conv", 100.0, output=Axis(16, {"g": 16}, 8, [(8, 60.0), (16, 100.0)]))],
     ...     remainder_us=20.0)
     >>> model.predict_ms({}), model.predict_ms({"g": 0.5}), model.predict_ms({"g": 0.6})
@@ -173,6 +174,7 @@ class LatencyModel:
     target: str
     precision: str
     num_threads: int
+    statistic: str
     sizes: dict
     round_to: dict
     layers: list
@@ -220,7 +222,7 @@ class LatencyModel:
 
 def measure_latency_model(model, target="local", precision="float32", num_threads=1,
                           dense_tflite=None, fractions=DEFAULT_FRACTIONS, cache_dir=None,
-                          num_runs=30, progress=True, **target_options):
+                          num_runs=30, statistic="median", progress=True, **target_options):
     """Measures the `LatencyModel` of `model`'s channel groups on `target` (see the module doc).
 
     Args:
@@ -234,7 +236,10 @@ def measure_latency_model(model, target="local", precision="float32", num_thread
             remainder. Without it the remainder is 0 and predictions undercount.
         fractions: widths measured along each axis, as fractions of the full width.
         cache_dir: where measurements are kept (default `$XDG_CACHE_HOME/edgeprune/latency`).
-        num_runs: timed runs per probe (interleaved, in batches of 8); the median is kept.
+        num_runs: timed runs per probe (interleaved, in batches of 8).
+        statistic: "median" of the timed runs, or "min" on a loaded machine, where a long
+            invoke is preempted far more often than a short one and medians of the whole model
+            and of single layers stop adding up; check predictions with the same statistic.
         progress: a tqdm bar while measuring.
 
     >>> latency = ep.measure_latency_model(model, precision="int8", dense_tflite=int8_bytes)  # doctest: +SKIP
@@ -242,12 +247,15 @@ def measure_latency_model(model, target="local", precision="float32", num_thread
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+    if statistic not in STATISTICS:
+        raise ValueError(f"statistic must be one of {sorted(STATISTICS)}, got {statistic!r}.")
     fractions = sorted({float(f) for f in fractions} | {1.0})
     if fractions[0] <= 0 or fractions[-1] > 1:
         raise ValueError(f"fractions must lie in (0, 1], got {fractions}.")
     graph = ChannelGraph(model)
     layers = _measured_layers(model, graph)
-    bench = _Bench(target, precision, num_threads, num_runs, cache_dir, progress, target_options)
+    bench = _Bench(target, precision, num_threads, num_runs, statistic, cache_dir, progress,
+                   target_options)
     with bench:
         steps = _axis_steps(layers, bench)
         round_to = {group.name: 1 for group in graph.groups}
@@ -275,7 +283,7 @@ def measure_latency_model(model, target="local", precision="float32", num_thread
     remainder = 0.0
     if dense_ms is not None:
         remainder = dense_ms * 1e3 - sum(layer.dense_us for layer in measured)
-    return LatencyModel(bench.name, precision, num_threads,
+    return LatencyModel(bench.name, precision, num_threads, statistic,
                         sizes={group.name: len(group) for group in graph.groups},
                         round_to=round_to, layers=measured, remainder_us=remainder,
                         dense_measured_ms=dense_ms,
@@ -283,9 +291,10 @@ def measure_latency_model(model, target="local", precision="float32", num_thread
                         measured_probes=bench.measured, cached_probes=bench.cached)
 
 
-def measure_tflite_ms(tflite, target="local", num_threads=1, num_runs=50, **target_options):
-    """Median latency (ms) of one `.tflite` (bytes or a path) on `target`: what a latency model's
-    prediction is checked against.
+def measure_tflite_ms(tflite, target="local", num_threads=1, num_runs=50, statistic="median",
+                      **target_options):
+    """Latency (ms, median or min of `num_runs`) of one `.tflite` (bytes or a path) on `target`:
+    what a latency model's prediction is checked against.
 
     >>> ep.measure_tflite_ms(ep.export_tflite(small), num_threads=1)   # doctest: +SKIP
     """
@@ -295,7 +304,7 @@ def measure_tflite_ms(tflite, target="local", num_threads=1, num_runs=50, **targ
         path = _as_path(tflite, folder, "model.tflite")
         result = device_bench.benchmark(path, target=target, num_threads=num_threads,
                                         num_runs=num_runs, min_secs=0, **target_options)
-    return result.models[0].latency.p50_us / 1e3
+    return getattr(result.models[0].latency, STATISTICS[statistic]) / 1e3
 
 
 def round_to_of(axis, round_to):
@@ -433,10 +442,12 @@ def _measure_curves(layers, round_to, fractions, bench):
 class _Bench:
     """Times probes on one device_bench session, through the on-disk cache."""
 
-    def __init__(self, target, precision, num_threads, num_runs, cache_dir, progress, options):
+    def __init__(self, target, precision, num_threads, num_runs, statistic, cache_dir, progress,
+                 options):
         import device_bench
 
         self.precision, self.num_threads, self.num_runs = precision, num_threads, num_runs
+        self.statistic = STATISTICS[statistic]
         self.progress = progress
         self.name = target
         self._target, self._options = target, options
@@ -463,7 +474,7 @@ class _Bench:
     def latency_us(self, probe):
         if self.key(probe) not in self.cache["probes"]:  # dropped by a change of runtime
             self.ensure([probe], "again")
-        return self.cache["probes"][self.key(probe)]
+        return self.cache["probes"][self.key(probe)][self.statistic]
 
     def ensure(self, probes, what):
         """Measures every probe not in the cache yet."""
@@ -496,7 +507,7 @@ class _Bench:
         with tempfile.TemporaryDirectory(prefix="edgeprune-latency-") as folder:
             path = _as_path(tflite, folder, "dense.tflite")
             result = self._run([path], max(self.num_runs, 50))
-        return result.models[0].latency.p50_us / 1e3
+        return getattr(result.models[0].latency, self.statistic) / 1e3
 
     def _time(self, probes):
         with tempfile.TemporaryDirectory(prefix="edgeprune-latency-") as folder:
@@ -510,7 +521,8 @@ class _Bench:
                           f"{self.cache['runtime']}: its cached measurements are dropped")
             self.cache["probes"] = {}
         self.cache["runtime"] = runtime
-        return [model.latency.p50_us for model in result.models]
+        return [{key: getattr(model.latency, key) for key in STATISTICS.values()}
+                for model in result.models]
 
     def _run(self, paths, num_runs):
         if self._session is None:
@@ -556,7 +568,9 @@ def _read_cache(path):
     try:
         with open(path) as f:
             data = json.load(f)
-        if isinstance(data.get("probes"), dict):
+        if isinstance(data.get("probes"), dict) and all(
+                isinstance(value, dict) and set(STATISTICS.values()) <= set(value)
+                for value in data["probes"].values()):
             return data
     except (OSError, ValueError, AttributeError):
         pass  # no cache yet, or a damaged one: measure again

@@ -79,19 +79,44 @@ def pruning_problems(pruning):
     if allocation:
         problems += [f"pruning.{key}: per-layer sparsities come from pruning.allocation; "
                      "leave it out" for key in ("groups", "sparsity_m_by_n") if key in pruning]
-        if pruning["structure"] != "unstructured":
-            problems.append("pruning.allocation: recipes allocate unstructured sparsity only")
-        if allocation["method"] != "sensitivity" and allocation["budget"] != "sparsity":
-            problems.append(f"pruning.allocation.budget: {allocation['budget']!r} needs "
-                            "method: sensitivity")
-        if allocation["budget"] == "sparsity" and allocation["target"] >= 1:
-            problems.append("pruning.allocation.target: a sparsity budget is below 1")
+        problems += _allocation_problems(pruning, allocation)
     problems += _iterative_problems(pruning)
     if pruning["structure"] != "unstructured":
         # Groups and policies choose layers one by one; other granularities wrap what they
         # choose from the whole model (channels: the coupled groups of its graph).
         problems += [f"pruning.{key}: does not apply to structure: {pruning['structure']}"
                      for key in ("policy", "groups") if key in pruning]
+    return problems
+
+
+def _allocation_problems(pruning, allocation):
+    budget = allocation["budget"]
+    if isinstance(budget, dict):  # a latency budget: channels, planned on the device
+        if pruning["structure"] != "channels":
+            return ["pruning.allocation.budget: a latency budget allocates channels; set "
+                    "pruning.structure: channels"]
+        problems = [f"pruning.allocation.{key}: the latency budget sets the target; leave it "
+                    "out" for key in ("target",) if key in allocation]
+        if ("latency_ms" in budget) == ("latency_fraction" in budget):
+            problems.append("pruning.allocation.budget: give latency_ms (milliseconds on the "
+                            "device) or latency_fraction (of the dense model's), one of them")
+        if allocation["method"] != "sensitivity":
+            problems.append("pruning.allocation.budget: a latency budget needs method: "
+                            "sensitivity")
+        if "iterative" in pruning:
+            problems.append("pruning.iterative: a latency budget's channel plan is fine-tuned "
+                            "once; leave iterative out")
+        return problems
+    problems = []
+    if pruning["structure"] != "unstructured":
+        problems.append("pruning.allocation: recipes allocate unstructured sparsity, or "
+                        "channels for a latency budget (budget: {latency_ms: ...})")
+    if "target" not in allocation:
+        return problems + ["pruning.allocation.target: required (what the budget allows)"]
+    if allocation["method"] != "sensitivity" and budget != "sparsity":
+        problems.append(f"pruning.allocation.budget: {budget!r} needs method: sensitivity")
+    if budget == "sparsity" and allocation["target"] >= 1:
+        problems.append("pruning.allocation.target: a sparsity budget is below 1")
     return problems
 
 

@@ -15,9 +15,11 @@ import html
 import os
 
 from device_bench.fileio import atomic_write
-from edgeprune.recipe.report_plots import imp_plot, sparsity_chart, tradeoff_plot
+from edgeprune.recipe.report_plots import (imp_plot, latency_budget_plot, sparsity_chart,
+                                           tradeoff_plot)
 from edgeprune.recipe.report_text import (SIZE_NOTE, comparison_table, headline, headline_text,
-                                          imp_table, latency_table, metadata_lines,
+                                          imp_table, latency_budget_table, latency_table,
+                                          metadata_lines,
                                           micro_lines, stage_table, timing_line)
 from edgeprune.recipe.run_records import load_run, targets_of
 
@@ -31,6 +33,7 @@ def write_report(folders, out, formats=("markdown", "html"), title=None):
     for index, run in enumerate(runs):
         charts[f"sparsity_{index}.png"] = sparsity_chart(run)
         charts[f"imp_{index}.png"] = imp_plot(run)
+        charts[f"latency_budget_{index}.png"] = latency_budget_plot(run)
     images = {file: data for file, data in charts.items() if data}
     written = [atomic_write(os.path.join(out, file), data) for file, data in images.items()]
     if "markdown" in formats:
@@ -56,6 +59,12 @@ def _sections(runs, targets, images):
         if latency:
             blocks += [("h3", "Latency"), ("table", latency)]
         blocks += [("p", text) for text in micro_lines(run.rows)]
+        budget = latency_budget_table(run)
+        if budget:
+            blocks += [("h3", "Latency budget: predicted and measured"), ("table", budget)]
+            if f"latency_budget_{index}.png" in images:
+                blocks.append(("image", (f"latency_budget_{index}.png",
+                                         "predicted and measured latency")))
         if run.imp_rounds:
             blocks += [("h3", "Iterative pruning rounds (imp/)"), ("table", imp_table(run.imp_rounds))]
             if f"imp_{index}.png" in images:

@@ -1,5 +1,6 @@
 """The report's plots (matplotlib, drawn off-screen): channels and sparsity per layer, the
-accuracy/size/latency trade-off of the runs, and the IMP rounds; each returned as PNG bytes."""
+accuracy/size/latency trade-off of the runs, the IMP rounds, and a latency budget's predicted
+against measured latency; each returned as PNG bytes."""
 
 import io
 
@@ -117,6 +118,31 @@ def imp_plot(run):
     axis.set_ylabel("test accuracy (%)")
     axis.set_title(f"{run.name}: iterative magnitude pruning", fontsize=10)
     axis.grid(alpha=0.3)
+    return _png(figure)
+
+
+def latency_budget_plot(run):
+    """Predicted against measured latency of a latency-budgeted run's models (bars), the budget
+    dashed; None for other runs."""
+    from edgeprune.recipe.report_text import latency_budget_rows
+
+    rows = latency_budget_rows(run)
+    if not rows:
+        return None
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 3.2))
+    positions = range(len(rows))
+    axis.bar([p - 0.2 for p in positions], [r[1] for r in rows], 0.4, label="predicted",
+             color="#4c72b0")
+    axis.bar([p + 0.2 for p in positions], [r[2] or 0 for r in rows], 0.4,
+             label="measured (benchmark stage)", color="#dd8452")
+    axis.axhline(run.latency_budget["budget_ms"], color="gray", linestyle="--", label="budget")
+    axis.set_xticks(list(positions), [r[0] for r in rows])
+    axis.set_ylabel("latency (ms)")
+    axis.set_title(f"{run.name}: latency on {run.latency_budget['target']} "
+                   f"({run.latency_budget['precision']}, {run.latency_budget['num_threads']} "
+                   "thread(s))", fontsize=10)
+    axis.legend(fontsize="small")
     return _png(figure)
 
 

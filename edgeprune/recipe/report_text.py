@@ -148,6 +148,42 @@ def latency_table(rows, targets):
     return _drop_empty_columns(header, body) if body else None
 
 
+def latency_budget_rows(run):
+    """`[(label, predicted ms, measured ms or None)]` of a latency-budgeted run: the dense
+    baseline and the final model, measured by the benchmark stage on the budget's target (None
+    when it did not run there); [] for other runs."""
+    budget = run.latency_budget
+    if not budget:
+        return []
+    measured = {row["file"]: (row["latency"].get(budget["target"]) or {}).get("p50_us")
+                for row in run.rows if row.get("file")}
+    if budget["precision"] != "float32":  # baseline.tflite is float32: not what was planned
+        measured.pop("baseline.tflite", None)
+    rows = []
+    for label, file, predicted in (("dense baseline", "baseline.tflite",
+                                    budget["dense_measured_ms"]),
+                                   ("final model", "model.tflite", budget["predicted_ms"])):
+        value = measured.get(file)
+        rows.append((label, predicted, None if value is None else value / 1e3))
+    return rows
+
+
+def latency_budget_table(run):
+    """`(header, body)`: predicted against measured latency of a latency-budgeted run, or None.
+    The dense baseline's prediction is its measurement when planning; the benchmark stage's
+    baseline.tflite is float32, so it is shown as measured for float32 plans only."""
+    rows = latency_budget_rows(run)
+    if not rows:
+        return None
+    budget = run.latency_budget
+    header = ["model", "budget (ms)", "predicted (ms)", "measured (ms)", "measured / predicted"]
+    body = [[label, f"{budget['budget_ms']:.3f}" if label == "final model" else DASH,
+             f"{predicted:.3f}", DASH if measured is None else f"{measured:.3f}",
+             DASH if measured is None else f"{measured / predicted:.2f}"]
+            for label, predicted, measured in rows]
+    return header, body
+
+
 def imp_table(rounds):
     return (["IMP round", "sparsity", "test accuracy"],
             [[str(r["round"]), f"{100 * r['sparsity']:.1f}%", _percent(r["metric"])]

@@ -29,6 +29,7 @@ class Run:
     targets: dict         # benchmark target -> {settings, runtime}
     imp_rounds: list      # iterative pruning: [{round, sparsity, metric}], else []
     reports: dict         # the report stage's output files
+    latency_budget: dict = None  # a latency budget's plan: target, budget_ms, predicted_ms, ...
 
 
 def load_run(folder):
@@ -45,7 +46,8 @@ def load_run(folder):
     return Run(state.get("name", os.path.basename(folder)), os.fspath(folder), rows, seconds,
                finished.get("baseline", {}).get("environment", {}),
                benchmark.get("targets", {}), _imp_rounds(folder, finished),
-               finished.get("report", {}).get("outputs", {}))
+               finished.get("report", {}).get("outputs", {}),
+               finished.get("allocate", {}).get("latency_budget"))
 
 
 def _imp_rounds(folder, finished):

@@ -19,6 +19,8 @@ import jsonschema
 from device_bench.api import options_schema as benchmark_options_schema
 
 OPTIMIZERS = ["adam", "adamw", "sgd", "rmsprop"]
+# Keras 3's backends a run can use (`backend:`; `edgeprune run --backend`).
+BACKENDS = ["tensorflow", "jax", "torch"]
 
 
 def _section(properties, required=()):
@@ -32,6 +34,15 @@ _SPARSITY = {"type": "number", "minimum": 0, "exclusiveMaximum": 1}
 _PAIR = {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2,
          "maxItems": 2}
 _NAMES = {"type": "array", "items": {"type": "string"}}
+
+# `ep.measure_latency_model` on a device_bench target, then `ep.allocate(budget="latency")`.
+_LATENCY_BUDGET = _section({
+    "latency_ms": {"type": "number", "exclusiveMinimum": 0},
+    "latency_fraction": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},  # of dense
+    "target": {"type": "string", "default": "local"},  # its pattern: see `recipe_schema`
+    "num_threads": {"type": "integer", "minimum": 1, "default": 1},
+    "target_options": {"type": "object", "default": {}},
+})
 
 _SCHEDULE = _section({
     "kind": {"enum": ["polynomial_decay", "constant"], "default": "polynomial_decay"},
@@ -70,6 +81,8 @@ SCHEMA = _section({
                             "folder, runs/<name>), not starting with '.'"},
     "description": {"type": "string"},
     "seed": {"type": "integer", "default": 0},
+    # The run's Keras backend; left out: the one Keras picks (KERAS_BACKEND, keras.json).
+    "backend": {"enum": BACKENDS},
     "model": {
         **_section({
             "keras_file": {"type": "string"},
@@ -114,12 +127,13 @@ SCHEMA = _section({
             "method": {"enum": ["sensitivity", "uniform", "global_magnitude"],
                        "default": "sensitivity"},
             "target": {"type": "number", "exclusiveMinimum": 0},
-            "budget": {"enum": ["sparsity", "params", "macs", "bytes"], "default": "sparsity"},
+            "budget": {"anyOf": [{"enum": ["sparsity", "params", "macs", "bytes"]},
+                                 _LATENCY_BUDGET], "default": "sparsity"},
             "sparsities": {"type": "array", "items": _SPARSITY, "minItems": 1},
             "max_sparsity": _SPARSITY,
             "skip": _NAMES,
             "scan_samples": {"type": "integer", "minimum": 1, "default": 500},
-        }, required=["target"]),
+        }),
         # `ep.iterative_magnitude_pruning` in place of one gradual run.
         "iterative": _section({
             "rounds": {"type": "integer", "minimum": 1},
@@ -138,6 +152,7 @@ SCHEMA = _section({
     "export": _section({
         "baseline_tflite": {"type": "boolean", "default": True},
         "c_array": {"type": "boolean", "default": False},
+        "onnx": {"type": "boolean", "default": False},  # model.onnx, float32, checked
         "array_name": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
     }),
     "benchmark": _section({
@@ -168,6 +183,8 @@ def recipe_schema():
         mode or "none" for mode in QUANTIZE_MODES]
     SCHEMA["properties"]["benchmark"]["properties"]["targets"]["items"] = \
         benchmark_options_schema()
+    _LATENCY_BUDGET["properties"]["target"] = {
+        **benchmark_options_schema()["properties"]["target"], "default": "local"}
     return SCHEMA
 
 

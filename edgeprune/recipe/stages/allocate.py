@@ -1,4 +1,5 @@
-"""The `allocate` stage: per-layer sparsities for the baseline (`pruning.allocation`)."""
+"""The `allocate` stage: per-layer sparsities for the baseline (`pruning.allocation`), or, for a
+latency budget, per-channel-group ones planned with a latency model measured on the device."""
 
 import json
 import sys
@@ -22,7 +23,7 @@ def run_allocate(ctx):
     spec = pruning["allocation"]
     model = ctx.load(ctx.output("baseline", "model"))
     skip = spec.get("skip", [])
-    outputs = {"allocation": "allocation.json"}
+    outputs, record = {"allocation": "allocation.json"}, None
     if spec["method"] == "uniform":
         allocation = ep.uniform_allocation(model, spec["target"], skip=skip)
     elif spec["method"] == "global_magnitude":
@@ -44,14 +45,52 @@ def run_allocate(ctx):
                         f"{levels} levels ({time.perf_counter() - began:.1f} s)")
             return metric
 
+        latency_budget = isinstance(spec["budget"], dict)
+        if latency_budget:
+            options.update(structure="channels", criterion=pruning["criterion"])
         # The library's bar on a terminal; the lines above in logs and pipes.
         table = ep.sensitivity_scan(model, evaluate, progress=sys.stderr.isatty(), **options)
         atomic_write(ctx.path("sensitivity.json"), json.dumps(table.to_dict(), indent=2))
         outputs["sensitivity"] = "sensitivity.json"
-        allocation = ep.allocate(table, spec["target"], budget=spec["budget"], skip=skip,
-                                 max_sparsity=spec.get("max_sparsity"))
+        if latency_budget:
+            latency = measured_latency(ctx, model, spec["budget"])
+            atomic_write(ctx.path("latency_model.json"), json.dumps(latency.to_dict(), indent=1))
+            outputs["latency_model"] = "latency_model.json"
+            budget = spec["budget"]
+            budget_ms = budget.get("latency_ms") or budget["latency_fraction"] * \
+                latency.dense_measured_ms
+            allocation = ep.allocate(table, budget_ms, budget="latency",
+                                     skip=skip, max_sparsity=spec.get("max_sparsity"),
+                                     latency_model=latency)
+            ctx.log(f"latency plan: {allocation.predicted_latency_ms:.3f} ms predicted on "
+                    f"{latency.target} (dense {latency.dense_measured_ms:.3f} ms measured)")
+            record = {"target": latency.target, "precision": latency.precision,
+                      "num_threads": latency.num_threads, "budget_ms": budget_ms,
+                      "predicted_ms": allocation.predicted_latency_ms,
+                      "dense_measured_ms": latency.dense_measured_ms}
+        else:
+            allocation = ep.allocate(table, spec["target"], budget=spec["budget"], skip=skip,
+                                     max_sparsity=spec.get("max_sparsity"))
     atomic_write(ctx.path("allocation.json"), json.dumps(allocation.to_dict(), indent=2))
-    return {"outputs": outputs}
+    return {"outputs": outputs, **({"latency_budget": record} if record else {})}
+
+
+def measured_latency(ctx, model, budget):
+    """`ep.measure_latency_model` of the baseline on the budget's device, at the precision the
+    recipe converts to (int8 for `quantize.mode: int8`, else float32), calibrated with the
+    baseline converted that way; measurements are cached per device, as the library caches."""
+    quantize = ctx.recipe["quantize"]
+    int8 = quantize["mode"] == "int8"
+    dense = ep.export_tflite(
+        model, quantize="int8" if int8 else None, int8_io=int8 and quantize["int8_io"],
+        representative_data=(ctx.data.calibration_samples(quantize["calibration_samples"])
+                             if int8 else None))
+    target = budget.get("target", "local")
+    ctx.log(f"latency model: measuring the baseline's layers on {target}")
+    return ep.measure_latency_model(
+        model, target=target, precision="int8" if int8 else "float32",
+        num_threads=budget.get("num_threads", 1), dense_tflite=dense,
+        progress=sys.stderr.isatty(), **budget.get("target_options", {}))
 
 
 register_stage(Stage("allocate", run_allocate, lambda r: "allocation" in r.get("pruning", {})))

@@ -76,6 +76,11 @@ def apply_pruning(model, pruning, steps_per_epoch, epochs, allocation=None):
     from edgeprune.recipe.pruning_options import library_options
     from edgeprune.sparsity.wrapper import leaf_layers
 
+    if allocation is not None and allocation["structure"] == "channels":
+        # A latency budget's channel plan: applied at once and shrunk; fine-tuning trains the
+        # smaller model, so the channels it removed stay removed.
+        return ep.shrink(ep.apply_channel_allocation(model, ep.Allocation.from_dict(allocation),
+                                                     criterion=pruning["criterion"]))
     if allocation is not None:
         template = make_schedule(pruning["schedule"], steps_per_epoch, epochs)
         return ep.prune_low_magnitude(
@@ -134,7 +139,8 @@ def run_prune(ctx):
                                allocation)
         return training.compile_for(pruned, tune)
 
-    model = ctx.train("prune", start, tune["epochs"], [ep.UpdatePruningStep()])
+    shrunk_plan = allocation is not None and allocation["structure"] == "channels"
+    model = ctx.train("prune", start, tune["epochs"], [] if shrunk_plan else [ep.UpdatePruningStep()])
     return ctx.keras_result("prune", model, "pruned.keras", "pruned (Keras, wrapped)",
                             output_name="pruned")
 
