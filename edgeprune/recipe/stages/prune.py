@@ -140,7 +140,8 @@ def run_prune(ctx):
         return training.compile_for(pruned, tune)
 
     shrunk_plan = allocation is not None and allocation["structure"] == "channels"
-    model = ctx.train("prune", start, tune["epochs"], [] if shrunk_plan else [ep.UpdatePruningStep()])
+    callbacks = [] if shrunk_plan else [ep.UpdatePruningStep()]  # a shrunk plan has no masks
+    model = ctx.train("prune", start, tune["epochs"], callbacks)
     return ctx.keras_result("prune", model, "pruned.keras", "pruned (Keras, wrapped)",
                             output_name="pruned")
 
