@@ -5,15 +5,19 @@ the same command again to resume).
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
+
+from edgeprune.recipe.schema import BACKENDS
 
 EPILOG = """\
 examples:
   edgeprune recipes                                        list the shipped recipes
   edgeprune run recipes/quickstart.yaml --out runs/quickstart
   edgeprune run recipes/quickstart.yaml --set pruning.fine_tune.epochs=1 --until strip
+  edgeprune run recipes/quickstart.yaml --backend jax       train on JAX (or torch)
   edgeprune validate recipes/*.yaml
   edgeprune report runs/quickstart runs/unstructured_80 --out runs/compare
   edgeprune inspect runs/quickstart/stripped.keras
@@ -72,6 +76,8 @@ def _parser():
                           f"{', '.join(stage_names())})")
     run.add_argument("--restart", action="store_true",
                      help="discard the folder's finished stages and checkpoints and start over")
+    run.add_argument("--backend", choices=BACKENDS,
+                     help="the Keras backend to train on (overrides the recipe's backend:)")
 
     validate = command("validate", "check recipes without running them",
                        "Checks recipes against the schema, the files they name and the options "
@@ -105,7 +111,8 @@ def _run(args):
     from edgeprune.recipe import StageFailed, load_recipe, run_recipe
     from edgeprune.recipe.report_text import summary_text
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    overrides = args.overrides + ([f"backend={args.backend}"] if args.backend else [])
+    recipe = load_recipe(args.recipe, overrides)
     out = args.out or os.path.join("runs", recipe.name)
     try:
         state = run_recipe(recipe, out, until=args.until, restart=args.restart)
@@ -195,6 +202,30 @@ def _recipes(args):
     return 0
 
 
+def _choose_backend(args):
+    """Sets KERAS_BACKEND to the run's backend (--backend, else the recipe's `backend:` key)
+    before Keras is first imported, so the run stays in this process; a recipe whose backend
+    differs from the one Keras got runs in a child process (`edgeprune.recipe.backend`)."""
+    if "keras" in sys.modules:
+        return
+    backend = args.backend
+    for override in args.overrides:
+        key, _, value = override.partition("=")
+        if key.strip() == "backend":
+            backend = backend or value.strip()
+    if backend is None:
+        try:
+            import yaml
+
+            with open(args.recipe, encoding="utf-8") as f:
+                document = yaml.safe_load(f.read(1 << 20))
+            backend = document.get("backend") if isinstance(document, dict) else None
+        except (OSError, ValueError, yaml.YAMLError):
+            return  # the loader reports a file it cannot read
+    if backend in BACKENDS and importlib.util.find_spec(backend) is not None:
+        os.environ["KERAS_BACKEND"] = backend
+
+
 COMMANDS = {"run": _run, "validate": _validate, "report": _report, "inspect": _inspect,
             "recipes": _recipes}
 
@@ -206,6 +237,8 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 0
+    if args.command == "run":
+        _choose_backend(args)
     if args.verbose:
         from edgeprune import tf_logs
 

@@ -80,7 +80,7 @@ def export_onnx(model, path=None, x=None, tolerance=DEFAULT_TOLERANCE, batch_siz
     if not isinstance(model, keras.Model):
         raise ValueError(f"model must be a Keras 3 model, got {type(model).__name__}.")
     backend = keras.config.backend()
-    _require("onnx", "onnxruntime", _CONVERTER.get(backend, "tf2onnx"))
+    _require(backend)
     model = stripped(model)
     if is_quantize_aware(model):
         model = strip_quantization(model)
@@ -124,8 +124,14 @@ def onnx_bytes(model, batch_size=1, input_shape=None, opset=None):
             return f.read()
 
 
-def _require(*packages):
-    missing = [name for name in packages if importlib.util.find_spec(name) is None]
+def missing_packages(backend):
+    """The packages `export_onnx` needs on `backend` that are not installed."""
+    needed = ("onnx", "onnxruntime", _CONVERTER.get(backend, "tf2onnx"))
+    return [name for name in needed if importlib.util.find_spec(name) is None]
+
+
+def _require(backend):
+    missing = missing_packages(backend)
     if missing:
         raise ImportError(f"export_onnx needs {', '.join(missing)}: pip install "
                           "'edgeprune[onnx]' (onnx, onnxruntime, tf2onnx, onnxscript)")

@@ -199,9 +199,26 @@ def _check_references(recipe, source):
         problems.append(f"model.keras_file: {model['keras_file']} is not a Keras 3 model file "
                         "(a .keras file is a zip archive)")
     problems += _check_benchmark(recipe.get("benchmark", {}).get("targets", []))
+    problems += _check_backend(recipe)
     if problems:
         raise RecipeError(safeyaml.problem_list(source, problems, "invalid recipe"))
     warn_host_key_checks(recipe)
+
+
+def _check_backend(recipe):
+    """The backend's package, and ONNX's for `export.onnx`, must be installed."""
+    import keras
+
+    from edgeprune.quantize.onnx_export import missing_packages
+    from edgeprune.recipe.backend import backend_problem
+
+    backend = recipe.get("backend")
+    problems = [backend_problem(backend)] if backend and backend_problem(backend) else []
+    missing = missing_packages(backend or keras.config.backend())
+    if recipe["export"]["onnx"] and missing:
+        problems.append(f"export.onnx: needs {', '.join(missing)}, not installed (pip install "
+                        "'edgeprune[onnx]')")
+    return problems
 
 
 class HostKeyWarning(UserWarning):

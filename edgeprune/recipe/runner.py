@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 import edgeprune as ep
 from device_bench.fileio import atomic_write
 from edgeprune.model.saving import save_model_atomically
-from edgeprune.recipe import preflight, sources, training
+from edgeprune.recipe import backend, preflight, sources, training
 from edgeprune.recipe.loader import host_key_warnings
 from edgeprune.recipe.modelstats import model_stats
 from edgeprune.recipe.run_records import STATE_FILE, read_state
@@ -140,6 +140,8 @@ def run_recipe(recipe, out, until=None, restart=False, callbacks=()):
     names = [stage.name for stage in stages]
     if until is not None and until not in names:
         raise RecipeError(f"--until {until!r}: this recipe's stages are {', '.join(names)}")
+    if backend.needs_child(recipe):  # `backend:` other than this process's Keras backend
+        return backend.run_in_child(recipe, out, until, restart, callbacks)
     os.makedirs(out, exist_ok=True)
     with _run_lock(out):
         return _run_stages(recipe, out, stages, until, restart, callbacks)

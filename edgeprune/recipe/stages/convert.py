@@ -1,4 +1,8 @@
-"""The `convert` stage: the final model (and the dense baseline) to `.tflite`, and a C array."""
+"""The `convert` stage: the final model (and the dense baseline) to `.tflite`, a C array, ONNX.
+
+On any Keras backend: `export_tflite` and `export_onnx` convert a JAX or PyTorch model through
+TensorFlow in a child process where they must (see `edgeprune.quantize.on_tensorflow`).
+"""
 
 import os
 
@@ -40,6 +44,12 @@ def run_convert(ctx):
                                 array_name=export.get("array_name"))
         outputs["c_header"] = os.path.relpath(micro.header_path, ctx.out)
         outputs["c_source"] = os.path.relpath(micro.source_path, ctx.out)
+    if export["onnx"]:
+        # float32, checked against the final Keras model with onnxruntime on test samples
+        onnx = ep.export_onnx(final, ctx.path("model.onnx"), x=ctx.data.test_x[:64])
+        ctx.log(f"onnx: model.onnx via {onnx.route}, max difference from Keras "
+                f"{onnx.max_abs_diff:.3g} on {onnx.num_samples} test samples")
+        outputs["onnx"] = "model.onnx"
     return {"outputs": outputs, "artifacts": artifacts}
 
 

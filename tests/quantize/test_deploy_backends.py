@@ -1,0 +1,59 @@
+"""Deploying from JAX and PyTorch: a model trained a few steps on each backend (in a child process,
+since Keras picks its backend once per process) exports float32 and int8 `.tflite` files and an
+ONNX file; here, on TensorFlow, the same weights (its `.keras` file) export the same bytes."""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import onnxruntime
+import pytest
+
+import edgeprune as ep
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+TRAIN_AND_EXPORT = """
+import sys
+import keras
+import edgeprune as ep
+from tests.quantize.models import compile_for_digits, digits_cnn
+
+out = sys.argv[1]
+(x, y), _ = ep.load_digits()
+keras.utils.set_random_seed(0)
+model = compile_for_digits(digits_cnn())
+model.fit(x[:256], y[:256], epochs=1, batch_size=32, verbose=0)  # 8 steps on this backend
+model.save(f"{out}/model.keras")
+ep.export_tflite(model, f"{out}/float32.tflite")
+ep.export_tflite(model, f"{out}/int8.tflite", quantize="int8", representative_data=x[:100])
+print(ep.export_onnx(model, f"{out}/model.onnx", x=x[:50]))
+"""
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_a_model_trained_on_another_backend_exports_the_same_files(backend, digits, tmp_path):
+    env = dict(os.environ, KERAS_BACKEND=backend,
+               PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
+    result = subprocess.run([sys.executable, "-c", TRAIN_AND_EXPORT, str(tmp_path)], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "onnxruntime vs Keras" in result.stdout
+    (x, _), (x_test, _) = digits
+    model = keras.models.load_model(tmp_path / "model.keras")  # the same weights, on TensorFlow
+    float32 = ep.export_tflite(model)
+    int8 = ep.export_tflite(model, quantize="int8", representative_data=x[:100])
+    assert (tmp_path / "float32.tflite").read_bytes() == float32
+    assert (tmp_path / "int8.tflite").read_bytes() == int8
+    keras_out = model.predict(x_test, verbose=0)
+    float_out = ep.run_tflite(tmp_path / "float32.tflite", x_test)
+    np.testing.assert_allclose(float_out, keras_out, atol=1e-4)
+    int8_out = ep.run_tflite(tmp_path / "int8.tflite", x_test)
+    assert np.mean(int8_out.argmax(1) == keras_out.argmax(1)) >= 0.97
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"))
+    name = session.get_inputs()[0].name
+    onnx_out = np.concatenate([session.run(None, {name: x_test[i:i + 1]})[0]
+                               for i in range(0, len(x_test), 9)])
+    np.testing.assert_allclose(onnx_out, keras_out[::9], atol=1e-4)
