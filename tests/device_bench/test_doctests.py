@@ -5,9 +5,9 @@ import importlib
 
 import pytest
 
-MODULES = ["api", "boards", "benchmark_model_output", "errors", "modelfile", "report", "schema",
-           "serial_protocol", "settings", "stats", "targets", "targets.adb", "targets.micro",
-           "targets.registry", "targets.serial", "targets.ssh"]
+MODULES = ["api", "boards", "benchmark_model_output", "errors", "fleet", "modelfile", "plot",
+           "report", "schema", "serial_protocol", "settings", "stats", "targets", "targets.adb",
+           "targets.micro", "targets.registry", "targets.serial", "targets.ssh", "yamlfile"]
 
 
 @pytest.mark.parametrize("name", MODULES)
