@@ -98,7 +98,7 @@ def as_allocation(sparsity, table, latency, method):
                          predicted_latency_ms=latency.predict_ms(sparsity))
 
 
-def mobilenet(precision, runs, cache_dir, statistic):
+def mobilenet(precision, runs, cache_dir, statistic, calibration, python):
     int8 = precision == "int8"
     keras.utils.set_random_seed(0)
     dense = keras.applications.MobileNetV2(weights=None, input_shape=(SIZE, SIZE, 3))
@@ -106,12 +106,15 @@ def mobilenet(precision, runs, cache_dir, statistic):
     start = time.time()
     latency = ep.measure_latency_model(dense, precision=precision, num_threads=1,
                                        dense_tflite=dense_tflite, cache_dir=cache_dir,
-                                       statistic=statistic)
+                                       statistic=statistic, calibration=calibration,
+                                       **python)
     wall = time.time() - start
     print(f"\n### MobileNetV2-{SIZE}, {precision}, 1 thread\n")
     print(f"latency model: {latency.measured_probes} probes measured, {latency.cached_probes} "
           f"from the cache, {wall:.0f} s; steps {latency.steps}; dense measured "
-          f"{latency.dense_measured_ms:.2f} ms, remainder {latency.remainder_us / 1e3:.2f} ms")
+          f"{latency.dense_measured_ms:.2f} ms; layers alone "
+          f"{sum(latency.layer_ms().values()) / latency.scale:.2f} ms ({calibration}: remainder {latency.remainder_us / 1e3:.2f} ms, scale "
+          f"{latency.scale:.2f})")
     table = proxy_table(dense)
     plans = {}
     for label, fraction in FRACTIONS.items():
@@ -130,7 +133,7 @@ def mobilenet(precision, runs, cache_dir, statistic):
         small = ep.shrink(ep.apply_channel_allocation(dense, allocation))
         models[key] = to_tflite(small, int8)
         stats[key] = (small.count_params(), macs_of(small), allocation.predicted_latency_ms)
-    measured = interleaved_latency(models, runs)
+    measured = interleaved_latency(models, runs, **python)
     key = STATISTICS[statistic]
     dense_ms = measured["dense", ""][key] / 1e3
     print(f"dense in the interleaved run: {dense_ms:.2f} ms ({statistic} of {runs} runs; median "
@@ -151,13 +154,14 @@ def mobilenet(precision, runs, cache_dir, statistic):
         print(f"| {label} | {method} | {target:.2f} | {predicted:.2f} | {ms:.2f} | "
               f"{ms / dense_ms:.3f} (target {FRACTIONS[label]:.3f}) | "
               f"{macs / stats['dense', ''][1]:.1%} | {params / stats['dense', ''][0]:.1%} |")
-    return {"precision": precision, "statistic": statistic, "latency_model_wall_s": wall,
+    return {"precision": precision, "statistic": statistic, "calibration": calibration,
+            "scale": latency.scale, "latency_model_wall_s": wall,
             "probes": latency.measured_probes, "dense_planned_ms": latency.dense_measured_ms,
             "remainder_ms": latency.remainder_us / 1e3, "dense_ms": dense_ms,
             "steps": latency.steps, "round_to": latency.round_to, "rows": rows}
 
 
-def digits(seeds, epochs, tune_epochs, cache_dir, runs, statistic):
+def digits(seeds, epochs, tune_epochs, cache_dir, runs, statistic, calibration, python):
     (x_all, y_all), (xt, yt) = ep.load_digits()
     x, y, xv, yv = x_all[:-300], y_all[:-300], x_all[-300:], y_all[-300:]
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -176,7 +180,8 @@ def digits(seeds, epochs, tune_epochs, cache_dir, runs, statistic):
         dense.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0)
         dense_tflite = ep.export_tflite(dense)
         latency = ep.measure_latency_model(dense, dense_tflite=dense_tflite, cache_dir=cache_dir,
-                                           statistic=statistic, progress=False)
+                                           statistic=statistic, calibration=calibration,
+                                           progress=False, **python)
         table = ep.sensitivity_scan(dense, val_loss, higher_is_better=False, sparsities=LEVELS,
                                     structure="channels", progress=False)
         allocation = ep.allocate(table, latency.dense_measured_ms / 2, budget="latency",
@@ -192,7 +197,7 @@ def digits(seeds, epochs, tune_epochs, cache_dir, runs, statistic):
             models[method] = ep.export_tflite(small)
             row[method] = {"accuracy": accuracy(small, xt, yt), "params": small.count_params(),
                            "macs": macs_of(small), "predicted_ms": plan.predicted_latency_ms}
-        measured = interleaved_latency(models, runs)
+        measured = interleaved_latency(models, runs, **python)
         for method, values in row.items():
             values["measured_ms"] = measured[method][STATISTICS[statistic]] / 1e3
             print(f"| {seed} | {method} | {values['predicted_ms']:.4f} | "
@@ -219,16 +224,20 @@ def main():
     parser.add_argument("--cache_dir", help="latency measurements (default: ~/.cache/edgeprune)")
     parser.add_argument("--statistic", default="min", choices=sorted(STATISTICS),
                         help="of each model's timed runs (min: steadier on a loaded machine)")
+    parser.add_argument("--calibration", default="remainder", choices=["remainder", "scale"])
+    parser.add_argument("--python", help="the Python that times the models (device_bench's "
+                                         "local target option), e.g. a `nice -n -20` wrapper")
     parser.add_argument("--output", help="also write the figures as JSON here")
     args = parser.parse_args()
     one_thread()
     start = time.time()
+    python = {"python": args.python} if args.python else {}
     if args.part == "mobilenet":
-        result = [mobilenet(p, args.runs, args.cache_dir, args.statistic)
-                  for p in args.precisions.split(",")]
+        result = [mobilenet(p, args.runs, args.cache_dir, args.statistic, args.calibration,
+                            python) for p in args.precisions.split(",")]
     else:
         result = digits(args.seeds, args.epochs, args.tune_epochs, args.cache_dir, args.runs,
-                        args.statistic)
+                        args.statistic, args.calibration, python)
     print(f"\nwall time {time.time() - start:.0f} s")
     if args.output:
         atomic_write(args.output, json.dumps(result, indent=2, default=str))

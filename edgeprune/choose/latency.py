@@ -17,9 +17,12 @@ precision and thread count, at a few widths of each channel axis a coupled chann
   linearly between them (and extended linearly below the smallest, never under zero). A layer
   between two pruned groups costs `f(a, B) * f(A, b) / f(A, B)`: convolution time is close to
   proportional to each axis.
-- **Calibration.** The whole dense `.tflite` is measured once; the remainder (its latency minus
-  the sum of the dense layers: additions, padding, pooling, quantize ops, the interpreter's own
-  overhead) is added to every prediction, unchanged by pruning.
+- **Calibration.** The whole dense `.tflite` is measured once. By default the remainder (its
+  latency minus the sum of the dense layers: additions, padding, pooling, quantize ops, the
+  interpreter's own overhead) is added to every prediction, unchanged by pruning. With
+  `calibration="scale"` the layers' sum is scaled to the dense measurement instead: for a machine
+  where the whole network runs slower than its layers alone (other jobs evicting its activations
+  from the caches), so the slowdown grows with the work rather than staying fixed.
 
 Measurements go to a JSON cache per device and runtime (`~/.cache/edgeprune/latency`), so a second
 run on the same device measures nothing; identical layers are measured once.
@@ -45,6 +48,7 @@ from edgeprune.tf_logs import quiet
 
 PRECISIONS = ("float32", "int8")
 STATISTICS = {"median": "p50_us", "min": "min_us"}
+CALIBRATIONS = ("remainder", "scale")
 STEP_CANDIDATES = (16, 8, 4)
 DEFAULT_FRACTIONS = (0.25, 0.5, 1.0)
 BATCH = 8  # probes timed together (interleaved) per device_bench run
@@ -179,6 +183,7 @@ class LatencyModel:
     round_to: dict
     layers: list
     remainder_us: float = 0.0
+    scale: float = 1.0
     dense_measured_ms: float = None
     steps: dict = dataclasses.field(default_factory=dict)
     measured_probes: int = 0
@@ -201,13 +206,15 @@ class LatencyModel:
 
     def predict_ms(self, sparsity):
         fraction = {g: kept / self.sizes[g] for g, kept in self.kept_channels(sparsity).items()}
-        return (self.remainder_us + sum(layer.latency_us(fraction) for layer in self.layers)) / 1e3
+        layers_us = sum(layer.latency_us(fraction) for layer in self.layers)
+        return (self.remainder_us + self.scale * layers_us) / 1e3
 
     def layer_ms(self, sparsity=None):
         """`{layer: predicted ms}`: where the time goes."""
         sparsity = sparsity or {}
         fraction = {g: kept / self.sizes[g] for g, kept in self.kept_channels(sparsity).items()}
-        return {layer.name: layer.latency_us(fraction) / 1e3 for layer in self.layers}
+        return {layer.name: self.scale * layer.latency_us(fraction) / 1e3
+                for layer in self.layers}
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -222,7 +229,8 @@ class LatencyModel:
 
 def measure_latency_model(model, target="local", precision="float32", num_threads=1,
                           dense_tflite=None, fractions=DEFAULT_FRACTIONS, cache_dir=None,
-                          num_runs=30, statistic="median", progress=True, **target_options):
+                          num_runs=30, statistic="median", calibration="remainder",
+                          progress=True, **target_options):
     """Measures the `LatencyModel` of `model`'s channel groups on `target` (see the module doc).
 
     Args:
@@ -240,6 +248,8 @@ def measure_latency_model(model, target="local", precision="float32", num_thread
         statistic: "median" of the timed runs, or "min" on a loaded machine, where a long
             invoke is preempted far more often than a short one and medians of the whole model
             and of single layers stop adding up; check predictions with the same statistic.
+        calibration: "remainder" (add what the dense model takes beyond its layers) or "scale"
+            (scale the layers to the dense model); see the module doc.
         progress: a tqdm bar while measuring.
 
     >>> latency = ep.measure_latency_model(model, precision="int8", dense_tflite=int8_bytes)  # doctest: +SKIP
@@ -247,6 +257,8 @@ def measure_latency_model(model, target="local", precision="float32", num_thread
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+    if calibration not in CALIBRATIONS:
+        raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {calibration!r}.")
     if statistic not in STATISTICS:
         raise ValueError(f"statistic must be one of {sorted(STATISTICS)}, got {statistic!r}.")
     fractions = sorted({float(f) for f in fractions} | {1.0})
@@ -280,12 +292,14 @@ def measure_latency_model(model, target="local", precision="float32", num_thread
             curve = [(w, bench.latency_us(_resized(probe, axis_name, w))) for w in widths]
             axes[axis_name] = Axis(axis.width, axis.groups, round_to_of(axis, round_to), curve)
         measured.append(LayerLatency(layer.name, probe.kind, dense_us, **axes))
-    remainder = 0.0
-    if dense_ms is not None:
-        remainder = dense_ms * 1e3 - sum(layer.dense_us for layer in measured)
+    remainder, scale, layers_us = 0.0, 1.0, sum(layer.dense_us for layer in measured)
+    if dense_ms is not None and calibration == "scale":
+        scale = dense_ms * 1e3 / layers_us
+    elif dense_ms is not None:
+        remainder = dense_ms * 1e3 - layers_us
     return LatencyModel(bench.name, precision, num_threads, statistic,
                         sizes={group.name: len(group) for group in graph.groups},
-                        round_to=round_to, layers=measured, remainder_us=remainder,
+                        round_to=round_to, layers=measured, remainder_us=remainder, scale=scale,
                         dense_measured_ms=dense_ms,
                         steps={f"{kind}/{axis}": step for (kind, axis), step in steps.items()},
                         measured_probes=bench.measured, cached_probes=bench.cached)
