@@ -331,3 +331,50 @@ def test_recipe_benchmark_stage_runs_its_targets_as_a_fleet(models, tmp_path):
     assert sorted(os.listdir(run / "bench")) == ["local.json", "micro.json"]
     micro = json.loads((run / "bench" / "micro.json").read_text())
     assert micro["models"][0]["micro"]["fits"] is True
+
+
+FLEET_YAML = """devices:
+  pi:
+    target: ssh://pi@raspberrypi.local:2222
+    num_threads: 4
+    known_hosts: /tmp/known_hosts
+    timeout: 5
+    input_shapes: {x: [1, 8]}
+  here: {target: local, use_xnnpack: false, num_runs: 10}
+  mcu:
+    target: micro
+    board: pico
+"""
+
+
+def test_fuzz_fleet_files_load_or_get_a_clear_error(models, tmp_path):
+    """Seeded mutations of a fleet file (bytes swapped, dropped, repeated): each one loads and
+    plans, or raises BenchError; never another exception."""
+    import random
+
+    from device_bench.fleet import _plan
+
+    rng = random.Random(18)
+    alphabet = b" :{}[],-\n#&*!|>'\"0123456789abcdefxyz\t\xff"
+    outcomes = {"loaded": 0, "refused": 0}
+    for case in range(300):
+        data = bytearray(FLEET_YAML.encode())
+        for _ in range(rng.randint(1, 4)):
+            at = rng.randrange(len(data))
+            kind = rng.randrange(3)
+            if kind == 0:
+                data[at] = rng.choice(alphabet)
+            elif kind == 1:
+                del data[at:at + rng.randint(1, 8)]
+            else:
+                data[at:at] = data[at:at + rng.randint(1, 16)]
+        path = tmp_path / f"fleet{case}.{'json' if case % 5 == 0 else 'yaml'}"
+        path.write_bytes(bytes(data) if case % 5 else json.dumps(
+            {"devices": {"a": {"target": "local", "num_runs": case}}}).encode()[:rng.randint(
+                1, 60)])
+        try:
+            _plan([models["float"]], load_fleet(str(path)), {})
+            outcomes["loaded"] += 1
+        except BenchError:
+            outcomes["refused"] += 1
+    assert outcomes["loaded"] >= 10 and outcomes["refused"] >= 100, outcomes
