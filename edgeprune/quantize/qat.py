@@ -103,11 +103,12 @@ class QuantizeWrapper(keras.layers.Wrapper):
             return outputs
         if training:
             self._update_range(outputs)
-        # Before the first training step there is no range to quantize with.
-        return ops.cond(
-            self.range_updates > 0,
-            lambda: fake_quantize_activations(outputs, self.output_min, self.output_max),
-            lambda: outputs)
+        # Before the first training step there is no range to quantize with. The range is read
+        # as tensors first: JAX's cond takes no variables into its branches.
+        range_min, range_max = self.output_min.value, self.output_max.value
+        return ops.cond(self.range_updates > 0,
+                        lambda: fake_quantize_activations(outputs, range_min, range_max),
+                        lambda: outputs)
 
     def _update_range(self, outputs):
         batch_min = ops.minimum(ops.min(outputs), 0.0)
