@@ -10,7 +10,8 @@
 
 Several --target values or a --fleet file benchmark several devices at once, one row each.
 Exit status: 0 done, 1 a model cannot run on or does not fit the board (micro), 2 an error
-(in a fleet: any device failed; the others' rows are still printed and written).
+(in a fleet: any device failed; the others' rows are still printed and written), 130 stopped
+by Ctrl-C (a fleet writes nothing then).
 """
 
 import argparse

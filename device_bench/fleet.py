@@ -295,12 +295,23 @@ def _run_lanes(lanes, device_timeout):
                     "--max_secs or check the device")
                 start_next(worker.lane)
     except BaseException:  # Ctrl-C (KeyboardInterrupt) included: no worker outlives the call
-        for worker in running:
-            worker.signal(signal.SIGINT)
-        for worker in running:
-            worker.wait_or_kill()
+        _stop_all(running)
         raise
     return runs, caught
+
+
+def _stop_all(workers):
+    """SIGINT to every worker, so targets clean up; SIGKILL after the grace period, or at once on
+    a second Ctrl-C."""
+    try:
+        for worker in workers:
+            worker.signal(signal.SIGINT)
+        for worker in workers:
+            worker.wait_or_kill()
+    except KeyboardInterrupt:
+        for worker in workers:
+            worker.kill()
+        raise
 
 
 # A worker is a fresh Python: it takes the parent's sys.path, then (target, graphs, settings),
@@ -329,7 +340,8 @@ class _Worker:
                          name=f"device_bench fleet: {job.name}").start()
 
     def _read(self, finished):
-        self.output = self.process.stdout.read()
+        with self.process.stdout:
+            self.output = self.process.stdout.read()
         finished.put(self)
 
     def finish(self, caught):
@@ -360,7 +372,7 @@ class _Worker:
                 os.killpg(self.process.pid, number)
             else:
                 self.process.terminate()
-        except ProcessLookupError:  # the group is gone already
+        except (ProcessLookupError, PermissionError):  # the group is gone already
             pass
 
     def wait_or_kill(self):
@@ -369,9 +381,11 @@ class _Worker:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        if os.name == "posix":  # what the worker started and left behind
-            self.signal(signal.SIGKILL)
-        self.process.stdout.close()
+        self.kill()  # what the worker started and left behind
+
+    def kill(self):
+        self.signal(getattr(signal, "SIGKILL", signal.SIGTERM))
+        self.process.kill()  # (no group on Windows; a no-op once the worker has exited)
 
     def _run(self, status, result=None, error=None):
         return DeviceRun(name=self.job.name, target=self.job.spec, status=status,

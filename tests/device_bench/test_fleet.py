@@ -60,7 +60,7 @@ def test_three_devices_one_failing_gives_two_rows_and_an_error_row(sshd, models,
     assert fleet.devices[2].result is None and "exit status 1" in fleet.devices[2].error
     assert fleet.lanes == [["here", "mcu"], ["pi"]]   # local and micro share this computer
     assert list(remote_root.iterdir()) == []          # the SSH target cleaned up on the board
-    csv_rows = list(csv.DictReader(out["csv"].open()))
+    csv_rows = list(csv.DictReader(out["csv"].read_text().splitlines()))
     assert [(r["device"], r["status"]) for r in csv_rows] == [
         ("here", "ok"), ("pi", "ok"), ("mcu", "failed")]
     assert int(csv_rows[1]["count"]) >= 10
