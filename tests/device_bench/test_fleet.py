@@ -256,7 +256,8 @@ def test_a_connection_dropped_mid_run_is_that_devices_error_only(sshd, models, t
     python = tmp_path / "python-fleet-drop"
     python.symlink_to(sys.executable)
     proxy = CuttableProxy(sshd.port)
-    host_key = open(sshd.known_hosts).read().split(" ", 1)[1]
+    with open(sshd.known_hosts) as f:
+        host_key = f.read().split(" ", 1)[1]
     known_hosts = tmp_path / "known_hosts"
     known_hosts.write_text(f"[127.0.0.1]:{proxy.port} {host_key}")
 
