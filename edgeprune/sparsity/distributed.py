@@ -22,6 +22,7 @@ What this module adds:
 import functools
 import json
 import os
+import tempfile
 
 import keras
 
@@ -78,9 +79,9 @@ def is_first_process():
 class BackupAndRestore(keras.callbacks.BackupAndRestore):
     """`keras.callbacks.BackupAndRestore` for pruned models and several processes.
 
-    The training state (weights, masks, pruning step, optimizer, epoch) is written at each epoch
-    end by the first process only (Keras's callback writes from every process, into the same
-    files). When `fit` starts again, every process restores it, whatever the number of processes
+    The training state (weights, masks, pruning step, optimizer, epoch) is backed up at each
+    epoch end into `backup_dir` by the first process only (Keras's callback writes from every
+    process, into the same files). When `fit` starts again, every process restores it, whatever the number of processes
     now, and the pruning step carries on from the saved one, whatever the order of the callbacks.
     `backup_dir` must be a folder every process can read (one host, or a shared file system).
     Keep the global batch size: the schedule counts steps.
@@ -88,6 +89,10 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     >>> model.fit(x, y, epochs=10, callbacks=[
     ...     ep.UpdatePruningStep(), ep.BackupAndRestore("backup")])  # doctest: +SKIP
     """
+
+    def __init__(self, backup_dir, double_checkpoint=False, delete_checkpoint=True):
+        super().__init__(backup_dir, save_freq="epoch", double_checkpoint=double_checkpoint,
+                         delete_checkpoint=delete_checkpoint)
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
@@ -101,10 +106,12 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     def on_epoch_end(self, epoch, logs=None):
         if is_first_process():
             super().on_epoch_end(epoch, logs)
-
-    def on_train_batch_end(self, batch, logs=None):
-        if is_first_process():
-            super().on_train_batch_end(batch, logs)
+        else:
+            # Saving runs collectives under JAX's multi-process distribution (an assign, or
+            # Keras's saving creating a variable, is one): every process saves, the others
+            # into a file thrown away.
+            with tempfile.TemporaryDirectory() as folder:
+                self.model.save_weights(os.path.join(folder, "unused.weights.h5"))
 
     def on_train_end(self, logs=None):
         if is_first_process():
