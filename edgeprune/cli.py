@@ -214,14 +214,16 @@ def _choose_backend(args):
         if key.strip() == "backend":
             backend = backend or value.strip()
     if backend is None:
-        try:
-            import yaml
+        from device_bench.fileio import read_regular_file
+        from edgeprune.recipe import safeyaml
+        from edgeprune.recipe.schema import RecipeError
 
-            with open(args.recipe, encoding="utf-8") as f:
-                document = yaml.safe_load(f.read(1 << 20))
-            backend = document.get("backend") if isinstance(document, dict) else None
-        except (OSError, ValueError, yaml.YAMLError):
+        try:  # read as the loader reads it: a regular file, bounded YAML
+            data = read_regular_file(args.recipe, safeyaml.MAX_BYTES, RecipeError)
+            document = safeyaml.load(safeyaml.decode(data, args.recipe), args.recipe)
+        except (OSError, RecipeError):
             return  # the loader reports a file it cannot read
+        backend = document.get("backend") if isinstance(document, dict) else None
     if backend in BACKENDS and importlib.util.find_spec(backend) is not None:
         os.environ["KERAS_BACKEND"] = backend
 
