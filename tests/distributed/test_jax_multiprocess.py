@@ -48,6 +48,10 @@ def test_two_processes_reach_the_masks_of_one(runs):
     for index in range(2):
         assert_same_masks(load(alone / "channels0.npz"), load(pair / f"channels{index}.npz"))
         assert_same_masks(load(alone / "after2_0.npz"), load(pair / f"after2_{index}.npz"))
+    # Half the channels of each layer but the classifier's outputs: 50%, 75% where the inputs
+    # were halved too.
+    assert [1 - m.mean() for m in load(alone / "channels0.npz")][::2] == pytest.approx(
+        [0.5, 0.75, 0.75, 0.5])
     assert [1 - m.mean() for m in load(alone / "after2_0.npz")] == pytest.approx(
         [0.722, 0.723, 0.5], abs=1e-3)
 
