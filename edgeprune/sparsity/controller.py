@@ -63,6 +63,16 @@ class PruningController:
         self.current_step += 1
         self.update_masks()
 
+    def prunes_next_step(self):
+        """Whether the next `step()` reads and writes the model's variables (it recomputes masks,
+        or starts the controller). A loop that keeps the variables' values elsewhere, as a jitted
+        JAX step's state, puts them back into the variables first and reads them again after
+        (`examples/custom_loop_jax.py`)."""
+        step = self.current_step + 1
+        return self.current_step < 0 or any(
+            id(wrapper) in self._unmasked or self._is_due(wrapper, step)
+            for wrapper in self.wrappers)
+
     def built_wrappers(self):
         """The wrappers that have variables (all of them once a first batch has run)."""
         return [wrapper for wrapper in self.wrappers if wrapper.built]
@@ -77,8 +87,10 @@ class PruningController:
         sync_from_trainer(self.model)
         self.sync_steps()
         for wrapper in self.built_wrappers():
-            for weight, value in zip(wrapper.pruned_weights, wrapper.masked_weight_values()):
-                weight.assign(value)
+            for weight, mask in zip(wrapper.pruned_weights, wrapper.masks):
+                # On the backend's device, +0.0 where pruned (as `apply_mask`): a round trip
+                # through NumPy costs twice as much on a kernel of millions of weights.
+                weight.assign(ops.where(mask > 0, weight.value, ops.zeros((), weight.dtype)))
 
     def update_masks(self, force=False):
         """Recomputes the masks of every wrapper whose schedule prunes at the current step.
