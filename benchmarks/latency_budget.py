@@ -12,6 +12,7 @@ Digits CNN, float32: trained, scanned (validation loss), planned to 1/2 of its l
 three methods, shrunk and fine-tuned alike; test accuracy over several seeds, paired.
 
     python benchmarks/latency_budget.py mobilenet [--precisions float32,int8] [--runs 100]
+                                                  [--statistic min] [--calibration scale]
     python benchmarks/latency_budget.py digits [--seeds 5]
 """
 
@@ -98,7 +99,7 @@ def as_allocation(sparsity, table, latency, method):
                          predicted_latency_ms=latency.predict_ms(sparsity))
 
 
-def mobilenet(precision, runs, cache_dir, statistic, calibration, python):
+def mobilenet(precision, runs, cache_dir, statistic, calibration, python, twins_at):
     int8 = precision == "int8"
     keras.utils.set_random_seed(0)
     dense = keras.applications.MobileNetV2(weights=None, input_shape=(SIZE, SIZE, 3))
@@ -125,6 +126,8 @@ def mobilenet(precision, runs, cache_dir, statistic, calibration, python):
             print(f"{label}: {error}")
             continue
         plans[label, "latency-budgeted"] = allocation
+        if label not in twins_at:  # each MobileNetV2 conversion takes minutes on 2 shared cores
+            continue
         for method, sparsity in twin_plans(table, latency, allocation).items():
             plans[label, method] = as_allocation(sparsity, table, latency, method)
     models = {("dense", ""): dense_tflite}
@@ -225,6 +228,9 @@ def main():
     parser.add_argument("--statistic", default="min", choices=sorted(STATISTICS),
                         help="of each model's timed runs (min: steadier on a loaded machine)")
     parser.add_argument("--calibration", default="remainder", choices=["remainder", "scale"])
+    parser.add_argument("--twins_at", default="1/3",
+                        help="targets (of 1/2,1/3,1/5) whose uniform and MACs-budgeted twins "
+                             "are converted and measured too")
     parser.add_argument("--python", help="the Python that times the models (device_bench's "
                                          "local target option), e.g. a `nice -n -20` wrapper")
     parser.add_argument("--output", help="also write the figures as JSON here")
@@ -234,7 +240,7 @@ def main():
     python = {"python": args.python} if args.python else {}
     if args.part == "mobilenet":
         result = [mobilenet(p, args.runs, args.cache_dir, args.statistic, args.calibration,
-                            python) for p in args.precisions.split(",")]
+                            python, args.twins_at.split(",")) for p in args.precisions.split(",")]
     else:
         result = digits(args.seeds, args.epochs, args.tune_epochs, args.cache_dir, args.runs,
                         args.statistic, args.calibration, python)

@@ -25,14 +25,14 @@ def tiny_model():
 def measured(tmp_path_factory):
     model = tiny_model()
     cache = tmp_path_factory.mktemp("latency_cache")
-    latency = ep.measure_latency_model(model, dense_tflite=ep.export_tflite(model),
-                                       fractions=(0.5,), cache_dir=str(cache), num_runs=5,
-                                       progress=False)
-    return model, latency, cache
+    dense = ep.export_tflite(model)
+    latency = ep.measure_latency_model(model, dense_tflite=dense, fractions=(0.5,),
+                                       cache_dir=str(cache), num_runs=5, progress=False)
+    return model, latency, cache, dense
 
 
 def test_measures_each_layer_and_calibrates_to_the_dense_model(measured):
-    model, latency, _ = measured
+    model, latency, _, _ = measured
     assert [layer.name for layer in latency.layers] == ["stem", "dw", "point", "head"]
     assert latency.sizes == {"stem": 32, "point": 48}
     assert latency.measured_probes > 0 and latency.cached_probes == 0
@@ -50,15 +50,21 @@ def test_measures_each_layer_and_calibrates_to_the_dense_model(measured):
 
 
 def test_second_run_measures_nothing(measured):
-    model, latency, cache = measured
+    model, latency, cache, dense = measured
     again = ep.measure_latency_model(model, fractions=(0.5,), cache_dir=str(cache),
                                      progress=False)
     assert again.measured_probes == 0 and again.cached_probes == latency.measured_probes
     assert again.layers == latency.layers
+    # The cache keeps every statistic; "scale" calibrates by a factor instead of a remainder.
+    scaled = ep.measure_latency_model(model, fractions=(0.5,), cache_dir=str(cache),
+                                      dense_tflite=dense, statistic="min", calibration="scale",
+                                      progress=False)
+    assert scaled.measured_probes == 0 and scaled.remainder_us == 0
+    assert scaled.predict_ms({}) == pytest.approx(scaled.dense_measured_ms)
 
 
 def test_latency_budget_is_met_with_kept_counts_on_each_groups_step(measured):
-    model, latency, _ = measured
+    model, latency, _, _ = measured
     x = np.random.default_rng(0).uniform(-1, 1, (16, 16, 16, 3)).astype("float32")
     reference = keras.ops.convert_to_numpy(model(x))
 
@@ -81,7 +87,7 @@ def test_latency_budget_is_met_with_kept_counts_on_each_groups_step(measured):
 
 
 def test_bad_arguments_are_named(measured):
-    model, latency, cache = measured
+    model, latency, cache, _ = measured
     table = ep.SensitivityTable(1.0, (0.5,), {"stem": [0.9]}, {"stem": 32}, [])
     with pytest.raises(ValueError, match="budget='latency' needs latency_model"):
         ep.allocate(table, 0.01, budget="latency")
@@ -89,6 +95,8 @@ def test_bad_arguments_are_named(measured):
         ep.allocate(table, 0.01, budget="latency", latency_model=latency)
     with pytest.raises(ValueError, match="precision must be one of"):
         ep.measure_latency_model(model, precision="int4", cache_dir=str(cache))
+    with pytest.raises(ValueError, match="calibration must be one of"):
+        ep.measure_latency_model(model, calibration="ratio", cache_dir=str(cache))
 
 
 def test_measures_over_one_ssh_connection(sshd, tmp_path):

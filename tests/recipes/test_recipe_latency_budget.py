@@ -33,7 +33,7 @@ def test_latency_budget_run_plans_shrinks_and_reports(tmp_path, monkeypatch):
     baseline = keras.models.load_model(out / "baseline.keras")
     pruned = keras.models.load_model(out / "pruned.keras")
     assert pruned.count_params() < baseline.count_params()
-    report = (out / "report.md").read_text()
+    report = (out / "report" / "report.md").read_text()
     assert "Latency budget: predicted and measured" in report
     assert "latency_budget_0.png" in report
     write_report([str(out)], str(tmp_path / "again"), formats=["markdown"])
