@@ -72,9 +72,9 @@ def export_tflite(model, path=None, quantize=None, representative_data=None, int
             samples `(N, *input_shape)`, a `tf.data.Dataset` (batched or not, of inputs or
             `(inputs, labels)`), or a generator / iterable / zero-argument callable yielding such
             elements. Its values must be what `model.predict` receives. For a model with several
-            inputs, each input is a list or tuple of arrays in the order of `model.inputs`, or a
-            dict keyed by the input names: `[x1, x2]` or `{"image": x1, "meta": x2}` (arrays of
-            N samples each), and datasets and generators yield such elements.
+            inputs, give one array per input, as a list or tuple in the order of `model.inputs`
+            or as a dict by input name: `[x1, x2]` or `{"image": x1, "meta": x2}` (N samples
+            each); datasets and generators yield such elements.
         int8_io: with `quantize="int8"`, the model's input and output tensors are int8 as well
             (what a microcontroller wants); otherwise they stay float32 with QUANTIZE/DEQUANTIZE
             ops at the edges.

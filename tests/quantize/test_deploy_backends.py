@@ -1,6 +1,7 @@
 """Deploying from JAX and PyTorch: a model trained a few steps on each backend (in a child process,
-since Keras picks its backend once per process) exports float32 and int8 `.tflite` files and an
-ONNX file; here, on TensorFlow, the same weights (its `.keras` file) export the same bytes."""
+since Keras picks its backend once per process) exports `.tflite` files and an ONNX file; here,
+on TensorFlow, the same weights (its `.keras` file) export the same bytes, in every quantization
+mode."""
 
 import os
 import subprocess
@@ -12,6 +13,7 @@ import onnxruntime
 import pytest
 
 import edgeprune as ep
+from edgeprune.quantize.export import MODES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -19,6 +21,7 @@ TRAIN_AND_EXPORT = """
 import sys
 import keras
 import edgeprune as ep
+from edgeprune.quantize.export import MODES
 from tests.quantize.models import compile_for_digits, digits_cnn
 
 out = sys.argv[1]
@@ -27,8 +30,10 @@ keras.utils.set_random_seed(0)
 model = compile_for_digits(digits_cnn())
 model.fit(x[:256], y[:256], epochs=1, batch_size=32, verbose=0)  # 8 steps on this backend
 model.save(f"{out}/model.keras")
-ep.export_tflite(model, f"{out}/float32.tflite")
-ep.export_tflite(model, f"{out}/int8.tflite", quantize="int8", representative_data=x[:100])
+for mode in ep.QUANTIZE_MODES:  # every mode, through one TensorFlow child
+    calibrated = MODES[mode].calibrated
+    ep.export_tflite(model, f"{out}/{mode or 'float32'}.tflite", quantize=mode,
+                     representative_data=x[:100] if calibrated else None)
 print(ep.export_onnx(model, f"{out}/model.onnx", x=x[:50]))
 """
 
@@ -43,10 +48,11 @@ def test_a_model_trained_on_another_backend_exports_the_same_files(backend, digi
     assert "onnxruntime vs Keras" in result.stdout
     (x, _), (x_test, _) = digits
     model = keras.models.load_model(tmp_path / "model.keras")  # the same weights, on TensorFlow
-    float32 = ep.export_tflite(model)
-    int8 = ep.export_tflite(model, quantize="int8", representative_data=x[:100])
-    assert (tmp_path / "float32.tflite").read_bytes() == float32
-    assert (tmp_path / "int8.tflite").read_bytes() == int8
+    for mode in ep.QUANTIZE_MODES:
+        calibrated = MODES[mode].calibrated
+        here = ep.export_tflite(model, quantize=mode,
+                                representative_data=x[:100] if calibrated else None)
+        assert (tmp_path / f"{mode or 'float32'}.tflite").read_bytes() == here, mode
     keras_out = model.predict(x_test, verbose=0)
     float_out = ep.run_tflite(tmp_path / "float32.tflite", x_test)
     np.testing.assert_allclose(float_out, keras_out, atol=1e-4)
