@@ -1,9 +1,10 @@
 """Several devices benchmarked at once: a fleet, with one row per device.
 
 Each device runs in a worker process of its own (a fresh Python in its own process group), so a
-device that fails, hangs past `device_timeout` or drops its connection costs only its own row. Ctrl-C stops every worker: SIGINT first, so that targets clean up after themselves (the
-SSH target removes its temp dir on the board), SIGKILL after STOP_GRACE_SECS. Devices that compute
-on this computer's CPUs (targets registered with on_host=True: local, micro) run one after another
+device that fails, hangs past `device_timeout` or drops its connection costs only its own row.
+Ctrl-C stops every worker: SIGINT first, so that targets clean up after themselves (the SSH
+target removes its temp dir on the board), SIGKILL after STOP_GRACE_SECS. Devices that compute on
+this computer's CPUs (targets registered with on_host=True: local, micro) run one after another
 in one lane, so that they do not skew each other's figures; every other device has a lane of its
 own and all lanes run in parallel.
 
@@ -349,7 +350,7 @@ class _Worker:
         self.wait_or_kill()
         try:
             status, payload, worker_warnings = pickle.loads(self.output)
-        except Exception:  # no (whole) outcome: the worker died
+        except (EOFError, pickle.UnpicklingError, ValueError):  # no whole outcome: it died
             code = self.process.returncode
             how = crash_signal(code) or f"exit status {code}"
             return self._run("failed", error=f"the worker process ended without a result ({how})")

@@ -34,8 +34,9 @@ def _rows(fleet):
                 rows.append((label, None, model.micro.verdict if model.micro else "no latency",
                              False))
             else:
-                rows.append((label, model.latency, f"p50 {time_text(model.latency.p50_us)}, p99 "
-                                                   f"{time_text(model.latency.p99_us)}", False))
+                text = (f"p50 {time_text(model.latency.p50_us)}, "
+                        f"p99 {time_text(model.latency.p99_us)}")
+                rows.append((label, model.latency, text, False))
     return rows
 
 
@@ -44,10 +45,10 @@ def fleet_svg(fleet):
     rows = _rows(fleet)
     scale = max([lat.p99_us or lat.p50_us for _, lat, _, _ in rows if lat] + [1e-9])
     width, height = LABEL_WIDTH + BAR_WIDTH + TEXT_WIDTH, ROW * (len(rows) + 2)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'font-family="sans-serif" font-size="12">',
-             f'<text x="8" y="16" font-weight="bold">latency per device (bar: p50, line: min '
-             f'to p99; fleet of {len(fleet.devices)} in {fleet.wall_seconds:.1f} s)</text>']
+    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+              'font-family="sans-serif" font-size="12">'),
+             (f'<text x="8" y="16" font-weight="bold">latency per device (bar: p50, line: min '
+              f'to p99; fleet of {len(fleet.devices)} in {fleet.wall_seconds:.1f} s)</text>')]
     for index, (label, latency, text, failed) in enumerate(rows):
         y = ROW * (index + 1) + 6
         middle = y + ROW / 2

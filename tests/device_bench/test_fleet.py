@@ -1,4 +1,4 @@
-"""Several devices at once (device_bench.fleet): real local, SSH (conftest.sshd) and micro targets."""
+"""Several devices at once (device_bench.fleet): real local, SSH (conftest.sshd), micro targets."""
 
 import csv
 import json
@@ -141,6 +141,24 @@ def processes_running(marker):
         if marker in cmdline:
             found[pid] = cmdline
     return found
+
+
+class CrashingTarget:
+    """A target whose process dies mid-run (as a native crash would take it)."""
+
+    def run(self, graphs, settings):
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def test_a_worker_that_dies_costs_only_its_row(models, monkeypatch):
+    from device_bench.targets import registry
+
+    monkeypatch.setattr(registry, "_TARGETS", dict(registry._TARGETS))
+    registry.register_target("crashing", CrashingTarget, "dies mid-run")
+    result = benchmark_fleet(models["float"], ["local", "crashing"], num_runs=5, min_secs=0.0,
+                             warmup_min_secs=0.0)
+    assert [d.status for d in result.devices] == ["ok", "failed"]
+    assert result.devices[1].error == "the worker process ended without a result (SIGSEGV)"
 
 
 def test_fleet_file_yaml_with_own_graphs(models, tmp_path):
