@@ -334,9 +334,12 @@ class _Worker:
             # Its own group: the fleet signals it with its children, and Ctrl-C at the terminal
             # reaches the fleet only, which then stops every worker the same way.
             start_new_session=True)
-        with self.process.stdin:
-            self.process.stdin.write(pickle.dumps(sys.path)
-                                     + pickle.dumps((job.target, job.graphs, job.settings)))
+        try:
+            with self.process.stdin:
+                self.process.stdin.write(pickle.dumps(sys.path)
+                                         + pickle.dumps((job.target, job.graphs, job.settings)))
+        except BrokenPipeError:
+            pass  # the worker died at once; finish() says how
         threading.Thread(target=self._read, args=(finished,), daemon=True,
                          name=f"device_bench fleet: {job.name}").start()
 
