@@ -124,12 +124,16 @@ def _device_from_entry(where, folder, name, entry):
     if not isinstance(entry, dict) or not isinstance(entry.get("target"), str):
         raise BenchError(f"{where}: expected a mapping with a target (e.g. target: "
                          f"ssh://pi@raspberrypi.local) and options; got {entry!r:.80}")
-    graphs = entry.get("graph", [])
+    options = {key: value for key, value in entry.items() if key not in _FILE_KEYS}
+    return Device(name, entry["target"], options,
+                  [os.path.join(folder, g) for g in _graph_list(where, entry.get("graph", []))])
+
+
+def _graph_list(where, graphs):
     graphs = [graphs] if isinstance(graphs, str) else graphs
     if not isinstance(graphs, list) or not all(isinstance(g, str) and g for g in graphs):
         raise BenchError(f"{where}: graph must be a .tflite path or a list of paths")
-    options = {key: value for key, value in entry.items() if key not in _FILE_KEYS}
-    return Device(name, entry["target"], options, [os.path.join(folder, g) for g in graphs])
+    return graphs
 
 
 def benchmark_fleet(graphs, devices, device_timeout=None, **options):
@@ -170,10 +174,10 @@ def _as_device(device):
     if isinstance(device, str):
         return Device(device, device)
     if isinstance(device, dict) and isinstance(device.get("target"), str):
-        graphs = device.get("graph", [])
+        name = device.get("name", device["target"])
         options = {k: v for k, v in device.items() if k not in _FILE_KEYS | {"name"}}
-        return Device(device.get("name", device["target"]), device["target"], options,
-                      [graphs] if isinstance(graphs, str) else list(graphs))
+        return Device(name, device["target"], options,
+                      _graph_list(f"device {name!r}", device.get("graph", [])))
     raise BenchError(f"device {device!r:.80}: give a --target value, a Device or a dict with a "
                      "'target' key")
 
