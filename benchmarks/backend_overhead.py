@@ -53,8 +53,8 @@ def layers_of(keras, spec):
 
 
 def timed_callback(callback_class):
-    """A subclass of the framework's `UpdatePruningStep` that times its own hooks: per-batch
-    calls (seconds, in order) and epoch ends."""
+    """A subclass of the framework's `UpdatePruningStep` that times its own hooks, by the wall
+    clock and the process's CPU time: per-batch calls (in order) and epoch ends."""
 
     class Timed(callback_class):
         def __init__(self):
@@ -62,16 +62,19 @@ def timed_callback(callback_class):
             self.batch_seconds, self.epoch_end_seconds = [], []
 
         def on_train_batch_begin(self, batch, logs=None):
-            start = time.perf_counter()
-            super().on_train_batch_begin(batch, logs)
-            self.batch_seconds.append(time.perf_counter() - start)
+            self.batch_seconds.append(timed(super().on_train_batch_begin, batch, logs))
 
         def on_epoch_end(self, batch, logs=None):
-            start = time.perf_counter()
-            super().on_epoch_end(batch, logs)
-            self.epoch_end_seconds.append(time.perf_counter() - start)
+            self.epoch_end_seconds.append(timed(super().on_epoch_end, batch, logs))
 
     return Timed
+
+
+def timed(function, *args):
+    """`(wall seconds, CPU seconds)` that `function(*args)` took."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    function(*args)
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def interleaved_epochs(fits, epochs):
@@ -81,9 +84,7 @@ def interleaved_epochs(fits, epochs):
     times = {name: [] for name in names}
     for epoch in range(epochs):
         for name in names if epoch % 2 == 0 else names[::-1]:
-            wall, cpu = time.perf_counter(), time.process_time()
-            fits[name](epoch)
-            times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
+            times[name].append(timed(fits[name], epoch))
     return times
 
 
@@ -116,20 +117,23 @@ def run_model(framework, spec, weights, epochs):
     def accuracy(model):
         return float(np.mean(np.argmax(model.predict(xt, verbose=0), -1) == yt))
 
-    batch_ms = np.array(callback.batch_seconds) * 1e3
-    pruning_steps = [step for step in range(1, len(batch_ms) + 1) if bool(schedule(step)[0])]
-    updates = batch_ms[[step - 1 for step in pruning_steps]]
-    plain = np.delete(batch_ms, [step - 1 for step in pruning_steps])
+    batch_ms = np.array(callback.batch_seconds) * 1e3  # rows: (wall, CPU)
+    updates = [step - 1 for step in range(1, len(batch_ms) + 1) if bool(schedule(step)[0])]
+    plain = np.delete(batch_ms, updates, axis=0)
     return {
         "steps_per_epoch": steps, "end_step": end_step,
         "accuracy": {"dense": accuracy(dense), "pruned": accuracy(stripped)},
         "sparsity": framework.kernel_sparsity(stripped),
         "times": times,
-        "callback": {"batch_call_us": float(np.median(plain)) * 1e3,
-                     "batch_calls_ms_per_epoch": float(plain.sum()) / epochs,
+        # (wall, CPU) pairs: batch calls that update no mask (median per call, in us, and total
+        # per epoch, in ms), mask updates (mean, ms) and epoch ends (median, ms).
+        "callback": {"batch_call_us": (np.median(plain, axis=0) * 1e3).tolist(),
+                     "batch_calls_ms_per_epoch": (plain.sum(axis=0) / epochs).tolist(),
                      "mask_updates": len(updates),
-                     "mask_update_ms": float(np.mean(updates)) if len(updates) else 0.0,
-                     "epoch_end_ms": float(np.median(callback.epoch_end_seconds)) * 1e3},
+                     "mask_update_ms": (batch_ms[updates].mean(axis=0) if updates
+                                        else np.zeros(2)).tolist(),
+                     "epoch_end_ms": (np.median(callback.epoch_end_seconds, axis=0)
+                                      * 1e3).tolist()},
     }
 
 
@@ -202,15 +206,20 @@ def print_tables(results, args):
             print(f"{label:<22}{dense_ms:>9.2f}{spread(pair_ratios(times, 0)):>20}"
                   f"{spread(pair_ratios(times, 1)):>20}{acc['dense'] * 100:>9.2f}%"
                   f"{acc['pruned'] * 100:>7.2f}%{result['sparsity'] * 100:>8.1f}%")
-        print(f"{'host work of the pruning callback':<40}{'per batch':>11}{'batches/epoch':>15}"
-              f"{'mask update':>13}{'epoch end':>11}")
+        print("host work of the pruning callback, wall / CPU:")
+        print(f"{'':<22}{'per batch (us)':>16}{'batches/epoch (ms)':>20}{'mask update (ms)':>22}"
+              f"{'epoch end (ms)':>16}")
         for label, per_model in results.items():
-            result = per_model.get(name, {})
-            if "callback" in result:
-                c = result["callback"]
-                print(f"{label:<40}{c['batch_call_us']:>9.1f}us{c['batch_calls_ms_per_epoch']:>12.1f}ms"
-                      f"{c['mask_update_ms']:>9.1f}ms x{c['mask_updates']}"
-                      f"{c['epoch_end_ms']:>9.1f}ms")
+            c = per_model.get(name, {}).get("callback")
+            if c:
+                print(f"{label:<22}{pair(c['batch_call_us'], 1):>16}"
+                      f"{pair(c['batch_calls_ms_per_epoch'], 1):>20}"
+                      f"{pair(c['mask_update_ms'], 0) + ' x' + str(c['mask_updates']):>22}"
+                      f"{pair(c['epoch_end_ms'], 1):>16}")
+
+
+def pair(values, digits):
+    return " / ".join(f"{v:.{digits}f}" for v in values)
 
 
 def main():
