@@ -251,8 +251,12 @@ def _check_benchmark(targets):
     from device_bench.errors import BenchError
     from device_bench.settings import RunSettings
 
-    problems = []
+    problems, first = [], {}
     for index, spec in enumerate(targets):
+        if first.setdefault(spec["target"], index) != index:  # they run at once, one JSON each
+            problems.append(f"benchmark.targets[{index}]: {spec['target']} is already "
+                            f"benchmark.targets[{first[spec['target']]}]; list each target once")
+            continue
         settings = {k: v for k, v in spec.items() if k in SETTING_NAMES}
         options = {k: v for k, v in spec.items() if k not in SETTING_NAMES and k != "target"}
         try:
