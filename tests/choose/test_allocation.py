@@ -9,7 +9,7 @@ import pytest
 import edgeprune as ep
 from edgeprune.sparsity.masks import kept_count
 from edgeprune.choose.units import unstructured_term
-from tests.choose.conftest import accuracy_on, compile_and_fit
+from tests.choose.conftest import accuracy_on, compile_and_fit, named_cnn
 
 LEVELS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
 
@@ -105,20 +105,24 @@ def test_skip_and_cap_and_impossible_targets():
         ep.allocate(table, 0.5, skip=["nope"])
 
 
-def test_uniform_with_first_and_last_layers_dense(trained_cnn):
-    allocation = ep.uniform_allocation(trained_cnn, 0.8, skip_first_last=True)
+@pytest.mark.every_backend
+def test_uniform_with_first_and_last_layers_dense():
+    model = named_cnn()  # untrained: allocation and pruning read the weights only
+    allocation = ep.uniform_allocation(model, 0.8, skip_first_last=True)
     assert allocation.sparsity["conv1"] == allocation.sparsity["head"] == 0.0
     assert allocation.sparsity["conv2"] == allocation.sparsity["hidden"] > 0.8
-    report = ep.sparsity_report(one_shot(trained_cnn, allocation))
+    report = ep.sparsity_report(one_shot(model, allocation))
     zeros, size = sum(r["zeros"] for r in report), sum(r["size"] for r in report)
     assert abs(zeros - 0.8 * size) <= len(report)
     with pytest.raises(ValueError, match="sparsity 0.99"):
-        ep.uniform_allocation(trained_cnn, 0.99, skip=["hidden"])
+        ep.uniform_allocation(model, 0.99, skip=["hidden"])
 
 
-def test_global_magnitude_allocation_is_the_core_global_ranking(trained_cnn):
-    allocation = ep.global_magnitude_allocation(trained_cnn, 0.9)
-    pruned = ep.prune_low_magnitude(trained_cnn, pruning_schedule=ep.ConstantSparsity(0.9, 0),
+@pytest.mark.every_backend
+def test_global_magnitude_allocation_is_the_core_global_ranking():
+    model = named_cnn()
+    allocation = ep.global_magnitude_allocation(model, 0.9)
+    pruned = ep.prune_low_magnitude(model, pruning_schedule=ep.ConstantSparsity(0.9, 0),
                                     pruning_scope="global")
     controller = ep.PruningController(pruned)
     controller.begin()

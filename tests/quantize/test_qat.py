@@ -5,6 +5,7 @@ import pytest
 import edgeprune as ep
 from device_bench.flatbuffer import operator_names, weight_tensors
 from edgeprune.quantize.check import make_interpreter
+from edgeprune.quantize.qat import is_quantize_aware
 from tests.quantize.models import compile_for_digits, digits_cnn, kernel_sparsities
 
 TOLERANCE = 0.005
@@ -172,3 +173,46 @@ def test_annotating_every_layer_quantizes_like_quantize_model(sparse_cnn):
         [type(layer).__name__ for layer in direct.layers]
     with pytest.raises(ValueError, match="no layer annotated"):
         ep.quantize_apply(sparse_cnn)
+
+
+@pytest.mark.every_backend
+def test_qat_trains_keeps_zeros_snaps_to_the_grid_and_reloads_on_this_backend(tmp_path):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 1))
+    hidden = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    hidden = keras.layers.ReLU(name="relu")(keras.layers.BatchNormalization(name="bn")(hidden))
+    outputs = keras.layers.Dense(3, name="dense")(keras.layers.Flatten()(hidden))
+    model = keras.Model(inputs, outputs)
+    dense = model.get_layer("dense")
+    kernel = keras.ops.convert_to_numpy(dense.kernel)
+    pruned = np.arange(kernel.size).reshape(kernel.shape) % 2 == 0
+    dense.kernel.assign(np.where(pruned, 0.0, kernel))
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 6, 6, 1)).astype("float32"), rng.integers(0, 3, 32)
+
+    qat = ep.quantize_model(model)
+    assert is_quantize_aware(qat) and not is_quantize_aware(model)
+    qat.compile(keras.optimizers.Adam(1e-2),
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    qat.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    relu = qat.get_layer("quant_relu")
+    assert float(keras.ops.convert_to_numpy(relu.range_updates)) == 4.0
+    assert float(keras.ops.convert_to_numpy(relu.output_max)) > 0.0
+
+    trained = keras.ops.convert_to_numpy(ep.strip_quantization(qat).get_layer("dense").kernel)
+    assert not trained[pruned].any() and not np.allclose(trained[~pruned], kernel[~pruned])
+    steps = trained / (np.abs(trained).max(axis=0) / 127.0)  # per output channel
+    np.testing.assert_allclose(steps, np.round(steps), atol=1e-3)
+
+    path = tmp_path / "qat.keras"
+    qat.save(path)
+    reloaded = keras.models.load_model(path)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(reloaded(x[:4])),
+                               keras.ops.convert_to_numpy(qat(x[:4])), atol=1e-6)
+
+    annotated = keras.models.clone_model(model, clone_function=lambda layer: (
+        ep.quantize_annotate_layer(layer) if layer.name == "dense" else layer.__class__.from_config(
+            layer.get_config())))
+    applied = ep.quantize_apply(annotated)
+    assert [layer.layer.name for layer in applied.layers
+            if isinstance(layer, ep.QuantizeWrapper)] == ["dense"]

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from keras import layers
 
+from edgeprune.autodiff import gradient_function
 from edgeprune.structured import (ChannelGraph, channel_scores, prune_channels, select_channels,
                                   shrink, shrink_report)
 from edgeprune.structured.criteria import get_criterion
@@ -30,6 +31,7 @@ def kept_filters(model, name):
     return np.flatnonzero(np.abs(kernel.reshape(-1, kernel.shape[-1])).sum(axis=0) > 0).tolist()
 
 
+@pytest.mark.every_backend
 def test_magnitude_criteria_remove_the_smallest_channels():
     model = conv_bn_model()
     set_channel_magnitudes(model, "a", [5, 1, 7, 2, 8, 3, 6, 4])
@@ -37,6 +39,7 @@ def test_magnitude_criteria_remove_the_smallest_channels():
         assert kept_filters(prune_channels(model, 0.5, criterion=criterion), "a") == [0, 2, 4, 6]
 
 
+@pytest.mark.every_backend
 def test_bn_gamma_criterion_ranks_by_gamma():
     model = conv_bn_model()
     set_channel_magnitudes(model, "a", [5, 1, 7, 2, 8, 3, 6, 4])
@@ -46,6 +49,7 @@ def test_bn_gamma_criterion_ranks_by_gamma():
     assert kept_filters(prune_channels(model, 0.5, criterion="bn_gamma"), "a") == [1, 3, 5, 7]
 
 
+@pytest.mark.every_backend
 def test_taylor_criterion_removes_channels_the_loss_does_not_see():
     model = conv_bn_model()
     kernel, bias = model.get_layer("b").get_weights()
@@ -58,6 +62,20 @@ def test_taylor_criterion_removes_channels_the_loss_does_not_see():
                             skip_layers=["b"])
     assert kept_filters(pruned, "a") == [0, 2, 4, 6]
 
+
+@pytest.mark.every_backend
+def test_loss_gradients_come_from_the_backend_and_are_zero_where_the_loss_does_not_reach():
+    model = keras.Sequential([keras.Input((3,)), layers.Dense(1, use_bias=False)])
+    kernel = model.layers[0].kernel
+    kernel.assign(np.array([[1.0], [-2.0], [0.5]], "float32"))
+    elsewhere = layers.Dense(2)
+    elsewhere.build((None, 3))
+    x = np.random.default_rng(0).normal(size=(5, 3)).astype("float32")
+    y = np.random.default_rng(1).normal(size=(5, 1)).astype("float32")
+    gradients = gradient_function(model, [kernel, elsewhere.kernel], "mse")(x, y)
+    residual = x @ keras.ops.convert_to_numpy(kernel) - y
+    np.testing.assert_allclose(gradients[0], 2 * x.T @ residual / len(x), rtol=1e-5)
+    np.testing.assert_array_equal(gradients[1], np.zeros((3, 2), "float32"))
 
 
 def test_taylor_over_several_batches_sums_each_batch_squared_terms():
@@ -110,6 +128,7 @@ def test_sparsity_zero_removes_nothing():
     assert shrink(prune_channels(model, 0.0)).count_params() == model.count_params()
 
 
+@pytest.mark.every_backend
 def test_shrink_report_counts_channels_params_and_macs():
     model = conv_bn_model()
     pruned = prune_channels(model, 0.5)
