@@ -45,6 +45,12 @@ def accumulated(accumulator):
     return _backend().accumulated(accumulator)
 
 
+def store_accumulated(accumulator):
+    """Makes the variable `accumulator` hold `accumulated(accumulator)`, so that saving the model
+    keeps the sums (on JAX they build up on the host; elsewhere the variable holds them already)."""
+    _backend().store_accumulated(accumulator)
+
+
 def take_accumulated(accumulator):
     """`accumulated(accumulator)`, after which the sum restarts at zero."""
     return _backend().take_accumulated(accumulator)
@@ -71,6 +77,9 @@ class _Variables:
 
     def accumulated(self, accumulator):
         return ops.convert_to_numpy(accumulator)
+
+    def store_accumulated(self, accumulator):
+        pass
 
     def take_accumulated(self, accumulator):
         total = self.accumulated(accumulator)
@@ -178,6 +187,9 @@ class _Jax:
             pending = self.pending.get(id(accumulator), 0.0)
         # The variable itself holds what a saved model (or a TensorFlow run) accumulated.
         return ops.convert_to_numpy(accumulator) + pending
+
+    def store_accumulated(self, accumulator):
+        accumulator.assign(self.take_accumulated(accumulator))
 
     def take_accumulated(self, accumulator):
         total = self.accumulated(accumulator)

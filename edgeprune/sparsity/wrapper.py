@@ -4,7 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from edgeprune.autodiff import accumulate_in_backward
+from edgeprune.autodiff import accumulate_in_backward, store_accumulated
 from edgeprune.model import keras_internals as internals
 from edgeprune.model import rebuild as model_rebuild
 from edgeprune.model.naming import weight_key
@@ -115,6 +115,8 @@ class PruneLowMagnitude(keras.layers.Wrapper):
     def save_own_variables(self, store):
         # A checkpoint taken mid-epoch needs the step now, not at the next lazy write.
         self.pruning_step.assign(self.current_step())
+        for _, _, accumulator in self.gradient_accumulators:
+            store_accumulated(accumulator)  # JAX gathers them on the host
         super().save_own_variables(store)
 
     def __call__(self, *args, **kwargs):

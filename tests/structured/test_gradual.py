@@ -174,6 +174,25 @@ def test_taylor_accumulates_squared_first_order_terms_of_each_training_batch():
 
 
 @pytest.mark.every_backend
+def test_taylor_terms_gathered_since_the_last_pruning_step_are_saved(tmp_path):
+    never = ep.ConstantSparsity(0.5, begin_step=1000)
+    pruned = ep.prune_low_magnitude(conv_dense_model(), pruning_schedule=never,
+                                    structure="channels", criterion="taylor")
+    pruned.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    pruned.fit(*digits_batch(32), batch_size=16, verbose=0, callbacks=[ep.UpdatePruningStep()])
+    pruned.save(tmp_path / "mid.keras")
+
+    def sums(model):
+        return [accumulated(acc) for w in ep.PruningController(model).wrappers
+                for _, _, acc in w.gradient_accumulators]
+
+    before = sums(pruned)
+    assert any(s.any() for s in before)
+    for saved, kept in zip(sums(keras.models.load_model(tmp_path / "mid.keras")), before):
+        np.testing.assert_allclose(saved, kept, rtol=1e-6)
+
+
+@pytest.mark.every_backend
 def test_taylor_prunes_the_channels_training_shows_useless_which_l1_keeps():
     def model_with_dead_channels():
         model = conv_dense_model()
