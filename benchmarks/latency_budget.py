@@ -81,15 +81,17 @@ def at_latency(plan, goal_ms, latency, low=0.0, high=1.0):
     return min(plan(low), plan(high), key=lambda s: abs(latency.predict_ms(s) - goal_ms))
 
 
-def twin_plans(table, latency, allocation):
-    """Uniform and MACs-budgeted plans predicted to run as fast as `allocation`."""
-    goal, cap = allocation.predicted_latency_ms, LEVELS[-1]
+def twin_plans(table, latency, allocation, cap=LEVELS[-1]):
+    """Uniform and MACs-budgeted plans predicted to run as fast as `allocation`, no group
+    pruned beyond `cap`."""
+    goal = allocation.predicted_latency_ms
     uniform = at_latency(lambda s: latency.rounded({u: s * cap for u in table.units}),
                          goal, latency)
     dense_macs = table.remaining({}, "macs")
     floor = table.remaining({u: cap for u in table.units}, "macs") / dense_macs
     macs = at_latency(lambda x: latency.rounded(ep.allocate(
-        table, dense_macs * (1 - x * (1 - floor) * 0.999), budget="macs").sparsity), goal, latency)
+        table, dense_macs * (1 - x * (1 - floor) * 0.999), budget="macs",
+        max_sparsity=cap).sparsity), goal, latency)
     return {"uniform": uniform, "MACs-budgeted": macs}
 
 
@@ -114,7 +116,8 @@ def mobilenet(precision, runs, cache_dir, statistic, calibration, python, twins_
     print(f"latency model: {latency.measured_probes} probes measured, {latency.cached_probes} "
           f"from the cache, {wall:.0f} s; steps {latency.steps}; dense measured "
           f"{latency.dense_measured_ms:.2f} ms; layers alone "
-          f"{sum(latency.layer_ms().values()) / latency.scale:.2f} ms ({calibration}: remainder {latency.remainder_us / 1e3:.2f} ms, scale "
+          f"{sum(latency.layer_ms().values()) / latency.scale:.2f} ms ({calibration}: remainder "
+          f"{latency.remainder_us / 1e3:.2f} ms, scale "
           f"{latency.scale:.2f})")
     table = proxy_table(dense)
     plans = {}
@@ -164,7 +167,8 @@ def mobilenet(precision, runs, cache_dir, statistic, calibration, python, twins_
             "steps": latency.steps, "round_to": latency.round_to, "rows": rows}
 
 
-def digits(seeds, epochs, tune_epochs, cache_dir, runs, statistic, calibration, python):
+def digits(seeds, epochs, tune_epochs, cache_dir, runs, statistic, calibration, python,
+           max_sparsity):
     (x_all, y_all), (xt, yt) = ep.load_digits()
     x, y, xv, yv = x_all[:-300], y_all[:-300], x_all[-300:], y_all[-300:]
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -174,7 +178,8 @@ def digits(seeds, epochs, tune_epochs, cache_dir, runs, statistic, calibration, 
 
     print(f"\n### Digits CNN, float32, 1 thread: 1/2 of the dense latency, {epochs} dense epochs, "
           f"{tune_epochs} fine-tuning epochs\n")
-    print("| seed | plan | predicted (ms) | measured (ms) | MACs kept | params kept | test accuracy |")
+    print("| seed | plan | predicted (ms) | measured (ms) | MACs kept | params kept | "
+          "test accuracy |")
     print("|---|---|---|---|---|---|---|")
     results = []
     for seed in range(seeds):
@@ -188,9 +193,9 @@ def digits(seeds, epochs, tune_epochs, cache_dir, runs, statistic, calibration, 
         table = ep.sensitivity_scan(dense, val_loss, higher_is_better=False, sparsities=LEVELS,
                                     structure="channels", progress=False)
         allocation = ep.allocate(table, latency.dense_measured_ms / 2, budget="latency",
-                                 latency_model=latency)
+                                 latency_model=latency, max_sparsity=max_sparsity)
         plans = {"latency-budgeted": allocation}
-        for method, sparsity in twin_plans(table, latency, allocation).items():
+        for method, sparsity in twin_plans(table, latency, allocation, max_sparsity).items():
             plans[method] = as_allocation(sparsity, table, latency, method)
         models, row = {"dense": dense_tflite}, {}
         for method, plan in plans.items():
@@ -199,7 +204,8 @@ def digits(seeds, epochs, tune_epochs, cache_dir, runs, statistic, calibration, 
             small.fit(x, y, batch_size=BATCH, epochs=tune_epochs, verbose=0)
             models[method] = ep.export_tflite(small)
             row[method] = {"accuracy": accuracy(small, xt, yt), "params": small.count_params(),
-                           "macs": macs_of(small), "predicted_ms": plan.predicted_latency_ms}
+                           "macs": macs_of(small), "predicted_ms": plan.predicted_latency_ms,
+                           "kept": latency.kept_channels(plan.sparsity)}
         measured = interleaved_latency(models, runs, **python)
         for method, values in row.items():
             values["measured_ms"] = measured[method][STATISTICS[statistic]] / 1e3
@@ -228,6 +234,8 @@ def main():
     parser.add_argument("--statistic", default="min", choices=sorted(STATISTICS),
                         help="of each model's timed runs (min: steadier on a loaded machine)")
     parser.add_argument("--calibration", default="remainder", choices=["remainder", "scale"])
+    parser.add_argument("--max_sparsity", type=float, default=LEVELS[-1],
+                        help="digits: no group loses more of its channels, in any plan")
     parser.add_argument("--twins_at", default="1/3",
                         help="targets (of 1/2,1/3,1/5) whose uniform and MACs-budgeted twins "
                              "are converted and measured too")
@@ -243,7 +251,7 @@ def main():
                             python, args.twins_at.split(",")) for p in args.precisions.split(",")]
     else:
         result = digits(args.seeds, args.epochs, args.tune_epochs, args.cache_dir, args.runs,
-                        args.statistic, args.calibration, python)
+                        args.statistic, args.calibration, python, args.max_sparsity)
     print(f"\nwall time {time.time() - start:.0f} s")
     if args.output:
         atomic_write(args.output, json.dumps(result, indent=2, default=str))

@@ -86,7 +86,8 @@ class Probe:
         rng = np.random.default_rng(0)
         shape = (1, *self.spatial, self.cin)
         if self.kind == "conv":
-            kernel = tf.constant(rng.normal(0, 0.1, (*self.kernel, self.cin, self.cout)), tf.float32)
+            kernel = tf.constant(rng.normal(0, 0.1, (*self.kernel, self.cin, self.cout)),
+                                 tf.float32)
         elif self.kind == "depthwise":
             kernel = tf.constant(rng.normal(0, 0.1, (*self.kernel, self.cin, 1)), tf.float32)
         else:
