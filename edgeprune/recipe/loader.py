@@ -71,7 +71,9 @@ class Recipe(dict):
 
     def fingerprint(self):
         """Hash of the effective settings: a run folder only resumes the recipe that made it."""
-        text = json.dumps(self, sort_keys=True, default=str)
+        # `distribution:` differs between the processes of one run (process_id).
+        settings = {key: value for key, value in self.items() if key != "distribution"}
+        text = json.dumps(settings, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
 
 import keras
@@ -34,6 +35,7 @@ from edgeprune.recipe.modelstats import model_stats
 from edgeprune.recipe.run_records import STATE_FILE, read_state
 from edgeprune.recipe.schema import RecipeError
 from edgeprune.recipe.stages import enabled_stages
+from edgeprune.sparsity import distributed
 
 LOG_FILE = "stages.log"
 CHECKPOINTS = "checkpoints"
@@ -43,9 +45,10 @@ LOCK_FILE = ".edgeprune.lock"
 class RunContext:
     """What a stage sees: the recipe, the run folder, the data, finished stages' outputs."""
 
-    def __init__(self, recipe, out, state, callbacks=()):
+    def __init__(self, recipe, out, state, callbacks=(), distribution=None):
         self.recipe, self.out, self.state = recipe, os.path.abspath(out), state
         self.callbacks = list(callbacks)
+        self.distribution = distribution  # the keras.distribution training runs under
 
     def path(self, relative):
         """`relative` inside the run folder; RecipeError for a path that would leave it."""
@@ -82,11 +85,13 @@ class RunContext:
     def train(self, stage, start, epochs, callbacks=()):
         """Trains the model `start()` builds, or resumes the stage's last epoch checkpoint."""
         folder = self.path(CHECKPOINTS)
-        model, epochs_done = training.resume_or_start(folder, stage, start)
-        if epochs_done:
-            self.log(f"resume {stage} from checkpoint after epoch {epochs_done}")
-        training.fit(model, self.data, epochs, folder, stage, epochs_done,
-                     [*callbacks, *self.callbacks])
+        scope = self.distribution.scope() if self.distribution else contextlib.nullcontext()
+        with scope:
+            model, epochs_done = training.resume_or_start(folder, stage, start)
+            if epochs_done:
+                self.log(f"resume {stage} from checkpoint after epoch {epochs_done}")
+            training.fit(model, self.data, epochs, folder, stage, epochs_done,
+                         [*callbacks, *self.callbacks])
         return model
 
     def keras_result(self, stage, model, file, label, output_name="model"):
@@ -142,15 +147,45 @@ def run_recipe(recipe, out, until=None, restart=False, callbacks=()):
         raise RecipeError(f"--until {until!r}: this recipe's stages are {', '.join(names)}")
     if backend.needs_child(recipe):  # `backend:` other than this process's Keras backend
         return backend.run_in_child(recipe, out, until, restart, callbacks)
+    if "distribution" in recipe:
+        return _run_distributed(recipe, out, stages, until, restart, callbacks)
     os.makedirs(out, exist_ok=True)
     with _run_lock(out):
         return _run_stages(recipe, out, stages, until, restart, callbacks)
 
 
-def _run_stages(recipe, out, stages, until, restart, callbacks):
+def _run_distributed(recipe, out, stages, until, restart, callbacks):
+    """Every process runs every stage, in step; training runs under `DataParallel` over all
+    of them (creating or assigning a variable is then a collective), the rest on each process's
+    own. Only the first process writes `out`; the others run in a copy of it, taken before the
+    first changes anything (so they resume alike), and thrown away."""
+    try:
+        distributed.start_data_parallel(**recipe["distribution"])
+    except ValueError as error:
+        raise RecipeError(f"{recipe.path}: distribution: {error}") from None
+    data_parallel = keras.distribution.distribution()
+    keras.distribution.set_distribution(None)  # `RunContext.train` enters it
+    # Every model built (the preflight's too) starts from the same weights everywhere.
+    keras.utils.set_random_seed(recipe["seed"])
+    if distributed.is_first_process():
+        os.makedirs(out, exist_ok=True)
+        distributed.barrier("edgeprune run: folder copied")
+        with _run_lock(out):
+            return _run_stages(recipe, out, stages, until, restart, callbacks, data_parallel)
+    with tempfile.TemporaryDirectory(prefix="edgeprune-process-") as scratch:
+        copy = os.path.join(scratch, "run")
+        if os.path.isdir(out):
+            shutil.copytree(out, copy, symlinks=True,
+                            ignore=shutil.ignore_patterns(LOCK_FILE))
+        os.makedirs(copy, exist_ok=True)
+        distributed.barrier("edgeprune run: folder copied")
+        return _run_stages(recipe, copy, stages, until, restart, callbacks, data_parallel)
+
+
+def _run_stages(recipe, out, stages, until, restart, callbacks, distribution=None):
     names = [stage.name for stage in stages]
     state = _open_state(recipe, out, restart)
-    context = RunContext(recipe, out, state, callbacks)
+    context = RunContext(recipe, out, state, callbacks, distribution)
     for line in host_key_warnings(recipe):
         context.log(f"warning: {line}")
     first_to_run = _first_unfinished(context, names)

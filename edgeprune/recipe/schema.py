@@ -83,6 +83,15 @@ SCHEMA = _section({
     "seed": {"type": "integer", "default": 0},
     # The run's Keras backend; left out: the one Keras picks (KERAS_BACKEND, keras.json).
     "backend": {"enum": BACKENDS},
+    # Data parallel training on several JAX processes (`ep.start_data_parallel`): each process
+    # runs the recipe with its own process_id (`--set distribution.process_id=1`); the first
+    # writes the run folder. Not part of the fingerprint (each process has its own process_id).
+    "distribution": _section({
+        "coordinator": {"type": "string", "pattern": r"^[^:\s]+:[0-9]+$",
+                        "description": "host:port of the first process"},
+        "num_processes": {"type": "integer", "minimum": 1},
+        "process_id": {"type": "integer", "minimum": 0, "default": 0},
+    }, required=["coordinator", "num_processes"]),
     "model": {
         **_section({
             "keras_file": {"type": "string"},

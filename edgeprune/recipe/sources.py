@@ -20,6 +20,7 @@ from edgeprune.data import load_digits
 from edgeprune.model.keras_internals import all_sublayers
 from edgeprune.model.saving import load_keras_file
 from edgeprune.recipe.schema import RecipeError, did_you_mean
+from edgeprune.sparsity.distributed import process_count, process_share
 
 
 def import_factory(spec, folder):
@@ -68,6 +69,12 @@ def load_model(recipe):
     return model
 
 
+def sharing_processes():
+    """How many processes feed each batch: JAX's under a recipe's `distribution:` (runs do not
+    use TensorFlow's strategies, whatever `TF_CONFIG` says)."""
+    return process_count() if keras.backend.backend() == "jax" else 1
+
+
 class Data:
     """Training input for `fit`, the test split as arrays, and samples for calibration.
 
@@ -86,6 +93,8 @@ class Data:
 
     @property
     def steps_per_epoch(self):
+        if self.is_arrays and sharing_processes() > 1:
+            return len(self.train[0]) // self.batch_size  # see `process_share`
         if self.is_arrays:
             return math.ceil(len(self.train[0]) / self.batch_size)
         steps = int(self.train.cardinality())
@@ -96,7 +105,16 @@ class Data:
         return steps
 
     def fit_arguments(self):
-        """Keyword arguments for `model.fit`."""
+        """Keyword arguments for `model.fit`; with several processes, this one's share of every
+        batch."""
+        if sharing_processes() > 1:
+            if not self.is_arrays:
+                raise RecipeError("distribution: several processes need array data (data.source "
+                                  "digits or npz), each process feeding its share of every "
+                                  "batch; a data factory's dataset is not split")
+            return {"x": process_share(self.train[0], self.batch_size),
+                    "y": process_share(self.train[1], self.batch_size),
+                    "batch_size": self.batch_size // sharing_processes(), "shuffle": True}
         if self.is_arrays:
             return {"x": self.train[0], "y": self.train[1], "batch_size": self.batch_size,
                     "shuffle": True}

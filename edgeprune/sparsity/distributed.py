@@ -13,6 +13,8 @@ What this module adds:
   also resumes the pruning step, on any number of processes.
 - `multi_worker_strategy()`: TensorFlow's `MultiWorkerMirroredStrategy` in a form that Keras
   3.15's `fit` can train under.
+- `start_data_parallel(...)`, `process_share(array, global_batch)`, `barrier(name)`: JAX's
+  processes joined, `DataParallel` set, each process's share of the data, a meeting point.
 
 >>> import edgeprune as ep
 >>> ep.process_index(), ep.process_count(), ep.is_first_process()
@@ -74,6 +76,54 @@ def process_count():
 def is_first_process():
     """True in the process that writes files (checkpoints, logs, run folders) for all of them."""
     return process_index() == 0
+
+
+def start_data_parallel(coordinator=None, num_processes=1, process_id=0):
+    """Joins the JAX processes training together and sets `keras.distribution.DataParallel`
+    over every device of every process, each process feeding its own share of every batch
+    (`auto_shard_dataset=False`). With one process it only sets the distribution.
+
+    Call it first thing, before any JAX computation. CPUs exchange gradients over TCP (gloo).
+
+    >>> ep.start_data_parallel("host1:12345", num_processes=2, process_id=0)  # doctest: +SKIP
+    """
+    if keras.backend.backend() != "jax":
+        raise ValueError(f"Data parallel training over processes runs on Keras's JAX backend "
+                         f"(keras.distribution); this process runs {keras.backend.backend()!r}: "
+                         "set KERAS_BACKEND=jax, or use ep.multi_worker_strategy() on "
+                         "TensorFlow.")
+    import jax
+
+    if num_processes > 1 and not jax.distributed.is_initialized():
+        if not 0 <= process_id < num_processes:
+            raise ValueError(f"process_id must be in 0..{num_processes - 1}, got {process_id}.")
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(coordinator, num_processes=num_processes,
+                                   process_id=process_id)
+    keras.distribution.set_distribution(keras.distribution.DataParallel(
+        auto_shard_dataset=False))
+
+
+def barrier(name):
+    """Waits until every process training together reaches `barrier(name)` (JAX; a no-op for
+    one process)."""
+    if process_count() > 1 and keras.backend.backend() == "jax":
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def process_share(array, global_batch):
+    """This process's share of every global batch of `array` (along its first axis), for `fit`
+    with `batch_size=global_batch // process_count()`; a last, partial global batch is dropped,
+    so every process runs the same number of steps."""
+    count, index = process_count(), process_index()
+    if global_batch % count:
+        raise ValueError(f"The batch size ({global_batch}) must be divisible by the number of "
+                         f"processes ({count}): each gives an equal share of every batch.")
+    steps, share = len(array) // global_batch, global_batch // count
+    batches = array[:steps * global_batch].reshape(steps, global_batch, *array.shape[1:])
+    return batches[:, index * share:(index + 1) * share].reshape(-1, *array.shape[1:])
 
 
 class BackupAndRestore(keras.callbacks.BackupAndRestore):

@@ -26,19 +26,21 @@ def free_ports(count):
 
 
 def run_workers(script, arguments, envs, log_dir, timeout=240):
-    """Runs `python script *arguments[i]` with `envs[i]` added to the environment, all at once;
+    """Runs `python script *arguments[i]` (`script` a path, or a list such as `["-m", module]`)
+    with `envs[i]` added to the environment, all at once;
     returns their exit codes once all have ended, or once one has failed (the others are then
     killed). On timeout every child (and its children) is killed and the test fails with each
     child's last output."""
     env_base = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(ROOT), os.environ.get("PYTHONPATH", "")]), TF_CPP_MIN_LOG_LEVEL="3")
+    script = list(script) if isinstance(script, (list, tuple)) else [str(script)]
     children = []
     with contextlib.ExitStack() as logs:
         try:
             for index, (args, env) in enumerate(zip(arguments, envs)):
                 log = logs.enter_context(open(Path(log_dir) / f"worker{index}.log", "w"))
                 children.append(subprocess.Popen(
-                    [sys.executable, str(script), *map(str, args)], cwd=ROOT, stdout=log,
+                    [sys.executable, *script, *map(str, args)], cwd=ROOT, stdout=log,
                     stderr=subprocess.STDOUT, env={**env_base, **env}, start_new_session=True))
             deadline = time.monotonic() + timeout
             # A worker that fails leaves the others waiting for it in a collective: stop them.
