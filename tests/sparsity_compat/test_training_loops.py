@@ -53,10 +53,12 @@ def test_the_callbacks_drive_a_custom_loop_with_tfmots_hook_calls(digits, tmp_pa
     assert all(r["sparsity"] == pytest.approx(0.5, abs=0.01) for r in ep.sparsity_report(model))
 
 
+@pytest.mark.every_backend
 def test_a_schedule_returning_tensors_as_tfmot_documents_trains(digits):
+    # The backend's tensors: TensorFlow's on TensorFlow, as in tfmot's documentation.
     class TensorSchedule(ep.PruningSchedule):
         def __call__(self, step):
-            return tf.equal(step % 5, 0), tf.constant(0.5)
+            return keras.ops.equal(step % 5, 0), keras.ops.convert_to_tensor(0.5)
 
         def get_config(self):
             return {}
@@ -74,6 +76,7 @@ def test_pruning_summaries_refuses_a_log_dir_that_is_not_a_path(log_dir):
         ep.PruningSummaries(log_dir=log_dir)
 
 
+@pytest.mark.every_backend
 def test_training_without_the_callback_raises_a_short_error_of_its_own(digits):
     model = ep.prune_low_magnitude(make_digits_cnn())
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -111,6 +114,7 @@ def test_a_finished_schedule_strips_without_a_warning(digits):
         ep.strip_pruning(model)
 
 
+@pytest.mark.every_backend
 def test_masks_forced_to_their_target_strip_without_a_warning():
     # One-shot pruning (as each iterative_magnitude_pruning round does) forces the masks before
     # any training step: the schedule's first pruning step never comes, the target is reached.
