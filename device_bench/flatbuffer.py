@@ -1,12 +1,12 @@
 """Reading a `.tflite` flatbuffer, verified as it is read: its operators and constant tensors.
 
 Corrupted files are common (a cut-off copy, a bad SD card) and the generated flatbuffer code reads
-without bounds checks, so this module reads the fields device_bench and edgeprune need through a
-checked reader instead: the header and file identifier, every table and vector inside the file,
-every tensor, buffer and op-code index in range, every constant buffer large enough for its
-tensor's shape and type. Anything wrong raises one ModelFileError naming the file and the field.
-The work is bounded by a multiple of the file size, so no file makes it loop. Needs numpy and the
-schema enums of `ai-edge-litert`, no TensorFlow.
+without bounds checks, so this module reads the fields device_bench and edgeprune need through the
+checked reader of `device_bench.flatbuffer_reader` instead: the header and file identifier, every
+table and vector inside the file, every tensor, buffer and op-code index in range, every constant
+buffer large enough for its tensor's shape and type. Anything wrong raises one ModelFileError
+naming the file and the field. The work is bounded by a multiple of the file size, so no file makes
+it loop. Needs numpy and the schema enums of `ai-edge-litert`, no TensorFlow.
 
 >>> parse(b"PK\\x03\\x04" + bytes(60), "model.keras")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
@@ -24,6 +24,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 from device_bench.errors import ModelFileError
 from device_bench.fileio import read_regular_file
+from device_bench.flatbuffer_reader import Reader
 
 MAX_MODEL_BYTES = 2 << 30  # flatbuffers address at most 2 GiB
 FILE_IDENTIFIER = b"TFL3"
@@ -98,7 +99,7 @@ def parse(tflite_bytes, name=BYTES_NAME):
     """The verified Model in `tflite_bytes`; ModelFileError naming `name` if anything is wrong."""
     data = bytes(tflite_bytes)
     _check_header(data, name)
-    reader = _Reader(data, name)
+    reader = Reader(data, name)
     root = reader.table(struct.unpack_from("<I", data)[0], "model")
     codes = [_operator_name(code) for code in root.tables(1, "operator_codes")]
     buffers = [_buffer_data(reader, buffer) for buffer in root.tables(4, "buffers")]
@@ -181,112 +182,6 @@ def _check_header(data, name):
     if root % 4 or root + 4 > size:
         raise ModelFileError(f"{name}: corrupted flatbuffer (root table offset {root} is not an "
                              f"aligned position in the {size}-byte file); re-export the model")
-
-
-class _Reader:
-    """Bounds-checked reads from the flatbuffer; every failure is a ModelFileError naming the file.
-
-    `budget` caps the work at a multiple of the file size: a damaged file can point many entries
-    at one large vector, and reading that again and again could take practically forever.
-    """
-
-    def __init__(self, data, name):
-        self.data, self.name = data, name
-        self.budget = 4 * len(data) + 4096
-
-    def fail(self, where, problem):
-        raise ModelFileError(f"{self.name}: not a valid Flatbuffer ({where}: {problem}); the file "
-                             "is truncated or corrupted, re-export the model")
-
-    def spend(self, amount, where):
-        self.budget -= amount
-        if self.budget < 0:
-            self.fail(where, "the same data is referenced over and over, more than a file of "
-                             "this size can hold")
-
-    def check(self, pos, size, where):
-        """Fails unless the `size` bytes at `pos` are inside the file."""
-        if not 0 <= pos <= len(self.data) - size:
-            self.fail(where, f"offset {pos} is outside the {len(self.data)}-byte file")
-
-    def unpack(self, fmt, pos, where):
-        self.check(pos, struct.calcsize(fmt), where)
-        return struct.unpack_from(fmt, self.data, pos)[0]
-
-    def table(self, pos, where):
-        return _Table(self, pos, where)
-
-    def vector(self, start, dtype, where):
-        """The vector of scalars at `start` (length, then elements) as a read-only array."""
-        count = self.unpack("<I", start, where)
-        if start + 4 + count * dtype.itemsize > len(self.data):
-            self.fail(where, f"its {count} entries run past the end of the {len(self.data)}-byte "
-                             "file")
-        self.spend(count, where)
-        return np.frombuffer(self.data, dtype, count, start + 4) if count else np.zeros(0, dtype)
-
-
-class _Table:
-    """One flatbuffer table; a field is read by its index in the schema (field ids never change).
-
-    Checked as the flatbuffers verifier that LiteRT runs checks it: the vtable must lie in the file,
-    each field is checked when read, and a short or empty vtable means fields left out.
-    """
-
-    def __init__(self, reader, pos, where):
-        reader.spend(1, where)
-        self.reader, self.pos, self.where = reader, pos, where
-        vtable = pos - reader.unpack("<i", pos, where)
-        vtable_bytes = reader.unpack("<H", vtable, where)
-        if vtable_bytes % 2:
-            reader.fail(where, f"malformed table layout (vtable of {vtable_bytes} bytes)")
-        reader.check(vtable, vtable_bytes, where)
-        # After the vtable's size and the table's size: each field's offset, 0 if left out.
-        self.offsets = struct.unpack_from(f"<{vtable_bytes // 2 - 2}H", reader.data,
-                                          vtable + 4) if vtable_bytes > 4 else ()
-
-    def _field(self, index):
-        """The position of a field, or None when the table leaves it out."""
-        offset = self.offsets[index] if index < len(self.offsets) else 0
-        return self.pos + offset if offset else None
-
-    def scalar(self, index, fmt, field):
-        """A scalar field; 0 when left out, the schema's default for every scalar read here."""
-        pos = self._field(index)
-        return 0 if pos is None else self.reader.unpack(fmt, pos, f"{self.where}.{field}")
-
-    def _target(self, index, field):
-        """Where an offset field points, or None when the table leaves it out."""
-        pos = self._field(index)
-        return None if pos is None else pos + self.reader.unpack("<I", pos, f"{self.where}.{field}")
-
-    def table(self, index, field):
-        target = self._target(index, field)
-        return None if target is None else _Table(self.reader, target, f"{self.where}.{field}")
-
-    def vector(self, index, dtype, field):
-        target = self._target(index, field)
-        dtype = np.dtype(dtype)
-        if target is None:
-            return np.zeros(0, dtype)
-        return self.reader.vector(target, dtype, f"{self.where}.{field}")
-
-    def tables(self, index, field):
-        where, target = f"{self.where}.{field}", self._target(index, field)
-        if target is None:
-            return []
-        offsets = self.reader.vector(target, np.dtype("<u4"), where)
-        return [_Table(self.reader, target + 4 + 4 * i + int(offset), f"{where}[{i}]")
-                for i, offset in enumerate(offsets)]
-
-    def string(self, index, field):
-        where, target = f"{self.where}.{field}", self._target(index, field)
-        if target is None:
-            return ""
-        chars = self.reader.vector(target, np.dtype("u1"), where)
-        if self.reader.unpack("B", target + 4 + len(chars), where):  # C strings need it
-            self.reader.fail(where, "string without its terminating zero byte")
-        return chars.tobytes().decode("utf-8", "replace")  # a name only labels; LiteRT allows any
 
 
 def _operator_name(code):

@@ -5,9 +5,10 @@ import importlib
 
 import pytest
 
-MODULES = ["api", "boards", "benchmark_model_output", "errors", "fleet", "modelfile", "plot",
-           "report", "schema", "serial_protocol", "settings", "stats", "targets", "targets.adb",
-           "targets.micro", "targets.registry", "targets.serial", "targets.ssh", "yamlfile"]
+MODULES = ["api", "boards", "benchmark_model_output", "errors", "flatbuffer", "flatbuffer_reader",
+           "fleet", "modelfile", "plot", "report", "schema", "serial_protocol", "settings", "stats",
+           "targets", "targets.adb", "targets.micro", "targets.registry", "targets.serial",
+           "targets.ssh", "yamlfile"]
 
 
 @pytest.mark.parametrize("name", MODULES)
