@@ -30,11 +30,6 @@ GLOBAL_BATCH = 48  # divisible by 1, 2 and 3
 def worker(out, index, count, port, epochs, repeat):
     started = time.perf_counter()
     os.environ["KERAS_BACKEND"] = "jax"
-    import jax
-
-    if count > 1:
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=count, process_id=index)
     import keras
     import numpy as np
 
@@ -43,15 +38,13 @@ def worker(out, index, count, port, epochs, repeat):
     sys.path.insert(0, os.path.join(ROOT, "examples"))
     from models import digits_cnn
 
-    keras.distribution.set_distribution(keras.distribution.DataParallel(
-        auto_shard_dataset=False))
+    ep.start_data_parallel(f"127.0.0.1:{port}", count, index)
     (x, y), _ = ep.load_digits()
     # Repeating the training split gives epochs of a few dozen global steps.
     x, y = np.concatenate([x] * repeat), np.concatenate([y] * repeat)
     steps = len(x) // GLOBAL_BATCH
     share = GLOBAL_BATCH // count
-    x, y = (a[:steps * GLOBAL_BATCH].reshape(steps, GLOBAL_BATCH, *a.shape[1:])
-            [:, index * share:(index + 1) * share].reshape(-1, *a.shape[1:]) for a in (x, y))
+    x, y = ep.process_share(x, GLOBAL_BATCH), ep.process_share(y, GLOBAL_BATCH)
     keras.utils.set_random_seed(0)
     model = ep.prune_low_magnitude(digits_cnn(), pruning_schedule=ep.PolynomialDecay(
         0.0, 0.8, begin_step=0, end_step=steps * epochs, frequency=10))

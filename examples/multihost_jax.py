@@ -50,22 +50,15 @@ def start_local_processes(count):
 
 def train(coordinator, count, index):
     import jax
-
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPUs across processes
-    jax.distributed.initialize(coordinator, num_processes=count, process_id=index)
     import keras
     from models import accuracy, digits_cnn
 
-    # Every device of every process holds a replica; each process gives its own data.
-    keras.distribution.set_distribution(keras.distribution.DataParallel(
-        auto_shard_dataset=False))
+    # Joins the processes (gloo collectives on CPUs) and sets DataParallel over every device of
+    # every process, each process giving its own share of every global batch.
+    ep.start_data_parallel(coordinator, count, index)
     (x, y), (test_x, test_y) = ep.load_digits()
     steps = len(x) // GLOBAL_BATCH  # global batches per epoch (the last, partial one dropped)
-    share = GLOBAL_BATCH // count
-    batches = slice(0, steps * GLOBAL_BATCH)
-    x, y = (array[batches].reshape(steps, GLOBAL_BATCH, *array.shape[1:])
-            [:, index * share:(index + 1) * share].reshape(-1, *array.shape[1:])
-            for array in (x, y))
+    x, y = ep.process_share(x, GLOBAL_BATCH), ep.process_share(y, GLOBAL_BATCH)
 
     keras.utils.set_random_seed(0)  # the same initial weights in every process
     schedule = ep.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=(EPOCHS - 2) * steps,
@@ -73,7 +66,7 @@ def train(coordinator, count, index):
     model = ep.prune_low_magnitude(digits_cnn(), pruning_schedule=schedule)
     model.compile(keras.optimizers.Adam(2e-3),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x, y, batch_size=share, epochs=EPOCHS, shuffle=False, verbose=0,
+    model.fit(x, y, batch_size=GLOBAL_BATCH // count, epochs=EPOCHS, shuffle=False, verbose=0,
               callbacks=[ep.UpdatePruningStep(), ep.BackupAndRestore(f"{OUT}/backup")])
 
     # Under the distribution, creating a variable is a collective every process must join: leave

@@ -29,29 +29,18 @@ def main(out, index, count, port, devices, kill_after_epoch=None):
     index, count = int(index), int(count)
     os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     os.environ["KERAS_BACKEND"] = "jax"
-    import jax
-
-    if count > 1:
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=count, process_id=index)
     import keras
     import numpy as np
 
     import edgeprune as ep
     from edgeprune.sparsity.wrapper import pruning_wrappers
 
+    ep.start_data_parallel(f"127.0.0.1:{port}", count, index)
     assert (ep.process_index(), ep.process_count()) == (index, count)
-    # Each process feeds its own share of every global batch (no tf.data sharding).
-    keras.distribution.set_distribution(keras.distribution.DataParallel(
-        auto_shard_dataset=False))
     (x, y), _ = ep.load_digits()
+    # Each process feeds its own share of every global batch.
+    x, y = ep.process_share(x[:SAMPLES], GLOBAL_BATCH), ep.process_share(y[:SAMPLES], GLOBAL_BATCH)
     share = GLOBAL_BATCH // count
-
-    def my_share(array):
-        batches = array[:SAMPLES].reshape(-1, GLOBAL_BATCH, *array.shape[1:])
-        return batches[:, index * share:(index + 1) * share].reshape(-1, *array.shape[1:])
-
-    x, y = my_share(x), my_share(y)
 
     def masks_of(model):
         return [np.asarray(mask) for wrapper in pruning_wrappers(model) for mask in wrapper.masks]
