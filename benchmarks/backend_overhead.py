@@ -199,17 +199,17 @@ def print_tables(results, args):
         spec = MODELS[name]
         print(f"\n{name} CNN: {spec['size']}x{spec['size']}, Conv{spec['filters'][0]}-"
               f"Conv{spec['filters'][1]}-Dense{spec['units']}-Dense10, batch {spec['batch']}")
-        print(f"{'run':<22}{'dense ms':>9}{'wall ratio':>20}{'CPU ratio':>20}{'acc dense':>10}"
-              f"{'pruned':>8}{'sparsity':>9}")
+        print(f"{'run':<22}{'dense ms wall/CPU':>18}{'wall ratio':>20}{'CPU ratio':>20}"
+              f"{'acc dense':>10}{'pruned':>8}{'sparsity':>9}")
         for label, per_model in results.items():
             result = per_model.get(name, {"error": "not run"})
             if "error" in result:
                 print(f"{label:<22}  not measured: {result['error']}")
                 continue
             times, steps = result["times"], result["steps_per_epoch"]
-            dense_ms = np.median([wall for wall, _ in times["dense"][1:]]) / steps * 1e3
+            dense_ms = np.median(np.array(times["dense"][1:]), axis=0) / steps * 1e3
             acc = result["accuracy"]
-            print(f"{label:<22}{dense_ms:>9.2f}{spread(pair_ratios(times, 0)):>20}"
+            print(f"{label:<22}{pair(dense_ms, 2):>18}{spread(pair_ratios(times, 0)):>20}"
                   f"{spread(pair_ratios(times, 1)):>20}{acc['dense'] * 100:>9.2f}%"
                   f"{acc['pruned'] * 100:>7.2f}%{result['sparsity'] * 100:>8.1f}%")
         print("host work of the pruning callback, wall / CPU:")
