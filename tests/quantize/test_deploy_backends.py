@@ -23,6 +23,7 @@ import keras
 import edgeprune as ep
 from edgeprune.quantize.export import MODES
 from tests.quantize.models import compile_for_digits, digits_cnn
+from tests.quantize.test_multi_io import two_in_two_out
 
 out = sys.argv[1]
 (x, y), _ = ep.load_digits()
@@ -35,6 +36,10 @@ for mode in ep.QUANTIZE_MODES:  # every mode, through one TensorFlow child
     ep.export_tflite(model, f"{out}/{mode or 'float32'}.tflite", quantize=mode,
                      representative_data=x[:100] if calibrated else None)
 print(ep.export_onnx(model, f"{out}/model.onnx", x=x[:50]))
+two = two_in_two_out()  # several inputs: calibration samples cross to the child as one npz
+two.save(f"{out}/two.keras")
+ep.export_tflite(two, f"{out}/two.tflite", quantize="int8",
+                 representative_data={"zimage": x[:50], "ameta": x[:50, 0, :3, 0]})
 """
 
 
@@ -58,6 +63,11 @@ def test_a_model_trained_on_another_backend_exports_the_same_files(backend, digi
     np.testing.assert_allclose(float_out, keras_out, atol=1e-4)
     int8_out = ep.run_tflite(tmp_path / "int8.tflite", x_test)
     assert np.mean(int8_out.argmax(1) == keras_out.argmax(1)) >= 0.97
+    two = keras.models.load_model(tmp_path / "two.keras")
+    assert [tensor.name for tensor in two.inputs] == ["ameta", "zimage"]
+    two_here = ep.export_tflite(two, quantize="int8",  # a list this time, in model.inputs order
+                                representative_data=[x[:50, 0, :3, 0], x[:50]])
+    assert (tmp_path / "two.tflite").read_bytes() == two_here
     session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"))
     name = session.get_inputs()[0].name
     onnx_out = np.concatenate([session.run(None, {name: x_test[i:i + 1]})[0]
