@@ -1,5 +1,8 @@
 """One-shot channel pruning of a trained model: score, select, and zero whole coupled channels."""
 
+import keras
+import numpy as np
+
 from edgeprune.autodiff import gradient_function
 from edgeprune.model.naming import weight_arrays, weight_key
 from edgeprune.model.rebuild import copy_layer, rebuild
@@ -69,7 +72,9 @@ def data_gradient_terms(graph, criterion, data, loss):
                              "batch of data. "
                              "Pass one batch as a tuple (x, y), or an iterable of such tuples.")
         gradients = {key: {} for key in layers}
-        for (key, w), gradient in zip(variables, loss_gradients(*batch)):
+        # As NumPy: a tf.data batch holds TensorFlow tensors, which JAX and PyTorch do not take.
+        x, y = keras.tree.map_structure(np.asarray, tuple(batch))
+        for (key, w), gradient in zip(variables, loss_gradients(x, y)):
             gradients[key][weight_key(layers[key], w)] = gradient
         for key, value in gradient_terms(graph, criterion, values, gradients).items():
             total[key] = total.get(key, 0.0) + value

@@ -78,6 +78,22 @@ def test_loss_gradients_come_from_the_backend_and_are_zero_where_the_loss_does_n
     np.testing.assert_array_equal(gradients[1], np.zeros((3, 2), "float32"))
 
 
+@pytest.mark.every_backend
+def test_taylor_reads_a_tf_data_dataset_as_its_batches():
+    import tensorflow as tf
+
+    model = conv_bn_model()
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(16, 6, 6, 2)).astype("float32"), rng.integers(0, 3, 16)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    graph = ChannelGraph(model)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    batches = [(x[:8], y[:8]), (x[8:], y[8:])]
+    from_dataset = data_gradient_terms(graph, get_criterion("taylor"), dataset, loss)
+    for key, terms in data_gradient_terms(graph, get_criterion("taylor"), batches, loss).items():
+        np.testing.assert_allclose(from_dataset[key], terms, rtol=1e-6)
+
+
 def test_taylor_over_several_batches_sums_each_batch_squared_terms():
     import tensorflow as tf
 
