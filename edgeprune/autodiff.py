@@ -1,9 +1,9 @@
 """The one place edgeprune uses the backend's automatic differentiation directly.
 
 Gradient channel criteria (Taylor) need two things from it: terms computed in the training step's
-backward pass and added up until the next pruning step (`accumulate_in_backward`,
-`take_accumulated`), and the loss gradients of batches of data for one-shot pruning
-(`gradient_function`). Each backend implements all three; `keras.backend.backend()` picks one:
+backward pass and added up until the next pruning step (`accumulate_in_backward`, read with
+`accumulated` and `take_accumulated`), and the loss gradients of batches of data for one-shot
+pruning (`gradient_function`). Each backend implements them; `keras.backend.backend()` picks one:
 
 - TensorFlow: a `tf.custom_gradient` identity whose gradient assigns to the accumulator variable
   (in the step's graph, so a distribution strategy sums the replicas); `tf.GradientTape`.
