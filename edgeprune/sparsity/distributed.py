@@ -28,7 +28,7 @@ import tempfile
 
 import keras
 
-from edgeprune import tf_logs
+from edgeprune.tf_logs import quiet
 from edgeprune.sparsity.wrapper import pruning_wrappers
 
 
@@ -185,7 +185,7 @@ def multi_worker_strategy(**kwargs):
     >>> model.fit(dataset, callbacks=[ep.UpdatePruningStep()])  # doctest: +SKIP
     """
     # Its C++ runtime logs a dozen lines while the workers connect (kept off the terminal).
-    with tf_logs.quiet():
+    with quiet():
         return _fit_ready_strategy_class()(**kwargs)
 
 
