@@ -52,7 +52,8 @@ def _in_child(kind, model, options, samples=None):
                      *[np.concatenate(column) for column in zip(*samples)])
         with open(os.path.join(folder, "request.json"), "w", encoding="utf-8") as f:
             json.dump({"kind": kind, "options": options}, f)
-        answer = _converter().ask(folder, kind)
+        with _lock:  # one request at a time per child
+            answer = _converter().ask(folder, kind)
         if not answer.get("ok"):
             raise ValueError(answer["error"])
         with open(os.path.join(folder, "result"), "rb") as f:
@@ -95,11 +96,10 @@ _running = []
 
 
 def _converter():
-    """The running child, started if there is none (or the last one ended)."""
-    with _lock:
-        if not _running or not _running[0].alive():
-            _running[:] = [_Converter()]
-        return _running[0]
+    """The running child, started if there is none (or the last one ended); call under _lock."""
+    if not _running or not _running[0].alive():
+        _running[:] = [_Converter()]
+    return _running[0]
 
 
 def _save(model, path):
