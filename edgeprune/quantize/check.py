@@ -220,13 +220,11 @@ def validate_tflite(tflite, model, x, labels=None):
     >>> validate_tflite(export_tflite(model), model, xs).top1_agreement
     1.0
     """
-    import keras
-
     inputs = _inputs_in_order(model, x)
     tflite_out = run_tflite(tflite, inputs if len(inputs) > 1 else inputs[0])
     tflite_out = tflite_out if isinstance(tflite_out, list) else [tflite_out]
-    structured = keras.tree.pack_sequence_as(model.input, inputs) if len(inputs) > 1 else inputs[0]
-    keras_out = keras.tree.flatten(model.predict(structured, verbose=0))
+    keras_out = model.predict(_keras_structure(model, inputs), verbose=0)
+    keras_out = [keras_out] if isinstance(keras_out, np.ndarray) else _flatten(keras_out)
     count = len(inputs[0])
     tflite_out = [np.asarray(out, np.float32).reshape(count, -1) for out in tflite_out]
     keras_out = [np.asarray(out, np.float32).reshape(count, -1) for out in keras_out]
@@ -244,6 +242,24 @@ def validate_tflite(tflite, model, x, labels=None):
         report.tflite_accuracy = float(np.mean(tflite_top1 == labels))
         report.keras_accuracy = float(np.mean(keras_top1 == labels))
     return report
+
+
+# Keras is imported only for several inputs or outputs: a single-input, single-output check
+# (and each forked reader of the fuzz tests) pays no Keras import.
+def _keras_structure(model, inputs):
+    """`inputs` in the structure of `model.input`: one array for a single-input model."""
+    if len(inputs) == 1:
+        return inputs[0]
+    import keras
+
+    return keras.tree.pack_sequence_as(model.input, inputs)
+
+
+def _flatten(outputs):
+    """A model's outputs (a list, tuple or dict) as a list, in Keras' order (dict keys sorted)."""
+    import keras
+
+    return keras.tree.flatten(outputs)
 
 
 def _inputs_in_order(model, x):
