@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 
 from device_bench.errors import BenchError
-from device_bench.fileio import read_regular_file
+from device_bench.fileio import read_text_file
 from device_bench.schema import MemoryVerdict
 from device_bench.yamlfile import parse_yaml
 
@@ -66,12 +66,7 @@ def parse_size(value, where):
 
 def load_boards_file(path):
     """{name: Board} from a YAML file in the format of this module's docstring."""
-    raw = read_regular_file(path, BOARDS_FILE_MAX_BYTES, label="boards file ")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise BenchError(f"boards file {path}: not UTF-8 text (byte {raw[error.start]:#04x} at "
-                         f"offset {error.start}); save it as UTF-8") from None
+    text = read_text_file(path, BOARDS_FILE_MAX_BYTES, label="boards file ")
     data = parse_yaml(text, f"boards file {path}")
     if not isinstance(data, dict) or not isinstance(data.get("boards"), dict):
         raise BenchError(f"boards file {path}: expected a top-level 'boards:' mapping of "

@@ -39,6 +39,16 @@ def read_regular_file(path, max_bytes, error=BenchError, label=""):
     return data
 
 
+def read_text_file(path, max_bytes, label=""):
+    """read_regular_file's bytes decoded as UTF-8; a BenchError naming the first bad byte."""
+    raw = read_regular_file(path, max_bytes, label=label)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise BenchError(f"{label}{path}: not UTF-8 text (byte {raw[error.start]:#04x} at "
+                         f"offset {error.start}); save it as UTF-8") from None
+
+
 def _check_regular(info, where, max_bytes, error):
     if not stat.S_ISREG(info.st_mode):
         kind = next((name for test, name in _KINDS if test(info.st_mode)), "an unusual file")

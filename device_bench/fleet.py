@@ -46,7 +46,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from device_bench.errors import BenchError
-from device_bench.fileio import read_regular_file
+from device_bench.fileio import read_text_file
 from device_bench.modelfile import read_tflite
 from device_bench.schema import DeviceRun, FleetResult
 from device_bench.settings import SETTING_SCHEMAS, RunSettings
@@ -74,12 +74,7 @@ class Device:
 
 def load_fleet(path):
     """The Devices of a fleet file (format in this module's docstring); BenchError if invalid."""
-    raw = read_regular_file(path, FLEET_FILE_MAX_BYTES, label="fleet file ")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise BenchError(f"fleet file {path}: not UTF-8 text (byte {raw[error.start]:#04x} at "
-                         f"offset {error.start}); save it as UTF-8") from None
+    text = read_text_file(path, FLEET_FILE_MAX_BYTES, label="fleet file ")
     return devices_from_data(_parse(path, text), path)
 
 

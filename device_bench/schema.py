@@ -92,15 +92,8 @@ class ModelResult:
     warnings: list[str] = field(default_factory=list)
 
 
-@dataclass
-class BenchmarkResult:
-    target: str
-    settings: dict
-    runtime: dict
-    models: list[ModelResult]
-    comparisons: list[Comparison] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    schema_version: int = SCHEMA_VERSION
+class _JsonResult:
+    """to_dict / to_json of a result dataclass."""
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -108,6 +101,17 @@ class BenchmarkResult:
     def to_json(self):
         """to_dict() as indented JSON text, floats rounded to FLOAT_DIGITS significant digits."""
         return json.dumps(rounded(self.to_dict()), indent=2) + "\n"
+
+
+@dataclass
+class BenchmarkResult(_JsonResult):
+    target: str
+    settings: dict
+    runtime: dict
+    models: list[ModelResult]
+    comparisons: list[Comparison] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    schema_version: int = SCHEMA_VERSION
 
     @classmethod
     def from_dict(cls, data):
@@ -139,7 +143,7 @@ class DeviceRun:
 
 
 @dataclass
-class FleetResult:
+class FleetResult(_JsonResult):
     """Several devices benchmarked at once: one DeviceRun per device, in the order given.
 
     `lanes` lists the devices that ran one after another (devices computing on this computer's
@@ -155,12 +159,6 @@ class FleetResult:
     @property
     def failed(self):
         return [device for device in self.devices if device.status != "ok"]
-
-    def to_dict(self):
-        return dataclasses.asdict(self)
-
-    def to_json(self):
-        return json.dumps(rounded(self.to_dict()), indent=2) + "\n"
 
     @classmethod
     def from_dict(cls, data):
