@@ -233,7 +233,7 @@ def main():
     parser.add_argument("--cache_dir", help="latency measurements (default: ~/.cache/edgeprune)")
     parser.add_argument("--statistic", default="min", choices=sorted(STATISTICS),
                         help="of each model's timed runs (min: steadier on a loaded machine)")
-    parser.add_argument("--calibration", default="remainder", choices=["remainder", "scale"])
+    parser.add_argument("--calibration", default="scale", choices=["scale", "remainder"])
     parser.add_argument("--max_sparsity", type=float, default=LEVELS[-1],
                         help="digits: no group loses more of its channels, in any plan")
     parser.add_argument("--twins_at", default="1/3",

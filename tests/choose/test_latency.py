@@ -41,7 +41,7 @@ def test_measures_each_layer_and_calibrates_to_the_dense_model(measured):
     for axis in (point.input, point.output):  # measured at half and full width, on its step
         assert [w for w, _ in axis.curve][-1] == axis.width
         assert all(w % axis.step == 0 for w, _ in axis.curve)
-    # The remainder makes the dense prediction the measured dense model.
+    # Calibration makes the dense prediction the measured dense model.
     assert latency.predict_ms({}) == pytest.approx(latency.dense_measured_ms)
     assert latency.predict_ms({"stem": 0.5, "point": 0.5}) < latency.predict_ms({})
     assert set(latency.round_to.values()) <= {1, 4, 8, 16}
@@ -55,12 +55,12 @@ def test_second_run_measures_nothing(measured):
                                      progress=False)
     assert again.measured_probes == 0 and again.cached_probes == latency.measured_probes
     assert again.layers == latency.layers
-    # The cache keeps every statistic; "scale" calibrates by a factor instead of a remainder.
-    scaled = ep.measure_latency_model(model, fractions=(0.5,), cache_dir=str(cache),
-                                      dense_tflite=dense, statistic="min", calibration="scale",
-                                      progress=False)
-    assert scaled.measured_probes == 0 and scaled.remainder_us == 0
-    assert scaled.predict_ms({}) == pytest.approx(scaled.dense_measured_ms)
+    # The cache keeps every statistic; "remainder" adds a fixed difference instead of a factor.
+    added = ep.measure_latency_model(model, fractions=(0.5,), cache_dir=str(cache),
+                                     dense_tflite=dense, statistic="min", calibration="remainder",
+                                     progress=False)
+    assert added.measured_probes == 0 and added.scale == 1.0
+    assert added.predict_ms({}) == pytest.approx(added.dense_measured_ms)
 
 
 def test_latency_budget_is_met_with_kept_counts_on_each_groups_step(measured):
