@@ -6,12 +6,16 @@ Conv2D, DepthwiseConv2D and Dense layer of the model is measured on the device i
 device_bench target: `local`, `ssh://`, `adb://`), as a one-layer `.tflite` at the deployment's
 precision and thread count, at a few widths of each channel axis a coupled channel group prunes:
 
-- **Steps first.** XNNPACK's kernels process channels in SIMD tiles, so latency is flat between
-  multiples of the tile and jumps after one. For each kind of layer axis (1x1 or kxk convolution
-  input or output, depthwise channels, dense input or output) the largest such layer is measured
-  at widths M, M-3, M-7, M-15 and M-16 (M a multiple of 16): the axis steps by s when removing
-  s-1 channels saves less than half of what a linear cost would. Each group's `round_to` is the
-  largest step over the layer axes it spans, so kept counts never pay for a padded tile.
+- **Steps first.** XNNPACK's kernels process channels in tiles, so latency is flat between
+  multiples of the tile and jumps after one; a float32 3x3 convolution here computes 33 output
+  channels as slowly as 64. For each kind of layer axis (1x1 or kxk convolution input or output,
+  depthwise channels, dense input or output) the largest such layer is measured at widths M,
+  M-3, M-7, M-15, M-31 and M-32 (M a multiple of 32; of 16, without M-31 and M-32, for axes
+  narrower than 64): the axis steps by the largest s for which removing s-1 channels saves less
+  than a quarter of what a linear cost (from M to M-32, or M-16) would; crossing one tile
+  boundary saves about half. Each group's `round_to` is the largest step over the layer axes it spans, so kept
+  counts never pay for a padded tile, but at most half the group, so a narrow group can still be
+  pruned.
 - **Curves.** Each layer axis is measured at `fractions` of its width (default 1/4, 1/2 and 1),
   rounded to its step, with the other axis at full width; latency is interpolated piecewise
   linearly between them (and extended linearly below the smallest, never under zero). A layer
@@ -41,7 +45,8 @@ from edgeprune.structured.graph import ChannelGraph
 
 PRECISIONS = ("float32", "int8")
 CALIBRATIONS = ("remainder", "scale")
-STEP_CANDIDATES = (16, 8, 4)
+STEP_CANDIDATES = (32, 16, 8, 4)
+FLAT = 0.25  # of a linear cost: what s-1 channels removed within one tile may save
 DEFAULT_FRACTIONS = (0.25, 0.5, 1.0)
 
 
@@ -205,6 +210,8 @@ def measure_latency_model(model, target="local", precision="float32", num_thread
                     axis.step = steps.get(_axis_class(layer, axis_name), 1)
                     for group in axis.groups:
                         round_to[group] = max(round_to[group], axis.step)
+        round_to = {group.name: _within_half(round_to[group.name], len(group))
+                    for group in graph.groups}
         _measure_curves(layers, round_to, fractions, bench)
         dense_ms = None if dense_tflite is None else bench.whole_model_ms(dense_tflite)
     measured = []
@@ -351,18 +358,46 @@ def _axis_steps(layers, bench):
                     largest[key] = (layer, axis_name)
     plans = {}
     for key, (layer, axis_name) in largest.items():
-        top = getattr(layer, axis_name).width // 16 * 16
-        plans[key] = {s: _resized(layer.probe, axis_name, top - s + 1)
-                      for s in (1, *STEP_CANDIDATES)}
-        plans[key][17] = _resized(layer.probe, axis_name, top - 16)
+        width = getattr(layer, axis_name).width
+        span = STEP_CANDIDATES[0] if width >= 2 * STEP_CANDIDATES[0] else 16
+        top = width // span * span
+        plans[key] = {removed: _resized(layer.probe, axis_name, top - removed)
+                      for removed in _step_widths(span)}
     bench.ensure([probe for plan in plans.values() for probe in plan.values()], "SIMD steps")
-    steps = {}
-    for key, plan in plans.items():
-        at = {s: bench.latency_us(probe) for s, probe in plan.items()}
-        per_channel = (at[1] - at[17]) / 16
-        flat = [s for s in STEP_CANDIDATES if at[1] - at[s] < 0.5 * per_channel * (s - 1)]
-        steps[key] = max(flat, default=1) if per_channel > 0 else 1
-    return steps
+    return {key: step_of({removed: bench.latency_us(probe) for removed, probe in plan.items()})
+            for key, plan in plans.items()}
+
+
+def _step_widths(span):
+    """Channels removed from the top width to find the step: s-1 for each candidate s up to
+    `span`, and `span` itself for the linear reference."""
+    return sorted({0, span, *(s - 1 for s in STEP_CANDIDATES if s <= span)})
+
+
+def step_of(latency_removed):
+    """An axis's SIMD step from `{channels removed from a multiple of the span: latency}`.
+
+    The span is the most channels removed, the linear reference; the step is the largest
+    candidate s whose s-1 removed channels save less than `FLAT` of a linear cost, or 1.
+
+    >>> tiles_of_8 = {r: 8 * (-(-(64 - r) // 8)) for r in (0, 3, 7, 15, 31, 32)}
+    >>> step_of(tiles_of_8), step_of({r: 64 - r for r in (0, 3, 7, 15, 31, 32)})
+    (8, 1)
+    """
+    span = max(latency_removed)
+    full = latency_removed[0]
+    per_channel = (full - latency_removed[span]) / span
+    if per_channel <= 0:
+        return 1
+    flat = [s for s in STEP_CANDIDATES if s <= span
+            and full - latency_removed[s - 1] < FLAT * per_channel * (s - 1)]
+    return max(flat, default=1)
+
+
+def _within_half(step, size):
+    """`step`, or the largest smaller candidate that leaves a group of `size` channels a choice
+    of two kept counts."""
+    return max([s for s in (1, *STEP_CANDIDATES) if s <= step and 2 * s <= size], default=1)
 
 
 def _widths(full, step, fractions):

@@ -44,9 +44,25 @@ def test_measures_each_layer_and_calibrates_to_the_dense_model(measured):
     # Calibration makes the dense prediction the measured dense model.
     assert latency.predict_ms({}) == pytest.approx(latency.dense_measured_ms)
     assert latency.predict_ms({"stem": 0.5, "point": 0.5}) < latency.predict_ms({})
-    assert set(latency.round_to.values()) <= {1, 4, 8, 16}
+    assert set(latency.round_to.values()) <= {1, 4, 8, 16, 32}
+    # A group keeps a choice of at least two counts, whatever its layers' step.
+    assert all(2 * latency.round_to[g] <= size for g, size in latency.sizes.items())
     again = ep.LatencyModel.from_dict(latency.to_dict())
     assert again.predict_ms({"stem": 0.5}) == latency.predict_ms({"stem": 0.5})
+
+
+def test_steps_from_tiles_up_to_32_channels():
+    from edgeprune.choose.latency import step_of
+
+    removed = (0, 3, 7, 15, 31, 32)
+    for tile in (4, 8, 16, 32):
+        assert step_of({r: tile * -(-(64 - r) // tile) for r in removed}) == tile
+    assert step_of({r: 64.0 - r for r in removed}) == 1
+    assert step_of({r: 7.0 for r in removed}) == 1  # no measurable slope: no step claimed
+    # Measured here (float32 3x3 convolution, 8x8, 32 inputs, µs at 64..32 outputs): 33 outputs
+    # cost what 64 do. A test over M..M-16 alone saw no slope and answered 1.
+    assert step_of({0: 25.23, 3: 25.20, 7: 25.20, 15: 25.09, 31: 25.13, 32: 12.88}) == 32
+    assert step_of({0: 25.23, 3: 25.20, 7: 25.20, 15: 25.09, 16: 25.09}) == 1
 
 
 def test_second_run_measures_nothing(measured):
