@@ -29,10 +29,25 @@ def _top_k(scores, k):
     nan = np.isnan(flat)
     if nan.any():  # np.partition sorts NaN above everything: rank NaN scores lowest instead
         flat = np.where(nan, -np.inf, flat)
-    cut = np.partition(flat, flat.size - k)[flat.size - k]
+    cut = _kth_largest(flat, k)
     keep = flat > cut
     keep[np.flatnonzero(flat == cut)[:k - np.count_nonzero(keep)]] = True
     return keep.astype(np.float32).reshape(scores.shape), cut
+
+
+def _kth_largest(flat, k):
+    """The k-th largest of `flat` (1 <= k < flat.size). Scores of pruned weights are exactly 0
+    (masks zero them, epoch ends bake the zeros), and `np.partition` slows down with the length of
+    a run of equal values near its cut: 10x at 80% zeros. So the positive scores are partitioned
+    alone when the zeros are many, and a cut that falls among the zeros is 0 without a search.
+    Negative scores (NaN ranked as -inf) go through the plain partition."""
+    positive = flat > 0
+    count = int(np.count_nonzero(positive))
+    if count >= k and flat.size - count > flat.size // 8:
+        return np.partition(flat[positive], count - k)[count - k]
+    if count < k and count + np.count_nonzero(flat == 0) >= k:
+        return flat.dtype.type(0)
+    return np.partition(flat, flat.size - k)[flat.size - k]
 
 
 def _as_matrix(weight):
