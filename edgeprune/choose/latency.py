@@ -9,13 +9,14 @@ precision and thread count, at a few widths of each channel axis a coupled chann
 - **Steps first.** XNNPACK's kernels process channels in tiles, so latency is flat between
   multiples of the tile and jumps after one; a float32 3x3 convolution here computes 33 output
   channels as slowly as 64. For each kind of layer axis (1x1 or kxk convolution input or output,
-  depthwise channels, dense input or output) the largest such layer is measured at widths M,
-  M-3, M-7, M-15, M-31 and M-32 (M a multiple of 32; of 16, without M-31 and M-32, for axes
-  narrower than 64): the axis steps by the largest s for which removing s-1 channels saves less
-  than a quarter of what a linear cost (from M to M-32, or M-16) would; crossing one tile
-  boundary saves about half. Each group's `round_to` is the largest step over the layer axes it spans, so kept
-  counts never pay for a padded tile, but at most half the group, so a narrow group can still be
-  pruned.
+  depthwise channels, dense input or output) one layer is measured at widths M, M-3, M-7, M-15,
+  M-31 and M-32 (M a multiple of 32; of 16, without M-31 and M-32, for axes narrower than 64):
+  the axis steps by the largest s for which removing s-1 channels saves less than a quarter of
+  what a linear cost (from M to M-32, or M-16) would; crossing one tile boundary saves about
+  half. That layer is the one of its class whose M-32 (or M-16) removes the most
+  multiply-accumulates: a step must stand out of the timing noise, which grows with the layer.
+  Each group's `round_to` is the largest step over the layer axes it spans, so kept counts never
+  pay for a padded tile, but at most half the group, so a narrow group can still be pruned.
 - **Curves.** Each layer axis is measured at `fractions` of its width (default 1/4, 1/2 and 1),
   rounded to its step, with the other axis at full width; latency is interpolated piecewise
   linearly between them (and extended linearly below the smallest, never under zero). A layer
@@ -347,25 +348,39 @@ def _axis_class(layer, axis_name):
 # --- steps and curves ---
 
 def _axis_steps(layers, bench):
-    """`{(kind, axis): step}` from the largest layer of each class (see the module doc)."""
-    largest = {}
-    for layer in layers:
-        for axis_name in ("input", "output"):
-            axis = getattr(layer, axis_name)
-            if axis is not None and axis.width >= 32:
-                key = _axis_class(layer, axis_name)
-                if key not in largest or layer.macs > largest[key][0].macs:
-                    largest[key] = (layer, axis_name)
+    """`{(kind, axis): step}` from one layer of each class (see the module doc)."""
     plans = {}
-    for key, (layer, axis_name) in largest.items():
+    for key, (layer, axis_name) in _step_layers(layers).items():
         width = getattr(layer, axis_name).width
-        span = STEP_CANDIDATES[0] if width >= 2 * STEP_CANDIDATES[0] else 16
+        span = _span(width)
         top = width // span * span
         plans[key] = {removed: _resized(layer.probe, axis_name, top - removed)
                       for removed in _step_widths(span)}
     bench.ensure([probe for plan in plans.values() for probe in plan.values()], "SIMD steps")
     return {key: step_of({removed: bench.latency_us(probe) for removed, probe in plan.items()})
             for key, plan in plans.items()}
+
+
+def _step_layers(layers):
+    """`{(kind, axis): (layer, axis name)}`: in each class, the layer whose axis loses the most
+    multiply-accumulates over the span. A step must stand out of the timing noise, which grows
+    with the layer's time: 16 channels of MobileNetV2's 1280-wide last convolution are 1% of it,
+    below the noise, where half of a 64-wide layer is not."""
+    chosen = {}
+    for layer in layers:
+        for axis_name in ("input", "output"):
+            axis = getattr(layer, axis_name)
+            if axis is None or axis.width < 32:
+                continue
+            key, signal = _axis_class(layer, axis_name), layer.macs * _span(axis.width) / axis.width
+            if key not in chosen or signal > chosen[key][0]:
+                chosen[key] = (signal, layer, axis_name)
+    return {key: (layer, axis_name) for key, (_, layer, axis_name) in chosen.items()}
+
+
+def _span(width):
+    """Channels removed for the linear reference: 32 where the axis has 64, else 16."""
+    return STEP_CANDIDATES[0] if width >= 2 * STEP_CANDIDATES[0] else 16
 
 
 def _step_widths(span):

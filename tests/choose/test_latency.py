@@ -65,6 +65,21 @@ def test_steps_from_tiles_up_to_32_channels():
     assert step_of({0: 25.23, 3: 25.20, 7: 25.20, 15: 25.09, 16: 25.09}) == 1
 
 
+def test_steps_are_timed_where_a_tile_stands_out_of_the_noise():
+    from edgeprune.choose.latency import _measured_layers, _step_layers
+    from edgeprune.structured.graph import ChannelGraph
+
+    x = keras.Input((16, 16, 64))
+    y = keras.layers.Conv2D(64, 1, name="narrow")(x)
+    y = keras.layers.Conv2D(1024, 1, name="wide")(keras.layers.MaxPooling2D()(y))
+    model = keras.Model(x, keras.layers.Conv2D(8, 1)(y))
+    chosen = _step_layers(_measured_layers(model, ChannelGraph(model)))
+    # "wide" has 4x the multiply-accumulates, but 32 of its 1024 outputs are 3% of its time;
+    # 32 of "narrow"'s 64 are half of it.
+    layer, axis = chosen["conv1x1", "output"]
+    assert (layer.name, axis) == ("narrow", "output")
+
+
 def test_second_run_measures_nothing(measured):
     model, latency, cache, dense = measured
     again = ep.measure_latency_model(model, fractions=(0.5,), cache_dir=str(cache),
