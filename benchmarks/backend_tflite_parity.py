@@ -1,7 +1,7 @@
 """Do the JAX and PyTorch `.tflite` files predict like the TensorFlow one? Per quantization mode.
 
     python benchmarks/backend_tflite_parity.py [--backends tensorflow,jax,torch] [--epochs 4]
-                                               [--out DIR] [--json results.json]
+                                               [--seed 0] [--out DIR] [--json results.json]
 
 The digits CNN of `backend_overhead.py` ("small": 8x8, Conv16-Conv32-Dense64-Dense10, batch 16,
 3 copies of the training split per epoch) is pruned to 80% (`PolynomialDecay`, `frequency=100`,
