@@ -242,8 +242,9 @@ def main():
     warnings.filterwarnings("ignore", message="Argument `input_shape` is deprecated")
     backends = args.backends.split(",")
     if backends[0] != REFERENCE:
-        parser.error(f"--backends must start with {REFERENCE}: every file is compared with its "
-                     f"files, and the other backends export its .keras (got {args.backends!r})")
+        parser.error(f"--backends must start with {REFERENCE}: every file is compared with "
+                     f"{REFERENCE}'s, and the other backends export its .keras too "
+                     f"(got {args.backends!r})")
 
     # LiteRT's child processes (`ep.run_tflite` on files converted elsewhere) import edgeprune
     # without this folder on their path: from a source checkout they need it on PYTHONPATH.
