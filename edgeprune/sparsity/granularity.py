@@ -22,7 +22,6 @@ True
 >>> GRANULARITIES.unregister("doc_rows")
 """
 
-from keras import ops
 
 from edgeprune.registry import Registry
 from edgeprune.sparsity.masks import kept_count, top_k_mask  # noqa: F401  (helpers for subclasses)
@@ -90,9 +89,8 @@ class LayerByLayer:
 
     def update(self, wrappers, sparsities):
         for wrapper, sparsity in zip(wrappers, sparsities):
-            values = [ops.convert_to_numpy(w) for w in wrapper.pruned_weights]
             wrapper.assign_masks(self.granularity.layer_masks(
-                values, sparsity, wrapper.granularity_options))
+                wrapper.masked_weight_values(), sparsity, wrapper.granularity_options))
 
 
 GRANULARITIES = Registry(Granularity, "structure")

@@ -2,8 +2,6 @@
 blocks (`block_size`), N:M patterns (`sparsity_m_by_n`) and one ranking across layers
 (`pruning_scope="global"`), which tfmot spells as options of the same call."""
 
-from keras import ops
-
 from edgeprune.sparsity import masks
 from edgeprune.sparsity.granularity import (PRUNING_SCOPES, Granularity, LayerByLayer,
                                             register_granularity)
@@ -64,7 +62,7 @@ class _UnstructuredMasker(LayerByLayer):
 
     @staticmethod
     def _update_global(wrappers, sparsity):
-        values = [ops.convert_to_numpy(w) for wrapper in wrappers for w in wrapper.pruned_weights]
+        values = [value for wrapper in wrappers for value in wrapper.masked_weight_values()]
         options = wrappers[0].granularity_options
         results = masks.global_magnitude_masks(values, sparsity, options["block_size"],
                                                options["block_pooling_type"])

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from edgeprune.autodiff import accumulate_in_backward, store_accumulated
+from edgeprune.autodiff import accumulate_in_backward, masked_weight, store_accumulated
 from edgeprune.model import keras_internals as internals
 from edgeprune.model import rebuild as model_rebuild
 from edgeprune.model.naming import weight_key
@@ -27,9 +27,10 @@ class MissingPruningStepError(RuntimeError):
 class PruneLowMagnitude(keras.layers.Wrapper):
     """Masks the prunable weights of `layer`; masks change only at pruning steps.
 
-    The forward pass uses `weight * mask` (the variable itself is only rewritten at pruning steps
-    and epoch ends), so pruned weights get no gradient and the wrapper works unchanged under
-    mixed precision and `tf.distribute` strategies. Masks are computed outside the training graph
+    The forward pass uses `weight * mask` (on TensorFlow and JAX the variable itself is only
+    rewritten at pruning steps and epoch ends), so pruned weights get no gradient and the wrapper
+    works unchanged under mixed precision and `tf.distribute` strategies; on PyTorch the variable
+    is masked in place before the forward pass instead (`edgeprune.autodiff.masked_weight`). Masks are computed outside the training graph
     by `PruningController` (driven by the `UpdatePruningStep` callback).
 
     Args:
@@ -184,15 +185,20 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             raise MissingPruningStepError(MISSING_CALLBACK)
         mapping = []
         for index, (weight, mask) in enumerate(zip(self.pruned_weights, self.masks)):
-            value = weight.value * ops.cast(mask, weight.dtype)
             if training and self.gradient_accumulators:
                 granularity, options = get_granularity(self.granularity), self.granularity_options
                 value = accumulate_gradient_terms(
-                    value, [(axis, accumulator) for i, axis, accumulator
-                            in self.gradient_accumulators if i == index],
+                    weight.value * ops.cast(mask, weight.dtype),
+                    [(axis, accumulator) for i, axis, accumulator
+                     in self.gradient_accumulators if i == index],
                     lambda x, g, axis: granularity.gradient_terms(x, g, axis, options))
-            mapping.append((weight, value))
+            else:
+                value = masked_weight(weight, mask)
+            if value is not None:  # None: the variable holds the masked value itself
+                mapping.append((weight, value))
         positional = args if inputs is None else (inputs, *args)
+        if not mapping:
+            return self.layer(*positional, **kwargs)
         return call_with_weights(self.layer, mapping, *positional, **kwargs)
 
     def compute_output_shape(self, *args, **kwargs):
