@@ -8,9 +8,13 @@ import pytest
 
 import edgeprune as ep
 from edgeprune.choose.iterative import round_sparsity
-from tests.choose.conftest import accuracy_on, compile_and_fit, named_cnn
+from tests.choose.conftest import accuracy_on, named_cnn
 
 BATCH = 64
+# One epoch a round is 22 batches: at Adam's default 1e-3 that leaves the 90% round at 0.38 to
+# 0.54 accuracy depending on the backend's initial weights (the same weights give the same
+# metrics on every backend); at 1e-2 every backend keeps 0.85 or more.
+LEARNING_RATE = 1e-2
 
 
 def trainer(data, fail_at_call=None):
@@ -21,7 +25,12 @@ def trainer(data, fail_at_call=None):
         calls.append(model)
         if len(calls) == fail_at_call:
             raise RuntimeError("simulated crash")
-        compile_and_fit(model, data, epochs=1, callbacks=callbacks, batch_size=BATCH)
+        (x, y), _ = data
+        whole = len(x) // BATCH * BATCH  # no last short batch: JAX would compile a second step
+        x, y = x[:whole], y[:whole]
+        model.compile(keras.optimizers.Adam(LEARNING_RATE),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.fit(x, y, batch_size=BATCH, shuffle=False, verbose=0, callbacks=callbacks)
     return train, calls
 
 
@@ -31,6 +40,7 @@ def kernel_zeros(path):
             if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))}
 
 
+@pytest.mark.every_backend
 def test_rounds_reach_the_requested_sparsity_with_nested_masks(digits, tmp_path):
     train, calls = trainer(digits)
     accuracy = accuracy_on(digits)
@@ -53,7 +63,7 @@ def test_rounds_reach_the_requested_sparsity_with_nested_masks(digits, tmp_path)
     # Each round removes the same share of what is left: three equal rounds reach 90%.
     three_rounds = 1 - (1 - result.rounds[1].sparsity) ** 3
     assert three_rounds == pytest.approx(0.9, abs=1e-3)
-    assert result.rounds[-1].metric > 0.5  # retraining keeps a working classifier
+    assert result.rounds[-1].metric > 0.75  # retraining keeps a working classifier
 
 
 def test_global_scope_and_per_layer_targets(digits, tmp_path):
