@@ -1,12 +1,13 @@
 """One backend's side of tests/backends/test_cross_backend.py, run as
-`KERAS_BACKEND=<backend> python cross_backend_child.py <folder> [<.keras file to resume>]`.
+`KERAS_BACKEND=<backend> python cross_backend_child.py <folder> [<.keras file to resume>]
+[--resume-only]`.
 
 From the weights in `<folder>/weights.npz` it prunes a small CNN with each granularity, driving a
 `PruningController` for 40 steps (masks at 10, 20, 30, 40) and changing the weights in NumPy
 before each mask update, the same on every backend. The unstructured model is saved at step 20 to
-`<folder>/<backend>.keras`. Given a file saved by another backend, it loads it, records its masks
-and step, continues the same 20 steps, and trains two batches with `fit`. Everything goes to
-`<folder>/<backend>.npz`.
+`<folder>/<backend>.keras`, the masks go to `<folder>/<backend>.npz`. Given a file saved by
+another backend, it loads it, records its masks and step, continues the same 20 steps, and trains
+two batches with `fit`, into `<folder>/<backend>.resumed.npz`. `--resume-only` skips the pruning.
 """
 
 import sys
@@ -59,8 +60,15 @@ def masks_of(model, prefix):
     return arrays
 
 
-def main(folder, resume_from=None):
+def main(folder, resume_from=None, resume_only=False):
     backend = keras.backend.backend()
+    if not resume_only:
+        np.savez(f"{folder}/{backend}.npz", **prune_and_save(folder, backend))
+    if resume_from:
+        np.savez(f"{folder}/{backend}.resumed.npz", **resume(resume_from))
+
+
+def prune_and_save(folder, backend):
     weights = list(np.load(f"{folder}/weights.npz").values())
     out = {}
     for name, options in CONFIGS.items():
@@ -73,26 +81,30 @@ def main(folder, resume_from=None):
             pruned.save(f"{folder}/{backend}.keras")
         run_steps(pruned, controller, STEPS)
         out.update(masks_of(pruned, name))
+    return out
 
-    if resume_from:
-        resumed = keras.models.load_model(resume_from)
-        controller = ep.PruningController(resumed)
-        controller.begin()
-        out["resumed/step"] = np.array(controller.current_step)
-        out.update(masks_of(resumed, "resumed/loaded"))
-        run_steps(resumed, controller, STEPS)
-        out.update(masks_of(resumed, "resumed/final"))
 
-        trained = keras.models.load_model(resume_from)
-        trained.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        (x, y), _ = ep.load_digits()
-        trained.fit(x[:64], y[:64], batch_size=32, verbose=0, callbacks=[ep.UpdatePruningStep()])
-        out["trained/step"] = np.array(
-            [int(ops.convert_to_numpy(w.pruning_step)) for w in ep.PruningController(
-                trained).wrappers])
-        out.update(masks_of(trained, "trained"))
-    np.savez(f"{folder}/{backend}.npz", **out)
+def resume(path):
+    out = {}
+    resumed = keras.models.load_model(path)
+    controller = ep.PruningController(resumed)
+    controller.begin()
+    out["resumed/step"] = np.array(controller.current_step)
+    out.update(masks_of(resumed, "resumed/loaded"))
+    run_steps(resumed, controller, STEPS)
+    out.update(masks_of(resumed, "resumed/final"))
+
+    trained = keras.models.load_model(path)
+    trained.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    (x, y), _ = ep.load_digits()
+    trained.fit(x[:64], y[:64], batch_size=32, verbose=0, callbacks=[ep.UpdatePruningStep()])
+    out["trained/step"] = np.array(
+        [int(ops.convert_to_numpy(w.pruning_step)) for w in ep.PruningController(
+            trained).wrappers])
+    out.update(masks_of(trained, "trained"))
+    return out
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    arguments = [a for a in sys.argv[1:] if a != "--resume-only"]
+    main(*arguments, resume_only="--resume-only" in sys.argv[1:])

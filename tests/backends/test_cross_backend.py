@@ -2,8 +2,9 @@
 `.keras` file saved mid-pruning on one backend resumes on another with the same masks.
 
 Keras picks its backend once per process: each other backend runs `cross_backend_child.py` in its
-own interpreter (this one runs it in-process), in a chain (JAX saves, PyTorch resumes JAX's file
-and saves, TensorFlow resumes PyTorch's), and the test compares the arrays they wrote.
+own interpreter (this one runs it in-process), in a chain where every backend saves and resumes
+(TensorFlow saves, JAX resumes TensorFlow's file and saves, PyTorch resumes JAX's and saves,
+TensorFlow resumes PyTorch's), and the test compares the arrays they wrote.
 """
 
 import os
@@ -18,7 +19,8 @@ import pytest
 from tests.backends import cross_backend_child
 
 ROOT = Path(__file__).resolve().parents[2]
-CHAIN = ("jax", "torch", "tensorflow")
+CHAIN = ("tensorflow", "jax", "torch", "tensorflow")  # the last link only resumes
+BACKENDS = CHAIN[:-1]
 SHAPES = [(3, 3, 1, 8), (8,), (288, 16), (16,), (16, 10), (10,)]
 
 
@@ -27,19 +29,21 @@ def results(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cross_backend")
     rng = np.random.default_rng(0)
     np.savez(folder / "weights.npz", *[rng.normal(0, 0.3, s).astype("float32") for s in SHAPES])
-    previous = None
-    for backend in CHAIN:
-        arguments = [str(folder), *([str(folder / f"{previous}.keras")] if previous else [])]
+    for link, backend in enumerate(CHAIN):
+        resume_from = str(folder / f"{CHAIN[link - 1]}.keras") if link else None
+        resume_only = link == len(CHAIN) - 1
         if backend == keras.backend.backend():
-            cross_backend_child.main(*arguments)
+            cross_backend_child.main(str(folder), resume_from, resume_only)
         else:
+            arguments = [str(folder), *([resume_from] if resume_from else []),
+                         *(["--resume-only"] if resume_only else [])]
             env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=str(ROOT))
             result = subprocess.run([sys.executable, cross_backend_child.__file__, *arguments],
                                     cwd=ROOT, env=env, capture_output=True, text=True,
                                     timeout=300)
             assert result.returncode == 0, f"{backend}:\n{result.stderr[-3000:]}"
-        previous = backend
-    return {backend: dict(np.load(folder / f"{backend}.npz")) for backend in CHAIN}
+    return {name: dict(np.load(folder / f"{name}.npz"))
+            for backend in BACKENDS for name in (backend, f"{backend}.resumed")}
 
 
 @pytest.mark.parametrize("granularity", ["unstructured", "block", "m_by_n", "global"])
@@ -51,10 +55,10 @@ def test_masks_are_bit_identical_on_every_backend(results, granularity):
             assert results[backend][key].tobytes() == value.tobytes(), (backend, key)
 
 
-@pytest.mark.parametrize("saved_on, resumed_on", [("jax", "torch"), ("torch", "tensorflow")])
+@pytest.mark.parametrize("saved_on, resumed_on", list(zip(CHAIN, CHAIN[1:])))
 def test_a_keras_file_saved_mid_pruning_resumes_on_another_backend(results, saved_on,
                                                                    resumed_on):
-    resumed = results[resumed_on]
+    resumed = results[f"{resumed_on}.resumed"]
     assert int(resumed["resumed/step"]) == 20
     # Continuing the saved run from the file reaches the saver's own final masks, bit for bit.
     for key, value in results[saved_on].items():
