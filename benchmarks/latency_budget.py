@@ -210,7 +210,8 @@ def interpolated(best, partner, value):
     """`value(candidate)` interpolated linearly in measured ratio at ratio 1 (the latency plan's
     latency), between two candidates on either side of it."""
     weight = (1 - partner.ratio) / (best.ratio - partner.ratio)
-    return weight * value(best) + (1 - weight) * value(partner)
+    mixed = weight * np.asarray(value(best)) + (1 - weight) * np.asarray(value(partner))
+    return tuple(mixed.tolist()) if mixed.ndim else float(mixed)
 
 
 def final_twins(tried, tolerance):
