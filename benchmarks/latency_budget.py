@@ -23,6 +23,7 @@ for digits, its accuracy) at the latency plan's latency. A final interleaved run
                                                   [--statistic min] [--calibration scale]
                                                   [--twins_at 1/2,1/3,1/5]
     python benchmarks/latency_budget.py digits [--seeds 5]
+    python benchmarks/latency_budget.py steps    # one layer at many widths: the SIMD tiles
 """
 
 import argparse
@@ -42,6 +43,7 @@ import numpy as np  # noqa: E402
 import edgeprune as ep  # noqa: E402
 from device_bench.fileio import atomic_write  # noqa: E402
 from edgeprune.choose.latency import STATISTICS  # noqa: E402
+from edgeprune.choose.latency_probes import Probe  # noqa: E402
 from edgeprune.choose.units import channel_terms  # noqa: E402
 from edgeprune.model.cost import layer_macs  # noqa: E402
 from edgeprune.sparsity.wrapper import leaf_layers  # noqa: E402
@@ -446,9 +448,30 @@ def summarize(results, tolerance):
                   f"{sum(g > 0 for g in equal)} ahead ({', '.join(f'{g:+.2f}' for g in equal)})")
 
 
+def steps(runs, python):
+    """Latency of one float32 layer at many widths (interleaved): where XNNPACK's tiles step.
+    The digits CNN's second convolution (8x8, 3x3, 32 inputs) and a MobileNetV2-like 1x1
+    convolution (14x14, 96 inputs), by output channels."""
+    layers = {"3x3 conv, 8x8, 32 in": Probe("conv", (8, 8), (3, 3), (1, 1), "same", (1, 1), 32, 64),
+              "1x1 conv, 14x14, 96 in": Probe("conv", (14, 14), (1, 1), (1, 1), "same", (1, 1),
+                                              96, 64)}
+    widths = (8, 16, 24, 32, 33, 40, 48, 56, 64, 65, 80, 96, 112, 128)
+    models = {(name, w): probe.resized(cout=w).flatbuffer("float32")
+              for name, probe in layers.items() for w in widths}
+    measured = interleaved_latency(models, runs, **python)
+    print(f"\n### One layer, float32, 1 thread, by output channels ({runs} interleaved runs, "
+          "median µs)\n")
+    print("| layer | " + " | ".join(map(str, widths)) + " |")
+    print("|---|" + "---|" * len(widths))
+    for name in layers:
+        print(f"| {name} | " + " | ".join(f"{measured[name, w]['p50_us']:.1f}" for w in widths)
+              + " |")
+    return {f"{name}/{w}": measured[name, w] for name, w in models}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["mobilenet", "digits"])
+    parser.add_argument("part", choices=["mobilenet", "digits", "steps"])
     parser.add_argument("--precisions", default="float32,int8")
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--seeds", type=int, default=5)
@@ -478,8 +501,10 @@ def main():
         result = [mobilenet(p, args.runs, args.cache_dir, args.statistic, args.calibration,
                             python, args.twins_at.split(","), args.rounds, args.tolerance)
                   for p in args.precisions.split(",")]
-    else:
+    elif args.part == "digits":
         result = digits(args, python)
+    else:
+        result = steps(args.runs, python)
     print(f"\nwall time {time.time() - start:.0f} s")
     if args.output:
         atomic_write(args.output, json.dumps(result, indent=2, default=str))
