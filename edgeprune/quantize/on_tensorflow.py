@@ -4,23 +4,28 @@ The TFLite converter reads TensorFlow graphs, and Keras picks its backend once p
 `.keras` file is backend-neutral, so the model is saved to one in a scratch folder, with the
 calibration samples (already checked by the caller) beside it in an `.npz`, and a Python with
 `KERAS_BACKEND=tensorflow` loads it and runs the same `export_tflite` (or `export_onnx`) on the
-same weights: the same `.tflite` a TensorFlow-trained model gives. That child starts on the first
+same weights: the same `.tflite` a TensorFlow-trained model gives. Keras loads a custom class only
+once its module has run its `register_keras_serializable`, so the child first imports the modules
+the file names, with the caller's `sys.path`; a class defined in `__main__` (a script, a notebook)
+cannot be imported there and is refused before the child is asked. That child starts on the first
 conversion and serves the next ones too (TensorFlow's import costs seconds; a run converts two
 or three models), and ends with the caller. Its TensorFlow logs go to a temporary file, shown
 only when it fails.
 
 Run as `python -m edgeprune.quantize.on_tensorflow`, this module is that child: for each folder
 named on a line of stdin, it reads `model.keras`, `request.json` ({"kind": "tflite" | "onnx",
-"options": {...}}) and `samples.npz`, writes `result` and prints one JSON line: {"ok": true} or
-{"error": "..."}.
+"options": {...}, "modules": [...], "sys_path": [...]}) and `samples.npz`, writes `result` and
+prints one JSON line: {"ok": true} or {"error": "..."}.
 """
 
+import importlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import threading
+import zipfile
 
 import numpy as np
 
@@ -46,12 +51,15 @@ def export_onnx(model, **options):
 
 def _in_child(kind, model, options, samples=None):
     with scratch_folder("backend") as folder:
-        _save(model, os.path.join(folder, "model.keras"))
+        path = os.path.join(folder, "model.keras")
+        _save(model, path)
+        request = {"kind": kind, "options": options, "modules": _custom_modules(path),
+                   "sys_path": [os.path.abspath(entry) for entry in sys.path]}
         if samples is not None:
             np.savez(os.path.join(folder, "samples.npz"),
                      *[np.concatenate(column) for column in zip(*samples)])
         with open(os.path.join(folder, "request.json"), "w", encoding="utf-8") as f:
-            json.dump({"kind": kind, "options": options}, f)
+            json.dump(request, f)
         with _lock:  # one request at a time per child
             answer = _converter().ask(folder, kind)
         if not answer.get("ok"):
@@ -116,6 +124,42 @@ def _save(model, path):
             "export it from a process with KERAS_BACKEND=tensorflow.") from error
 
 
+def _custom_modules(path):
+    """The modules of the custom classes and functions in the `.keras` file at `path`, for the
+    child to import (Keras imports only its own); a ValueError for one defined in `__main__`."""
+    import keras
+
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read("config.json"))
+    modules = set()
+    for entry in _serialized_objects(config):
+        module = entry["module"]
+        if module in (None, "__main__"):  # Keras writes None for __main__
+            name = entry["config"] if entry["class_name"] == "function" else entry["class_name"]
+            raise ValueError(
+                f"{name!r} is defined in __main__ (your script or notebook), which the "
+                "TensorFlow child process that converts models from the "
+                f"{keras.config.backend()} backend cannot import. Move it to a module (a .py "
+                "file beside your script), decorate it with "
+                "@keras.saving.register_keras_serializable(), import it from there and export "
+                "again; or export from a process with KERAS_BACKEND=tensorflow.")
+        if module.split(".")[0] not in ("keras", "builtins"):
+            modules.add(module)
+    return sorted(modules)
+
+
+def _serialized_objects(config):
+    """Every serialized object (a dict with "module" and "class_name") nested in `config`."""
+    if isinstance(config, dict):
+        if "module" in config and "class_name" in config:
+            yield config
+        for value in config.values():
+            yield from _serialized_objects(value)
+    elif isinstance(config, list):
+        for value in config:
+            yield from _serialized_objects(value)
+
+
 def child_main():
     """The child: converts each folder named on stdin; see the module docstring."""
     from device_bench.runner import exit_with_parent
@@ -142,6 +186,16 @@ def _convert(folder):
         request = json.load(f)
     options = request["options"]
     keras.backend.clear_session()  # the models of earlier requests
+    sys.path.extend(entry for entry in request["sys_path"] if entry not in sys.path)
+    for module in request["modules"]:  # their register_keras_serializable runs on import
+        try:
+            importlib.import_module(module)
+        except Exception as error:  # noqa: BLE001 -- any error of the user's module
+            return {"error": (
+                f"module {module!r}, which defines a class or function of the model, does not "
+                f"import on the TensorFlow backend ({type(error).__name__}: "
+                f"{str(error).strip()[:500]}); make it importable without side effects, or "
+                "export from a process with KERAS_BACKEND=tensorflow.")}
     try:
         # safe_mode=False: the file is the caller's in-memory model, saved a moment ago.
         model = keras.models.load_model(os.path.join(folder, "model.keras"), safe_mode=False)

@@ -7,6 +7,7 @@ own interpreter (this one runs it in-process), in a chain where every backend sa
 TensorFlow resumes PyTorch's), and the test compares the arrays they wrote.
 """
 
+import itertools
 import os
 import subprocess
 import sys
@@ -55,7 +56,7 @@ def test_masks_are_bit_identical_on_every_backend(results, granularity):
             assert results[backend][key].tobytes() == value.tobytes(), (backend, key)
 
 
-@pytest.mark.parametrize("saved_on, resumed_on", list(zip(CHAIN, CHAIN[1:])))
+@pytest.mark.parametrize("saved_on, resumed_on", list(itertools.pairwise(CHAIN)))
 def test_a_keras_file_saved_mid_pruning_resumes_on_another_backend(results, saved_on,
                                                                    resumed_on):
     resumed = results[f"{resumed_on}.resumed"]
