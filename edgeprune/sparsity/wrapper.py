@@ -198,7 +198,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                 mapping.append((weight, value))
         positional = args if inputs is None else (inputs, *args)
         if not mapping:
-            return self.layer(*positional, **kwargs)
+            return internals.call_nested(self.layer, self, positional, kwargs, training)
         return call_with_weights(self.layer, mapping, *positional, **kwargs)
 
     def compute_output_shape(self, *args, **kwargs):

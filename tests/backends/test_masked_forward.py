@@ -2,7 +2,9 @@
 computing `weight * mask` (`edgeprune.autodiff.masked_weight`). What that must keep: outputs
 always computed with the masked kernel, even after a plain `torch.optim` step wrote into pruned
 weights; autograd valid when the model runs twice before one backward pass; and a value handed to
-`stateless_call` never written. The TensorFlow and JAX runs skip: they take the product."""
+`stateless_call` never written. The TensorFlow and JAX runs skip those: they take the product.
+There the wrapper also calls its layer's `call` directly (`keras_internals.call_nested`), so the
+layers inside must still see the training flag, and update their state, as in a plain call."""
 
 import keras
 import numpy as np
@@ -10,9 +12,9 @@ import pytest
 
 import edgeprune as ep
 
-pytestmark = [pytest.mark.every_backend,
-              pytest.mark.skipif(keras.backend.backend() != "torch",
-                                 reason="the in-place masking is PyTorch's")]
+pytestmark = pytest.mark.every_backend
+torch_only = pytest.mark.skipif(keras.backend.backend() != "torch",
+                                reason="the in-place masking is PyTorch's")
 
 
 @pytest.fixture
@@ -32,6 +34,7 @@ def expected(pruned, x):
     return x @ kernel + keras.ops.convert_to_numpy(wrapper.layer.bias)
 
 
+@torch_only
 def test_outputs_use_the_masked_kernel_after_an_optimizer_writes_pruned_weights(pruned):
     import torch
 
@@ -48,6 +51,7 @@ def test_outputs_use_the_masked_kernel_after_an_optimizer_writes_pruned_weights(
                                    expected(pruned, x), rtol=1e-5, atol=1e-6)
 
 
+@torch_only
 def test_two_forward_passes_before_one_backward_pass(pruned):
     import torch
 
@@ -62,6 +66,7 @@ def test_two_forward_passes_before_one_backward_pass(pruned):
     assert (keras.ops.convert_to_numpy(wrapper.layer.kernel)[mask == 0] == 0).all()
 
 
+@torch_only
 def test_stateless_call_never_writes_the_values_it_is_given(pruned):
     wrapper = pruned.layers[0]
     values = [keras.ops.ones(v.shape) for v in pruned.trainable_variables]
@@ -73,3 +78,21 @@ def test_stateless_call_never_writes_the_values_it_is_given(pruned):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(value), copy)
     mask = keras.ops.convert_to_numpy(wrapper.masks[0])
     np.testing.assert_allclose(keras.ops.convert_to_numpy(outputs), x @ mask + 1, rtol=1e-6)
+
+
+def test_wrapped_layers_see_the_training_flag_and_update_their_state():
+    keras.utils.set_random_seed(0)
+    schedule = ep.ConstantSparsity(0.5, 0)
+    dropout = ep.PruneLowMagnitude(keras.layers.Dropout(0.5), pruning_schedule=schedule)
+    norm = ep.PruneLowMagnitude(keras.layers.BatchNormalization(), pruning_schedule=schedule,
+                                weight_names=["gamma"])
+    model = keras.Sequential([keras.Input((32,)), dropout, norm])
+    controller = ep.PruningController(model)
+    controller.begin()
+    x = np.random.default_rng(0).normal(size=(64, 32)).astype("float32")
+    dropped = keras.ops.convert_to_numpy(dropout(x, training=True))
+    assert 0.3 < np.mean(dropped == 0) < 0.7
+    assert np.array_equal(keras.ops.convert_to_numpy(dropout(x, training=False)), x)
+    before = keras.ops.convert_to_numpy(norm.layer.moving_mean).copy()
+    norm(x, training=True)
+    assert not np.allclose(keras.ops.convert_to_numpy(norm.layer.moving_mean), before)
