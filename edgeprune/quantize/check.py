@@ -29,6 +29,7 @@ import numpy as np
 
 from device_bench.errors import ModelFileError
 from device_bench.flatbuffer import BYTES_NAME, read_model, weight_tensors
+from edgeprune.child_env import child_environment
 from edgeprune.quantize import litert
 from edgeprune.quantize.provenance import converted_here
 from edgeprune.quantize.scratch import scratch_folder
@@ -125,7 +126,7 @@ def _in_child(data, name, densify, inputs=None):
         with open(os.path.join(folder, "stderr.txt"), "wb") as log:
             process = subprocess.Popen([sys.executable, "-c", _CHILD, litert.__file__, folder],
                                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                       stderr=log)
+                                       stderr=log, env=child_environment())
         try:
             lines, hung = _lines_until_exit(process)
         finally:

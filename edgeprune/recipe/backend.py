@@ -15,10 +15,10 @@ import subprocess
 import sys
 import tempfile
 
+from edgeprune.child_env import child_environment
 from edgeprune.recipe.schema import BACKENDS, RecipeError
 
 _EXTRA = {"jax": "jax", "torch": "torch", "tensorflow": None}  # pyproject extras
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def backend_problem(backend):
@@ -59,10 +59,9 @@ def run_in_child(recipe, out, until=None, restart=False, callbacks=()):
                        "overrides": recipe.overrides, "out": os.path.abspath(out),
                        "until": until, "restart": restart,
                        "outcome": os.path.join(folder, "outcome.json")}, f, default=str)
-        env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=os.pathsep.join(
-            filter(None, [_ROOT, os.environ.get("PYTHONPATH")])))
         process = subprocess.Popen([sys.executable, "-m", "edgeprune.recipe.backend", request],
-                                   stdin=subprocess.DEVNULL, env=env)
+                                   stdin=subprocess.DEVNULL,
+                                   env=child_environment(KERAS_BACKEND=backend))
         try:
             process.wait()
         except KeyboardInterrupt:
