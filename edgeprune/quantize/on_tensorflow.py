@@ -29,9 +29,8 @@ import zipfile
 
 import numpy as np
 
+from edgeprune.child_env import child_environment
 from edgeprune.quantize.scratch import scratch_folder
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def export_tflite(model, samples, **options):
@@ -73,11 +72,10 @@ class _Converter:
 
     def __init__(self):
         self.log = tempfile.TemporaryFile()
-        env = dict(os.environ, KERAS_BACKEND="tensorflow",
-                   PYTHONPATH=os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")])))
         self.process = subprocess.Popen(
             [sys.executable, "-m", "edgeprune.quantize.on_tensorflow"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=self.log, env=env)
+            stdout=subprocess.PIPE, stderr=self.log,
+            env=child_environment(KERAS_BACKEND="tensorflow"))
 
     def alive(self):
         return self.process.poll() is None
