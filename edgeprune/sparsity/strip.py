@@ -36,7 +36,8 @@ def unfinished_pruning(model):
     None. Schedules that do not state a target (`PruningSchedule.final_target`) are not judged,
     nor granularities whose pattern is complete from the first step (N:M)."""
     short = []
-    for wrapper in pruning_wrappers(model):
+    for wrappers in _ranked_together(pruning_wrappers(model)):
+        wrapper = wrappers[0]
         if not (wrapper.built and wrapper.pruned_weights) or (
                 wrapper.current_step() >= 1 and get_granularity(
                     wrapper.granularity).prunes_at_first_step(wrapper.granularity_options)):
@@ -44,16 +45,29 @@ def unfinished_pruning(model):
         target = wrapper.pruning_schedule.final_target()
         # Masks already at the target (one-shot pruning forced them) are finished, whatever step.
         if target and wrapper.current_step() < target[1] and (
-                _mask_sparsity([wrapper]) < target[0] - _TARGET_TOLERANCE):
-            short.append((wrapper.current_step(), *target, wrapper))
+                _mask_sparsity(wrappers) < target[0] - _TARGET_TOLERANCE):
+            short.append((wrapper.current_step(), *target, wrappers))
     if not short:
         return None
     step, sparsity, target_step, _ = max(short, key=lambda item: item[2])
-    reached = _mask_sparsity([wrapper for *_, wrapper in short])
+    short_wrappers = [w for *_, wrappers in short for w in wrappers]
+    reached = _mask_sparsity(short_wrappers)
     when = f"stopped at step {step}" if step > 0 else "never ran (no training step)"
     return (f"Pruning {when}, before its schedule reached {sparsity:.0%} sparsity at step "
-            f"{target_step}: {len(short)} pruned layer(s) are {reached:.0%} sparse. Train until "
+            f"{target_step}: {len(short_wrappers)} pruned layer(s) are {reached:.0%} sparse. Train until "
             "the schedule's end (or end the schedule within the training) before stripping.")
+
+
+def _ranked_together(wrappers):
+    """The wrappers in groups that share one target: those of one granularity ranked with
+    `pruning_scope="global"` reach it together (some layers above it, some below), any other
+    wrapper alone."""
+    groups = {}
+    for wrapper in wrappers:
+        scope = wrapper.granularity_options.get("pruning_scope")
+        key = (wrapper.granularity, "global") if scope == "global" else id(wrapper)
+        groups.setdefault(key, []).append(wrapper)
+    return list(groups.values())
 
 
 # Kept counts are rounded to whole weights (and channels): a mask this close is at its target.

@@ -126,3 +126,22 @@ def test_masks_forced_to_their_target_strip_without_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         ep.strip_pruning(model)
+
+
+def test_global_scope_is_judged_on_the_layers_it_ranks_together():
+    # Ranked together, a layer of large weights keeps more than 20% and one of small weights
+    # less: only their sum is at the target.
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(16), keras.layers.Dense(16)])
+    model.layers[0].kernel.assign(10 * model.layers[0].kernel)
+    pruned = ep.prune_low_magnitude(model, pruning_scope="global", pruning_schedule=(
+        ep.ConstantSparsity(0.8, begin_step=0, end_step=100)))
+    controller = ep.PruningController(pruned)
+    controller.begin()
+    controller.update_masks(force=True)
+    layer_sparsities = [1 - float(np.mean(keras.ops.convert_to_numpy(w.masks[0])))
+                        for w in pruned.layers]
+    assert min(layer_sparsities) < 0.7 < 0.9 < max(layer_sparsities)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        ep.strip_pruning(pruned)
