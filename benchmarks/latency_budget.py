@@ -23,11 +23,13 @@ for digits, its accuracy) at the latency plan's latency. A final interleaved run
                                                   [--statistic min] [--calibration scale]
                                                   [--twins_at 1/2,1/3,1/5]
     python benchmarks/latency_budget.py digits [--seeds 5]
+    python benchmarks/latency_budget.py plans [--seeds 2]   # digits: every plan near 1/2, tuned
     python benchmarks/latency_budget.py steps    # one layer at many widths: the SIMD tiles
 """
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import sys
@@ -431,6 +433,56 @@ def digits_seed(seed, args, python, train, test, val_loss):
     return outcome
 
 
+def all_plans(args, python):
+    """Digits: every plan on the SIMD steps predicted within 15% above 1/2 of the dense latency,
+    fine-tuned alike: how much the choice of plan matters after fine-tuning."""
+    (x_all, y_all), test = ep.load_digits()
+    train = x_all[:-300], y_all[:-300]
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    levels, results = [0.0, *LEVELS], []
+    for seed in range(args.seeds):
+        keras.utils.set_random_seed(seed)
+        dense = compile_model(digits_cnn())
+        dense.fit(*train, batch_size=BATCH, epochs=args.epochs, verbose=0)
+        latency = ep.measure_latency_model(dense, dense_tflite=ep.export_tflite(dense),
+                                           cache_dir=args.cache_dir, statistic=args.statistic,
+                                           calibration=args.calibration, progress=False,
+                                           **python)
+        table = ep.sensitivity_scan(
+            dense, lambda m: float(loss(y_all[-300:], m(x_all[-300:], training=False))),
+            higher_is_better=False, sparsities=LEVELS, structure="channels", progress=False)
+        target = latency.dense_measured_ms / 2
+        chosen = latency.kept_channels(ep.allocate(table, target, budget="latency",
+                                                   latency_model=latency).sparsity)
+        build = Builder(dense, latency, ep.export_tflite)
+        sizes, steps = latency.sizes, latency.round_to
+        print(f"\n### seed {seed}: every plan predicted under {1.15e3 * target:.1f} µs "
+              f"(target {1e3 * target:.1f} µs), fine-tuned {args.tune_epochs} epochs\n")
+        print("| kept channels | predicted (µs) | scan drop | MACs kept | test accuracy |")
+        print("|---|---|---|---|---|")
+        rows = []
+        for kept in itertools.product(*[range(steps[g], sizes[g] + 1, steps[g]) for g in sizes]):
+            sparsity = {g: 1 - k / sizes[g] for g, k in zip(sizes, kept)}
+            if latency.predict_ms(sparsity) > 1.15 * target:
+                continue
+            keras.utils.set_random_seed(seed)
+            small = compile_model(build.new_small(sparsity))
+            small.fit(*train, batch_size=BATCH, epochs=args.tune_epochs, verbose=0)
+            rows.append({"kept": kept, "predicted_ms": latency.predict_ms(sparsity),
+                         "scan_drop": sum(float(np.interp(sparsity[g], levels,
+                                                          [0.0, *table.drop(g)]))
+                                          for g in sizes),
+                         "macs": macs_of(small) / macs_of(dense),
+                         "accuracy": accuracy(small, *test),
+                         "latency_plan": dict(zip(sizes, kept)) == chosen})
+        for row in sorted(rows, key=lambda r: r["predicted_ms"]):
+            mark = " (latency plan)" if row["latency_plan"] else ""
+            print(f"| {'/'.join(map(str, row['kept']))}{mark} | {1e3 * row['predicted_ms']:.1f} "
+                  f"| {row['scan_drop']:.3f} | {row['macs']:.1%} | {row['accuracy']:.2%} |")
+        results.append(rows)
+    return results
+
+
 def summarize(results, tolerance):
     for other in ("uniform", "MACs-budgeted"):
         gains = [100 * (r["latency-budgeted"]["accuracy"] - r[other]["accuracy"])
@@ -471,7 +523,7 @@ def steps(runs, python):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["mobilenet", "digits", "steps"])
+    parser.add_argument("part", choices=["mobilenet", "digits", "plans", "steps"])
     parser.add_argument("--precisions", default="float32,int8")
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--seeds", type=int, default=5)
@@ -503,6 +555,8 @@ def main():
                   for p in args.precisions.split(",")]
     elif args.part == "digits":
         result = digits(args, python)
+    elif args.part == "plans":
+        result = all_plans(args, python)
     else:
         result = steps(args.runs, python)
     print(f"\nwall time {time.time() - start:.0f} s")
