@@ -89,8 +89,9 @@ class LayerByLayer:
 
     def update(self, wrappers, sparsities):
         for wrapper, sparsity in zip(wrappers, sparsities):
+            values = wrapper.masked_weight_values()
             wrapper.assign_masks(self.granularity.layer_masks(
-                wrapper.masked_weight_values(), sparsity, wrapper.granularity_options))
+                values, sparsity, wrapper.granularity_options), values)
 
 
 GRANULARITIES = Registry(Granularity, "structure")

@@ -62,15 +62,15 @@ class _UnstructuredMasker(LayerByLayer):
 
     @staticmethod
     def _update_global(wrappers, sparsity):
-        values = [value for wrapper in wrappers for value in wrapper.masked_weight_values()]
+        ranked = [wrapper.masked_weight_values() for wrapper in wrappers]
+        values = [value for per_wrapper in ranked for value in per_wrapper]
         options = wrappers[0].granularity_options
         results = masks.global_magnitude_masks(values, sparsity, options["block_size"],
                                                options["block_pooling_type"])
         start = 0
-        for wrapper in wrappers:
-            count = len(wrapper.pruned_weights)
-            wrapper.assign_masks(results[start:start + count])
-            start += count
+        for wrapper, values in zip(wrappers, ranked):
+            wrapper.assign_masks(results[start:start + len(values)], values)
+            start += len(values)
 
 
 def validate_pair(value, name, minimum):
