@@ -31,6 +31,8 @@ import time
 import numpy as np
 from pruning_vs_tfmot import build_cnn, data, edgeprune_framework, tfmot_framework
 
+from edgeprune.child_env import child_environment
+
 MODELS = {
     "small": {"size": 8, "filters": (16, 32), "units": 64, "batch": 16, "repeat": 3},
     "large": {"size": 24, "filters": (32, 64), "units": 128, "batch": 32, "repeat": 2},
@@ -175,11 +177,20 @@ def spawn(label, backend, args, weights_path):
                "tfmot" if label == "tfmot" else "edgeprune", "--weights", weights_path,
                "--models", args.models, "--epochs", str(args.epochs), "--seed", str(args.seed),
                "--torch-threads", str(args.torch_threads)]
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = run_worker(command, backend)
+    if "error" in result:
+        return {name: result for name in args.models.split(",")}
+    return result
+
+
+def run_worker(command, backend):
+    """Runs a worker `command` in its own process on `backend` (Keras picks its backend once per
+    process): the JSON of its last line of output, or {"error": its last line of errors}."""
+    env = child_environment(KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
         tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
-        return {name: {"error": tail[0]} for name in args.models.split(",")}
+        return {"error": tail[0]}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

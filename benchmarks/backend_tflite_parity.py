@@ -24,7 +24,6 @@ import argparse
 import hashlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +37,7 @@ from backend_overhead import (
     initial_weights,
     layers_of,
     model_data,
+    run_worker,
 )
 
 MODEL = "small"
@@ -125,12 +125,7 @@ def spawn(backend, args, weights_path):
     command = [sys.executable, os.path.abspath(__file__), "--worker", "--weights", weights_path,
                "--out", args.out, "--epochs", str(args.epochs), "--seed", str(args.seed),
                "--torch-threads", str(args.torch_threads)]
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-    if done.returncode != 0:
-        tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
-        return {"error": tail[0]}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_worker(command, backend)
 
 
 def file_figures(folder, name, reference_name, yt, outputs):
@@ -246,10 +241,6 @@ def main():
                      f"{REFERENCE}'s, and the other backends export its .keras too "
                      f"(got {args.backends!r})")
 
-    # LiteRT's child processes (`ep.run_tflite` on files converted elsewhere) import edgeprune
-    # without this folder on their path: from a source checkout they need it on PYTHONPATH.
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
     with tempfile.TemporaryDirectory() as tmp:
         args.out = os.path.abspath(args.out or tmp)
         os.makedirs(args.out, exist_ok=True)
