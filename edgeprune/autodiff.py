@@ -3,7 +3,9 @@
 Gradient channel criteria (Taylor) need two things from it: terms computed in the training step's
 backward pass and added up until the next pruning step (`accumulate_in_backward`, read with
 `accumulated` and `take_accumulated`), and the loss gradients of batches of data for one-shot
-pruning (`gradient_function`). Each backend implements them; `keras.backend.backend()` picks one:
+pruning (`gradient_function`). The pruning wrapper takes one more thing from it: the masked
+weight its layer computes with (`masked_weight`). Each backend implements them;
+`keras.backend.backend()` picks one:
 
 - TensorFlow: a `tf.custom_gradient` identity whose gradient assigns to the accumulator variable
   (in the step's graph, so a distribution strategy sums the replicas); `tf.GradientTape`.
@@ -46,8 +48,8 @@ def masked_weight(weight, mask):
     """What a pruning wrapper's layer computes with in place of the variable `weight`: its value
     times `mask` (0/1), or None where the variable itself now holds that (PyTorch, below).
 
-    TensorFlow and JAX: the product, in the step's graph, so pruned weights get no gradient (on
-    JAX, XLA fuses it into the layer's op). PyTorch runs each step eagerly, and there the product
+    TensorFlow and JAX: the product, in the step's graph, so pruned weights get no gradient.
+    PyTorch runs each step eagerly, and there the product
     allocates a tensor of the kernel's size forward and backward (1.23x the step time of a CNN
     with a 4M-weight Dense kernel). Instead the variable is multiplied by its mask in place,
     outside autograd, whenever either changed since (an optimizer step, an assignment: their

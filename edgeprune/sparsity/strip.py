@@ -54,8 +54,9 @@ def unfinished_pruning(model):
     reached = _mask_sparsity(short_wrappers)
     when = f"stopped at step {step}" if step > 0 else "never ran (no training step)"
     return (f"Pruning {when}, before its schedule reached {sparsity:.0%} sparsity at step "
-            f"{target_step}: {len(short_wrappers)} pruned layer(s) are {reached:.0%} sparse. Train until "
-            "the schedule's end (or end the schedule within the training) before stripping.")
+            f"{target_step}: {len(short_wrappers)} pruned layer(s) are {reached:.0%} sparse. "
+            "Train until the schedule's end (or end the schedule within the training) before "
+            "stripping.")
 
 
 def _ranked_together(wrappers):

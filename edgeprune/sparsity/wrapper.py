@@ -30,8 +30,9 @@ class PruneLowMagnitude(keras.layers.Wrapper):
     The forward pass uses `weight * mask` (on TensorFlow and JAX the variable itself is only
     rewritten at pruning steps and epoch ends), so pruned weights get no gradient and the wrapper
     works unchanged under mixed precision and `tf.distribute` strategies; on PyTorch the variable
-    is masked in place before the forward pass instead (`edgeprune.autodiff.masked_weight`). Masks are computed outside the training graph
-    by `PruningController` (driven by the `UpdatePruningStep` callback).
+    is masked in place before the forward pass instead (`edgeprune.autodiff.masked_weight`).
+    Masks are computed outside the training graph by `PruningController` (driven by the
+    `UpdatePruningStep` callback).
 
     Args:
         layer: the Keras layer to prune.
