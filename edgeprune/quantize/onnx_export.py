@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 
 from device_bench.fileio import atomic_write
-from edgeprune.quantize.export import input_specs, serving_signature
+from edgeprune.quantize.inputs import input_specs, serving_signature
 from edgeprune.quantize.qat import is_quantize_aware, strip_quantization
 from edgeprune.quantize.scratch import scratch_folder
 from edgeprune.sparsity.strip import stripped

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import edgeprune as ep
-from edgeprune.quantize.export import representative_samples
+from edgeprune.quantize.inputs import representative_samples
 from device_bench.flatbuffer import weight_tensors
 from edgeprune.quantize.check import make_interpreter
 from tests.quantize.models import digits_cnn
