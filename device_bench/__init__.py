@@ -8,7 +8,8 @@ microcontroller (TFLite Micro). Imports no TensorFlow: only numpy and ai-edge-li
 
 from device_bench.api import benchmark, make_target, session
 from device_bench.errors import BenchError
-from device_bench.fleet import Device, benchmark_fleet, load_fleet
+from device_bench.fleet import benchmark_fleet
+from device_bench.fleet_file import Device, load_fleet
 from device_bench.schema import SCHEMA_VERSION, BenchmarkResult, FleetResult
 from device_bench.settings import RunSettings
 from device_bench.targets import TargetOption, register_target

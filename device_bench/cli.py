@@ -17,7 +17,7 @@ by Ctrl-C (a fleet writes nothing then).
 import argparse
 import sys
 
-from device_bench import api, fleet, plot, report
+from device_bench import api, fleet, fleet_file, plot, report
 from device_bench.errors import BenchError
 from device_bench.fileio import atomic_write
 from device_bench.runner import DEFAULTS
@@ -57,7 +57,7 @@ def build_parser():
                    help=target_help() + ". Repeat it to benchmark several devices at once")
     devices = p.add_argument_group("several devices at once (a fleet)")
     devices.add_argument("--fleet", help="a YAML (or .json) file naming devices, each with a "
-                                         "target and options (see device_bench/fleet.py)")
+                                         "target and options (see device_bench/fleet_file.py)")
     devices.add_argument("--device_timeout", type=float,
                          help="seconds after which a device is stopped and its row says so "
                               "(default: each target's own limits)")
@@ -144,7 +144,7 @@ def _fit_status(result):
 
 def run_fleet(args, graphs):
     """Several devices at once: the table, the outputs, and 2 if any device failed."""
-    devices = (fleet.load_fleet(args.fleet) if args.fleet else []) + (args.target or [])
+    devices = (fleet_file.load_fleet(args.fleet) if args.fleet else []) + (args.target or [])
     try:
         result = fleet.benchmark_fleet(graphs, devices, device_timeout=args.device_timeout,
                                        **options_from_args(args))

@@ -8,34 +8,16 @@ this computer's CPUs (targets registered with on_host=True: local, micro) run on
 in one lane, so that they do not skew each other's figures; every other device has a lane of its
 own and all lanes run in parallel.
 
-A fleet file (YAML, or JSON when it ends in .json) names each device and gives its target and
-options, with the names `benchmark()` and a recipe's `benchmark.targets` use:
+The devices come from a fleet file (`device_bench.fleet_file`) or from a list.
 
-    devices:
-      pi4:
-        target: ssh://pi@raspberrypi.local
-        num_threads: 4
-        known_hosts: ~/.ssh/known_hosts
-      pixel7:
-        target: adb://R5CT1234
-        benchmark_binary: ./benchmark_model
-      nano:
-        target: micro
-        board: nano33ble
-        graph: kws_int8.tflite    # optional: this device's own models (a path or a list)
-
->>> [d.name for d in devices_from_data({"devices": {"here": {"target": "local"}}}, "f.yaml")]
-['here']
 >>> result = benchmark_fleet("m.tflite", ["local", "ssh://pi@raspberrypi.local"])  # doctest: +SKIP
 >>> [(d.name, d.status) for d in result.devices]                                   # doctest: +SKIP
 [('local', 'ok'), ('ssh://pi@raspberrypi.local', 'failed')]
 """
 
-import json
 import os
 import pickle
 import queue
-import re
 import signal
 import subprocess
 import sys
@@ -43,99 +25,25 @@ import threading
 import time
 import warnings
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from device_bench.errors import BenchError
-from device_bench.fileio import read_text_file
+from device_bench.fleet_file import FILE_KEYS, MAX_DEVICES, Device, graph_list
 from device_bench.modelfile import read_tflite
 from device_bench.schema import DeviceRun, FleetResult
 from device_bench.settings import SETTING_SCHEMAS, RunSettings
 from device_bench.targets import registry
 from device_bench.targets.runner_process import crash_signal
-from device_bench.yamlfile import parse_yaml
 
-FLEET_FILE_MAX_BYTES = 256 * 1024
-MAX_DEVICES = 64
 # How long a stopped worker gets to clean up (close connections, remove temp dirs) before SIGKILL.
 STOP_GRACE_SECS = 5.0
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_FILE_KEYS = {"target", "graph"}
-
-
-@dataclass
-class Device:
-    """One device of a fleet: a name for its row, its --target value, its own options (run
-    settings and target options, over the fleet-wide ones) and optionally its own models."""
-    name: str
-    target: str
-    options: dict = field(default_factory=dict)
-    graphs: list = field(default_factory=list)
-
-
-def load_fleet(path):
-    """The Devices of a fleet file (format in this module's docstring); BenchError if invalid."""
-    text = read_text_file(path, FLEET_FILE_MAX_BYTES, label="fleet file ")
-    return devices_from_data(_parse(path, text), path)
-
-
-def _parse(path, text):
-    where = f"fleet file {path}"
-    if not os.fspath(path).lower().endswith(".json"):
-        return parse_yaml(text, where, "; or write the fleet as JSON in a .json file")
-    try:
-        return json.loads(text)
-    except ValueError as error:
-        raise BenchError(f"{where}: not valid JSON ({error})") from None
-    except RecursionError:
-        raise BenchError(f"{where}: nested too deeply to be a fleet file") from None
-
-
-def devices_from_data(data, path):
-    """Devices from a parsed fleet file; relative `graph` paths are read from the file's folder."""
-    where = f"fleet file {path}"
-    if not isinstance(data, dict) or "devices" not in data:
-        raise BenchError(f"{where}: expected a top-level 'devices:' mapping of device names to "
-                         "{target: ..., options}")
-    unknown = sorted(map(str, set(data) - {"devices"}))
-    if unknown:
-        raise BenchError(f"{where}: unknown top-level key(s) {', '.join(unknown)}; a fleet file "
-                         "holds only 'devices:'")
-    entries = data["devices"]
-    if not isinstance(entries, dict) or not entries:
-        raise BenchError(f"{where}: 'devices:' must map at least one device name to "
-                         "{target: ..., options}")
-    if len(entries) > MAX_DEVICES:
-        raise BenchError(f"{where}: {len(entries)} devices, more than the {MAX_DEVICES} a fleet "
-                         "runs at once; split it into several files")
-    folder = os.path.dirname(os.path.abspath(path))
-    return [_device_from_entry(where, folder, name, entry) for name, entry in entries.items()]
-
-
-def _device_from_entry(where, folder, name, entry):
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise BenchError(f"{where}: device name {name!r}: use up to 64 letters, digits, '_', "
-                         "'.' or '-', starting with a letter or digit")
-    where = f"{where}, device {name!r}"
-    if not isinstance(entry, dict) or not isinstance(entry.get("target"), str):
-        raise BenchError(f"{where}: expected a mapping with a target (e.g. target: "
-                         f"ssh://pi@raspberrypi.local) and options; got {entry!r:.80}")
-    options = {key: value for key, value in entry.items() if key not in _FILE_KEYS}
-    return Device(name, entry["target"], options,
-                  [os.path.join(folder, g) for g in _graph_list(where, entry.get("graph", []))])
-
-
-def _graph_list(where, graphs):
-    graphs = [graphs] if isinstance(graphs, str) else graphs
-    if not isinstance(graphs, list) or not all(isinstance(g, str) and g for g in graphs):
-        raise BenchError(f"{where}: graph must be a .tflite path or a list of paths")
-    return graphs
 
 
 def benchmark_fleet(graphs, devices, device_timeout=None, **options):
     """Benchmarks `graphs` on every device at once; returns a schema.FleetResult.
 
     `devices`: --target values ("local", "ssh://pi@raspberrypi.local"), Device objects, dicts
-    `{"name": ..., "target": ..., **options}` or `load_fleet(path)`'s list. `options` (run settings
+    `{"name": ..., "target": ..., **options}` or `fleet_file.load_fleet(path)`'s list. `options` (run settings
     and target options, as `benchmark()` takes them) apply to every device whose target accepts
     them; a device's own options win. `device_timeout`: seconds after which a device is stopped
     and its row says so (default: each target's own limits). A device that fails gets its error in
@@ -170,9 +78,9 @@ def _as_device(device):
         return Device(device, device)
     if isinstance(device, dict) and isinstance(device.get("target"), str):
         name = device.get("name", device["target"])
-        options = {k: v for k, v in device.items() if k not in _FILE_KEYS | {"name"}}
+        options = {k: v for k, v in device.items() if k not in FILE_KEYS | {"name"}}
         return Device(name, device["target"], options,
-                      _graph_list(f"device {name!r}", device.get("graph", [])))
+                      graph_list(f"device {name!r}", device.get("graph", [])))
     raise BenchError(f"device {device!r:.80}: give a --target value, a Device or a dict with a "
                      "'target' key")
 

@@ -14,7 +14,8 @@ import pytest
 
 from device_bench import cli
 from device_bench.errors import BenchError
-from device_bench.fleet import Device, benchmark_fleet, load_fleet
+from device_bench.fleet import benchmark_fleet
+from device_bench.fleet_file import Device, load_fleet
 from device_bench.schema import FleetResult
 from tests.device_bench.test_ssh import ssh_options
 
