@@ -31,7 +31,7 @@ import time
 import numpy as np
 from pruning_vs_tfmot import build_cnn, data, edgeprune_framework, tfmot_framework
 
-from edgeprune.child_env import child_environment
+from edgeprune.processes import child_environment
 
 MODELS = {
     "small": {"size": 8, "filters": (16, 32), "units": 64, "batch": 16, "repeat": 3},

@@ -29,7 +29,7 @@ import numpy as np
 
 from device_bench.errors import ModelFileError
 from device_bench.flatbuffer import BYTES_NAME, read_model, weight_tensors
-from edgeprune.child_env import child_environment
+from edgeprune.processes import child_environment
 from edgeprune.quantize import litert
 from edgeprune.quantize.provenance import converted_here
 from edgeprune.quantize.scratch import scratch_folder

@@ -29,7 +29,7 @@ import zipfile
 
 import numpy as np
 
-from edgeprune.child_env import child_environment
+from edgeprune.processes import child_environment
 from edgeprune.quantize.scratch import scratch_folder
 
 

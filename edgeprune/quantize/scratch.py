@@ -18,6 +18,8 @@ import shutil
 import tempfile
 import time
 
+from edgeprune.processes import is_alive
+
 # Folders of the naming used before pids were part of it: removed once a day old.
 _UNOWNED_AGE_SECS = 24 * 3600
 
@@ -42,20 +44,8 @@ def remove_orphans(kind, root=None):
             continue
         match = owned.match(os.path.basename(path))
         if match:
-            orphan = not _alive(int(match.group(1)))
+            orphan = not is_alive(int(match.group(1)))
         else:
             orphan = time.time() - info.st_mtime > _UNOWNED_AGE_SECS
         if orphan:
             shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid):
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True  # another user's process (or a name this code did not write): leave it
-    return True

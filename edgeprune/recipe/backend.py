@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 
-from edgeprune.child_env import child_environment
+from edgeprune.processes import child_environment
 from edgeprune.recipe.schema import BACKENDS, RecipeError
 
 _EXTRA = {"jax": "jax", "torch": "torch", "tensorflow": None}  # pyproject extras

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 import edgeprune as ep
 from device_bench.fileio import atomic_write
 from edgeprune.model.saving import save_model_atomically
+from edgeprune.processes import is_alive
 from edgeprune.recipe import backend, preflight, sources, training
 from edgeprune.recipe.loader import host_key_warnings
 from edgeprune.recipe.modelstats import model_stats
@@ -246,7 +247,7 @@ def _run_lock(out):
         except FileExistsError:
             with open(path) as f:
                 owner = f.read().strip()
-            if owner.isdigit() and _alive(int(owner)):
+            if owner.isdigit() and is_alive(int(owner)):
                 raise RecipeError(f"{out} is in use by another edgeprune run (pid {owner}); "
                                   "wait for it or choose another --out") from None
             os.remove(path)  # left by a run that was killed
@@ -256,16 +257,6 @@ def _run_lock(out):
         yield
     finally:
         os.remove(path)
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # it exists, owned by another user
-    return True
 
 
 def _open_state(recipe, out, restart):
