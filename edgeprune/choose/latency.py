@@ -14,7 +14,8 @@ precision and thread count, at a few widths of each channel axis a coupled chann
   the axis steps by the largest s for which removing s-1 channels saves less than a quarter of
   what a linear cost (from M to M-32, or M-16) would; crossing one tile boundary saves about
   half. That layer is the one of its class whose M-32 (or M-16) removes the most
-  multiply-accumulates: a step must stand out of the timing noise, which grows with the layer.
+  multiply-accumulates, and it is timed by its fastest run: a step must stand out of the timing
+  noise, which grows with the layer.
   Each group's `round_to` is the largest step over the layer axes it spans, so kept counts never
   pay for a padded tile, but at most half the group, so a narrow group can still be pruned.
 - **Curves.** Each layer axis is measured at `fractions` of its width (default 1/4, 1/2 and 1),
@@ -357,7 +358,10 @@ def _axis_steps(layers, bench):
         plans[key] = {removed: _resized(layer.probe, axis_name, top - removed)
                       for removed in _step_widths(span)}
     bench.ensure([probe for plan in plans.values() for probe in plan.values()], "SIMD steps")
-    return {key: step_of({removed: bench.latency_us(probe) for removed, probe in plan.items()})
+    # By the fastest run whatever the statistic: a step is a difference of a few percent between
+    # single probes, and a median of a large layer moved by more than that between probes here.
+    return {key: step_of({removed: bench.latency_us(probe, "min_us")
+                          for removed, probe in plan.items()})
             for key, plan in plans.items()}
 
 

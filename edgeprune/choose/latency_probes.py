@@ -121,10 +121,11 @@ class ProbeBench:
     def key(self, probe):
         return probe.key(self.precision, self.num_threads)
 
-    def latency_us(self, probe):
+    def latency_us(self, probe, statistic=None):
+        """The probe's time in µs, by the bench's statistic or `statistic` ("p50_us", "min_us")."""
         if self.key(probe) not in self.cache["probes"]:  # dropped by a change of runtime
             self.ensure([probe], "again")
-        return self.cache["probes"][self.key(probe)][self.statistic]
+        return self.cache["probes"][self.key(probe)][statistic or self.statistic]
 
     def ensure(self, probes, what):
         """Measures every probe not in the cache yet."""
