@@ -10,6 +10,10 @@ own and all lanes run in parallel.
 
 The devices come from a fleet file (`device_bench.fleet_file`) or from a list.
 
+>>> benchmark_fleet("m.tflite", [])
+Traceback (most recent call last):
+    ...
+device_bench.errors.BenchError: no device given: pass at least one target or a fleet file
 >>> result = benchmark_fleet("m.tflite", ["local", "ssh://pi@raspberrypi.local"])  # doctest: +SKIP
 >>> [(d.name, d.status) for d in result.devices]                                   # doctest: +SKIP
 [('local', 'ok'), ('ssh://pi@raspberrypi.local', 'failed')]

@@ -6,9 +6,9 @@ import importlib
 import pytest
 
 MODULES = ["api", "boards", "benchmark_model_output", "errors", "flatbuffer", "flatbuffer_reader",
-           "fleet", "modelfile", "plot", "report", "schema", "serial_protocol", "settings", "stats",
-           "targets", "targets.adb", "targets.micro", "targets.registry", "targets.serial",
-           "targets.ssh", "yamlfile"]
+           "fleet", "fleet_file", "modelfile", "plot", "report", "schema", "serial_protocol",
+           "settings", "stats", "targets", "targets.adb", "targets.micro", "targets.registry",
+           "targets.serial", "targets.ssh", "yamlfile"]
 
 
 @pytest.mark.parametrize("name", MODULES)
