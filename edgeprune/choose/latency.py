@@ -6,18 +6,10 @@ Conv2D, DepthwiseConv2D and Dense layer of the model is measured on the device i
 device_bench target: `local`, `ssh://`, `adb://`), as a one-layer `.tflite` at the deployment's
 precision and thread count, at a few widths of each channel axis a coupled channel group prunes:
 
-- **Steps first.** XNNPACK's kernels process channels in tiles, so latency is flat between
-  multiples of the tile and jumps after one; a float32 3x3 convolution here computes 33 output
-  channels as slowly as 64. For each kind of layer axis (1x1 or kxk convolution input or output,
-  depthwise channels, dense input or output) one layer is measured at widths M, M-3, M-7, M-15,
-  M-31 and M-32 (M a multiple of 32; of 16, without M-31 and M-32, for axes narrower than 64):
-  the axis steps by the largest s for which removing s-1 channels saves less than a quarter of
-  what a linear cost (from M to M-32, or M-16) would; crossing one tile boundary saves about
-  half. That layer is the one of its class whose M-32 (or M-16) removes the most
-  multiply-accumulates, and it is timed by its fastest run: a step must stand out of the timing
-  noise, which grows with the layer.
-  Each group's `round_to` is the largest step over the layer axes it spans, so kept counts never
-  pay for a padded tile, but at most half the group, so a narrow group can still be pruned.
+- **Steps first** (`edgeprune.choose.latency_steps`): XNNPACK's kernels process channels in
+  tiles, so each kind of layer axis is timed at a few widths near a multiple of 32 to find its
+  step. Each group's `round_to` is the largest step over the layer axes it spans, so kept counts
+  never pay for a padded tile, but at most half the group, so a narrow group can still be pruned.
 - **Curves.** Each layer axis is measured at `fractions` of its width (default 1/4, 1/2 and 1),
   rounded to its step, with the other axis at full width; latency is interpolated piecewise
   linearly between them (and extended linearly below the smallest, never under zero). A layer
@@ -40,15 +32,14 @@ import tempfile
 
 import numpy as np
 
-from edgeprune.choose.latency_probes import STATISTICS, Probe, ProbeBench, as_path
+from edgeprune.choose.latency_probes import STATISTICS, Probe, ProbeBench, as_path, resized
+from edgeprune.choose.latency_steps import axis_class, axis_steps, within_half
 from edgeprune.model.keras_internals import inbound_nodes
 from edgeprune.sparsity.wrapper import leaf_layers
 from edgeprune.structured.graph import ChannelGraph
 
 PRECISIONS = ("float32", "int8")
 CALIBRATIONS = ("remainder", "scale")
-STEP_CANDIDATES = (32, 16, 8, 4)
-FLAT = 0.25  # of a linear cost: what s-1 channels removed within one tile may save
 DEFAULT_FRACTIONS = (0.25, 0.5, 1.0)
 
 
@@ -204,15 +195,15 @@ def measure_latency_model(model, target="local", precision="float32", num_thread
     bench = ProbeBench(target, precision, num_threads, num_runs, statistic, cache_dir, progress,
                    target_options)
     with bench:
-        steps = _axis_steps(layers, bench)
+        steps = axis_steps(layers, bench)
         round_to = {group.name: 1 for group in graph.groups}
         for layer in layers:
             for axis_name, axis in (("input", layer.input), ("output", layer.output)):
                 if axis is not None:
-                    axis.step = steps.get(_axis_class(layer, axis_name), 1)
+                    axis.step = steps.get(axis_class(layer, axis_name), 1)
                     for group in axis.groups:
                         round_to[group] = max(round_to[group], axis.step)
-        round_to = {group.name: _within_half(round_to[group.name], len(group))
+        round_to = {group.name: within_half(round_to[group.name], len(group))
                     for group in graph.groups}
         _measure_curves(layers, round_to, fractions, bench)
         dense_ms = None if dense_tflite is None else bench.whole_model_ms(dense_tflite)
@@ -226,7 +217,7 @@ def measure_latency_model(model, target="local", precision="float32", num_thread
             if axis is None:
                 continue
             widths = sorted(_widths(axis.width, round_to_of(axis, round_to), fractions))
-            curve = [(w, bench.latency_us(_resized(probe, axis_name, w))) for w in widths]
+            curve = [(w, bench.latency_us(resized(probe, axis_name, w))) for w in widths]
             axes[axis_name] = Axis(axis.width, axis.groups, round_to_of(axis, round_to), curve)
         measured.append(LayerLatency(layer.name, probe.kind, dense_us, **axes))
     remainder, scale, layers_us = 0.0, 1.0, sum(layer.dense_us for layer in measured)
@@ -333,91 +324,7 @@ def _macs(probe):
     return positions * per_position * (1 if probe.kind == "depthwise" else probe.cout)
 
 
-def _resized(probe, axis_name, width):
-    return probe.resized(cin=width) if axis_name == "input" else probe.resized(cout=width)
-
-
-def _axis_class(layer, axis_name):
-    """Layers whose axis shares a kernel family share a SIMD step: 1x1 or kxk convolution input
-    or output, depthwise channels, dense input or output."""
-    kind = layer.probe.kind
-    if kind == "conv":
-        kind = "conv1x1" if layer.probe.kernel == (1, 1) else "convkxk"
-    return kind, axis_name
-
-
-# --- steps and curves ---
-
-def _axis_steps(layers, bench):
-    """`{(kind, axis): step}` from one layer of each class (see the module doc)."""
-    plans = {}
-    for key, (layer, axis_name) in _step_layers(layers).items():
-        width = getattr(layer, axis_name).width
-        span = _span(width)
-        top = width // span * span
-        plans[key] = {removed: _resized(layer.probe, axis_name, top - removed)
-                      for removed in _step_widths(span)}
-    bench.ensure([probe for plan in plans.values() for probe in plan.values()], "SIMD steps")
-    # By the fastest run whatever the statistic: a step is a difference of a few percent between
-    # single probes, and a median of a large layer moved by more than that between probes here.
-    return {key: step_of({removed: bench.latency_us(probe, "min_us")
-                          for removed, probe in plan.items()})
-            for key, plan in plans.items()}
-
-
-def _step_layers(layers):
-    """`{(kind, axis): (layer, axis name)}`: in each class, the layer whose axis loses the most
-    multiply-accumulates over the span. A step must stand out of the timing noise, which grows
-    with the layer's time: 16 channels of MobileNetV2's 1280-wide last convolution are 1% of it,
-    below the noise, where half of a 64-wide layer is not."""
-    chosen = {}
-    for layer in layers:
-        for axis_name in ("input", "output"):
-            axis = getattr(layer, axis_name)
-            if axis is None or axis.width < 32:
-                continue
-            key, signal = _axis_class(layer, axis_name), layer.macs * _span(axis.width) / axis.width
-            if key not in chosen or signal > chosen[key][0]:
-                chosen[key] = (signal, layer, axis_name)
-    return {key: (layer, axis_name) for key, (_, layer, axis_name) in chosen.items()}
-
-
-def _span(width):
-    """Channels removed for the linear reference: 32 where the axis has 64, else 16."""
-    return STEP_CANDIDATES[0] if width >= 2 * STEP_CANDIDATES[0] else 16
-
-
-def _step_widths(span):
-    """Channels removed from the top width to find the step: s-1 for each candidate s up to
-    `span`, and `span` itself for the linear reference."""
-    return sorted({0, span, *(s - 1 for s in STEP_CANDIDATES if s <= span)})
-
-
-def step_of(latency_removed):
-    """An axis's SIMD step from `{channels removed from a multiple of the span: latency}`.
-
-    The span is the most channels removed, the linear reference; the step is the largest
-    candidate s whose s-1 removed channels save less than `FLAT` of a linear cost, or 1.
-
-    >>> tiles_of_8 = {r: 8 * (-(-(64 - r) // 8)) for r in (0, 3, 7, 15, 31, 32)}
-    >>> step_of(tiles_of_8), step_of({r: 64 - r for r in (0, 3, 7, 15, 31, 32)})
-    (8, 1)
-    """
-    span = max(latency_removed)
-    full = latency_removed[0]
-    per_channel = (full - latency_removed[span]) / span
-    if per_channel <= 0:
-        return 1
-    flat = [s for s in STEP_CANDIDATES if s <= span
-            and full - latency_removed[s - 1] < FLAT * per_channel * (s - 1)]
-    return max(flat, default=1)
-
-
-def _within_half(step, size):
-    """`step`, or the largest smaller candidate that leaves a group of `size` channels a choice
-    of two kept counts."""
-    return max([s for s in (1, *STEP_CANDIDATES) if s <= step and 2 * s <= size], default=1)
-
+# --- curves ---
 
 def _widths(full, step, fractions):
     return {min(full, max(step, int(round(full * f / step)) * step)) for f in fractions} | {full}
@@ -430,6 +337,6 @@ def _measure_curves(layers, round_to, fractions, bench):
         for axis_name in ("input", "output"):
             axis = getattr(layer, axis_name)
             if axis is not None:
-                probes += [_resized(layer.probe, axis_name, w)
+                probes += [resized(layer.probe, axis_name, w)
                            for w in _widths(axis.width, round_to_of(axis, round_to), fractions)]
     bench.ensure(probes, "layer widths")

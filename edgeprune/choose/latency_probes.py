@@ -226,3 +226,8 @@ def _read_cache(path):
     except (OSError, ValueError, AttributeError):
         pass  # no cache yet, or a damaged one: measure again
     return {"probes": {}}
+
+
+def resized(probe, axis_name, width):
+    """`probe` with its "input" or "output" channel axis at `width`."""
+    return probe.resized(cin=width) if axis_name == "input" else probe.resized(cout=width)

@@ -52,7 +52,7 @@ def test_measures_each_layer_and_calibrates_to_the_dense_model(measured):
 
 
 def test_steps_from_tiles_up_to_32_channels():
-    from edgeprune.choose.latency import step_of
+    from edgeprune.choose.latency_steps import step_of
 
     removed = (0, 3, 7, 15, 31, 32)
     for tile in (4, 8, 16, 32):
@@ -66,7 +66,8 @@ def test_steps_from_tiles_up_to_32_channels():
 
 
 def test_steps_are_timed_where_a_tile_stands_out_of_the_noise():
-    from edgeprune.choose.latency import _measured_layers, _step_layers
+    from edgeprune.choose.latency import _measured_layers
+    from edgeprune.choose.latency_steps import _step_layers
     from edgeprune.structured.graph import ChannelGraph
 
     x = keras.Input((16, 16, 64))
