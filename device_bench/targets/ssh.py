@@ -158,6 +158,8 @@ class SshTarget:
 
     def _exec(self, client, command, timeout, stdin_text=None):
         """(exit status, stdout, stderr) of a remote shell command, within `timeout` seconds."""
+        import paramiko
+
         try:
             stdin, stdout, stderr = client.exec_command(command, timeout=timeout)
             if stdin_text is not None:
@@ -168,10 +170,16 @@ class SshTarget:
         except (socket.timeout, TimeoutError):
             raise BenchError(f"{self.where}: `{command[:60]}` did not finish within {timeout:g} s; "
                              "lower --max_secs or check the board") from None
+        except (paramiko.SSHException, EOFError, OSError) as error:  # "Socket is closed", ...
+            raise BenchError(self._dropped(f"`{command[:60]}` ran", error)) from None
         if status == _NO_EXIT_STATUS and not client.get_transport().is_active():
-            raise BenchError(f"{self.where}: the SSH connection dropped while `{command[:60]}` "
-                             "ran; check the board's network and power, then run again")
+            raise BenchError(self._dropped(f"`{command[:60]}` ran"))
         return status, out, err
+
+    def _dropped(self, doing, error=None):
+        cause = f" ({error})" if error else ""
+        return (f"{self.where}: the SSH connection dropped while {doing}{cause}; check the "
+                "board's network and power, then run again")
 
     def _make_temp_dir(self, client):
         template = posixpath.join(self.remote_temp_root, "device_bench.XXXXXXXX")
@@ -188,13 +196,26 @@ class SshTarget:
             warnings.warn(f"{self.where}: could not remove the temp dir {tmp}: {error}")
 
     def _upload(self, client, tmp, graphs, prefix=""):
-        remote = []
-        with client.open_sftp() as sftp:
-            for index, graph in enumerate(graphs):
-                path = posixpath.join(tmp, f"{prefix}{index}_{os.path.basename(graph)}")
-                sftp.put(graph, path)
-                remote.append(path)
+        remote = [posixpath.join(tmp, f"{prefix}{index}_{os.path.basename(graph)}")
+                  for index, graph in enumerate(graphs)]
+        self._put(client, zip(graphs, remote), "the models were copied")
         return remote
+
+    def _put(self, client, files, doing):
+        """Copies each `(local, remote)` of `files` to the board over SFTP."""
+        import paramiko
+
+        try:
+            with client.open_sftp() as sftp:
+                for local, remote in files:
+                    sftp.put(local, remote)
+        except (paramiko.SSHException, EOFError) as error:
+            raise BenchError(self._dropped(doing, error)) from None
+        except OSError as error:  # the board refused a file (disk full), or the socket closed
+            transport = client.get_transport()
+            if transport is None or not transport.is_active():
+                raise BenchError(self._dropped(doing, error)) from None
+            raise BenchError(f"{self.where}: copying to the board failed: {error}") from None
 
     def _run_runner(self, client, tmp, python, config, graphs, timeout):
         command = f"{python} {shlex.quote(posixpath.join(tmp, 'runner.py'))}"
@@ -230,8 +251,8 @@ class SshSession:
             self.client.close()
             raise
         try:
-            with self.client.open_sftp() as sftp:
-                sftp.put(runner.__file__, posixpath.join(self.tmp, "runner.py"))
+            target._put(self.client, [(runner.__file__, posixpath.join(self.tmp, "runner.py"))],
+                        "runner.py was copied")
         except BaseException:
             self.close()
             raise

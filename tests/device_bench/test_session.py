@@ -33,3 +33,16 @@ def test_local_session_and_bad_settings(models, fast_settings):
         assert bench.benchmark(models["float"], **fast_settings).models[0].latency.count >= 20
         with pytest.raises(device_bench.BenchError, match="unknown run settings.*key_filename"):
             bench.benchmark(models["float"], key_filename="k")
+
+
+def test_a_connection_closed_between_runs_is_a_clear_error(sshd, models, fast_settings, tmp_path):
+    # Where the drop lands decides what paramiko raises (here "Socket is closed", an OSError, from
+    # the upload; elsewhere an SSHException or EOFError): each is one BenchError saying so.
+    with pytest.warns(UserWarning, match="could not remove the temp dir"):
+        with device_bench.session(sshd.target, known_hosts=sshd.known_hosts,
+                                  key_filename=sshd.client_key, remote_python=sys.executable,
+                                  remote_temp_root=str(tmp_path)) as bench:
+            bench.benchmark(models["float"], **fast_settings)
+            bench._open.client.get_transport().close()
+            with pytest.raises(device_bench.BenchError, match="SSH connection dropped while"):
+                bench.benchmark(models["float"], **fast_settings)
