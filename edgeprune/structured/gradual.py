@@ -104,19 +104,22 @@ class ChannelMasker:
         options = wrappers[0].granularity_options
         if self.graph is None:
             self.graph = ChannelGraph(self.model, skip_layers=options["skip_layers"])
-        remove = select_channels(self.graph, self.scores(wrappers, options), sparsities[-1],
-                                 options["pruning_scope"], options["round_to"],
+        ranked = {id(wrapper): wrapper.masked_weight_values() for wrapper in wrappers}
+        remove = select_channels(self.graph, self.scores(wrappers, options, ranked),
+                                 sparsities[-1], options["pruning_scope"], options["round_to"],
                                  options["min_channels"])
         masks = channel_masks(self.graph, remove)
         for wrapper in wrappers:
             layer_masks = masks.get(id(wrapper.layer), {})
             wrapper.assign_masks([
                 (layer_masks.get(name, np.ones(weight.shape, "float32")), 0.0)
-                for weight, name in zip(wrapper.pruned_weights, _names(wrapper))])
+                for weight, name in zip(wrapper.pruned_weights, _names(wrapper))],
+                ranked[id(wrapper)])
 
-    def scores(self, wrappers, options):
-        """Scores of the masked weights, or for a criterion that needs gradients, of the terms
-        the wrappers accumulated since the last pruning step (then reset)."""
+    def scores(self, wrappers, options, ranked):
+        """Scores of the masked weights (`ranked`: each wrapper's `masked_weight_values()`, by
+        id), or for a criterion that needs gradients, of the terms the wrappers accumulated since
+        the last pruning step (then reset)."""
         criterion = get_criterion(options["criterion"])
         if criterion.needs_gradients:
             terms = {}
@@ -132,7 +135,7 @@ class ChannelMasker:
                           "by 'l1' this once. Prune later (begin_step > 0) or less often "
                           "(frequency).", stacklevel=2)
             criterion = get_criterion("l1")
-        current = {id(w.layer): dict(zip(_names(w), w.masked_weight_values())) for w in wrappers}
+        current = {id(w.layer): dict(zip(_names(w), ranked[id(w)])) for w in wrappers}
         weights = {key: {**values, **current.get(key, {})}
                    for key, values in self.graph.weight_values().items()}
         return channel_scores(self.graph, criterion, weights=weights)
