@@ -44,11 +44,17 @@ def accumulate_in_backward(value, accumulators, terms):
     return _backend().accumulate_in_backward(value, accumulators, terms)
 
 
-def masked_weight(weight, mask):
+def masked_weight(weight, mask, kept_masked=False):
     """What a pruning wrapper's layer computes with in place of the variable `weight`: its value
     times `mask` (0/1), or None where the variable itself now holds that (PyTorch, below).
 
     TensorFlow and JAX: the product, in the step's graph, so pruned weights get no gradient.
+    With `kept_masked` the caller guarantees that the variable already holds 0 wherever `mask`
+    does and stays so after each optimizer update (`PruningController(model, optimizer)` keeps
+    that true: see `edgeprune.sparsity.optimizer_state`): the layer then reads the variable and
+    only its gradient is masked. That saves the product's pass over the kernel forward and
+    backward; the gradient's mask fuses into the optimizer's update under XLA (JAX).
+
     PyTorch runs each step eagerly, and there the product
     allocates a tensor of the kernel's size forward and backward (1.23x the step time of a CNN
     with a 4M-weight Dense kernel). Instead the variable is multiplied by its mask in place,
@@ -59,7 +65,13 @@ def masked_weight(weight, mask):
     finds the variable unchanged and leaves it alone, which keeps autograd's saved tensors valid.
     Inside a stateless scope (`stateless_call`) the variable stands for a value of the caller's,
     which is never written: the product then."""
-    return _backend().masked_weight(weight, mask)
+    return _backend().masked_weight(weight, mask, kept_masked)
+
+
+def masks_gradients():
+    """Whether `masked_weight(..., kept_masked=True)` masks the gradient (TensorFlow, JAX);
+    PyTorch masks its variables in place whatever the flag, and gradients reach pruned weights."""
+    return _backend().masks_gradients
 
 
 def accumulated(accumulator):
@@ -101,9 +113,6 @@ def _product(weight, mask):
 class _Variables:
     """Accumulators that the backward pass writes as variables (TensorFlow, PyTorch)."""
 
-    def masked_weight(self, weight, mask):
-        return _product(weight, mask)
-
     def accumulated(self, accumulator):
         return ops.convert_to_numpy(accumulator)
 
@@ -117,6 +126,21 @@ class _Variables:
 
 
 class _TensorFlow(_Variables):
+    masks_gradients = True
+
+    def masked_weight(self, weight, mask, kept_masked):
+        if not kept_masked:
+            return _product(weight, mask)
+        import tensorflow as tf
+
+        mask_value = ops.cast(mask, weight.dtype)
+
+        @tf.custom_gradient
+        def gradient_masked(value):
+            return tf.identity(value), lambda upstream: upstream * mask_value
+
+        return gradient_masked(weight.value)
+
     def accumulate_in_backward(self, value, accumulators, terms):
         import tensorflow as tf
 
@@ -145,10 +169,12 @@ class _TensorFlow(_Variables):
 
 
 class _Torch(_Variables):
+    masks_gradients = False
+
     def __init__(self):
         self.masked_versions = {}  # id(weight tensor) -> (its version, the mask's) once masked
 
-    def masked_weight(self, weight, mask):
+    def masked_weight(self, weight, mask, kept_masked):
         import torch
 
         if get_stateless_scope() is not None:
@@ -188,11 +214,16 @@ class _Torch(_Variables):
 
 
 class _Jax:
-    masked_weight = staticmethod(_product)
+    masks_gradients = True
 
     def __init__(self):
         self.pending = {}  # id(accumulator) -> NumPy sum handed over by io_callback
         self.lock = threading.Lock()  # unordered callbacks may run on several threads
+
+    def masked_weight(self, weight, mask, kept_masked):
+        if not kept_masked:
+            return _product(weight, mask)
+        return _jax_gradient_masking()(weight.value, ops.cast(mask, weight.dtype))
 
     def accumulate_in_backward(self, value, accumulators, terms):
         import jax
@@ -270,6 +301,25 @@ class _Jax:
                     else np.zeros(v.shape, v.dtype) for v in variables]
 
         return gradients
+
+
+@functools.cache
+def _jax_gradient_masking():
+    """`f(value, mask)`: `value`, whose gradient is multiplied by `mask` (which gets none)."""
+    import jax
+
+    @jax.custom_vjp
+    def gradient_masked(value, mask):
+        return value
+
+    def forward(value, mask):
+        return value, mask
+
+    def backward(mask, upstream):
+        return upstream * mask, None
+
+    gradient_masked.defvjp(forward, backward)
+    return gradient_masked
 
 
 _BACKENDS = {"tensorflow": _TensorFlow, "torch": _Torch, "jax": _Jax}

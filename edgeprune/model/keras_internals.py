@@ -43,6 +43,19 @@ def _nests_plainly(layer, outer):
             and not getattr(layer, "_forward_pre_hooks", None))
 
 
+def optimizer_slots(optimizer, variable, attribute_names):
+    """The per-weight state `optimizer` keeps for `variable`: the item of each of its slot lists
+    named in `attribute_names` (Keras optimizers index them as their trainable variables). Empty
+    before the optimizer is built, or for a variable it does not train."""
+    if not optimizer.built:
+        return []
+    index = optimizer._trainable_variables_indices.get(optimizer._var_key(variable))
+    if index is None:
+        return []
+    slot_lists = [getattr(optimizer, name, None) for name in attribute_names]
+    return [slots[index] for slots in slot_lists if slots and slots[index] is not None]
+
+
 def sequential_functional(model):
     """The functional graph a built Sequential keeps, or None before it is built."""
     return getattr(model, "_functional", None)

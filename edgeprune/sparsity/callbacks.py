@@ -20,15 +20,25 @@ class UpdatePruningStep(keras.callbacks.Callback):
     `on_train_batch_begin(batch=-1)` before each batch and `on_epoch_end(batch=-1)` after each
     epoch (the argument names are tfmot's).
 
+    In `fit`, when the model's optimizer keeps zero weights at zero (SGD, Adam, AdamW, RMSprop
+    and others: `edgeprune.sparsity.optimizer_state`), pruned weights are kept at 0 in the
+    variables and each step masks gradients instead of multiplying kernels by masks, which is
+    faster (`PruningController`). `keep_weights_masked=False` multiplies at every step.
+
     >>> model.fit(x, y, callbacks=[ep.UpdatePruningStep()])  # doctest: +SKIP
     """
 
-    def __init__(self):
+    def __init__(self, keep_weights_masked=True):
         super().__init__()
+        self.keep_weights_masked = keep_weights_masked
         self.controller = None
 
     def on_train_begin(self, logs=None):
-        self.controller = PruningController(self.model)
+        # `fit` sets params; a hand-written loop calling these hooks may step another optimizer.
+        in_fit = bool(self.params)
+        optimizer = getattr(self.model, "optimizer", None)
+        self.controller = PruningController(
+            self.model, optimizer if self.keep_weights_masked and in_fit else None)
         self.controller.begin()
 
     def on_train_batch_begin(self, batch, logs=None):
@@ -36,6 +46,9 @@ class UpdatePruningStep(keras.callbacks.Callback):
 
     def on_epoch_end(self, batch, logs=None):
         self.controller.end_epoch()
+
+    def on_train_end(self, logs=None):
+        self.controller.end()
 
 
 class PruningSummaries(keras.callbacks.Callback):

@@ -16,6 +16,8 @@ import weakref
 
 from keras import ops
 
+from edgeprune.autodiff import masks_gradients
+from edgeprune.sparsity import optimizer_state
 from edgeprune.sparsity.granularity import get_granularity
 from edgeprune.sparsity.wrapper import pruning_wrappers
 
@@ -30,10 +32,21 @@ def sync_from_trainer(model):
 
 
 class PruningController:
-    """Steps the wrappers of `model` and updates their masks at pruning steps."""
+    """Steps the wrappers of `model` and updates their masks at pruning steps.
 
-    def __init__(self, model):
+    `optimizer`: the optimizer that trains `model` with every training step, if it is one that
+    keeps a zero weight at zero (`edgeprune.sparsity.optimizer_state`): the controller then keeps
+    the pruned weights at 0 in the variables, zeroing their optimizer state when a mask update
+    prunes them, and the wrappers' training steps mask gradients instead of weights (one pass
+    over each kernel less, forward and backward; TensorFlow and JAX, where the wrappers multiply
+    otherwise). Steps traced before `begin()` keep the product. `UpdatePruningStep` passes the
+    model's optimizer in `fit`.
+    """
+
+    def __init__(self, model, optimizer=None):
         self.model = model
+        self.optimizer = (optimizer if optimizer is not None and masks_gradients()
+                          and optimizer_state.keeps_pruned_weights_at_zero(optimizer) else None)
         self._maskers = {}
         # Wrappers due for masks while still unbuilt (a model without an Input is built by its
         # first batch): masked at the first step after that batch built them.
@@ -55,6 +68,25 @@ class PruningController:
         for wrapper in self.wrappers:
             wrapper.step_owner = owner
         self.sync_steps()
+        if self.optimizer is not None:
+            self.bake_masks()  # a restored or re-weighted model holds its pruned weights again
+            for wrapper in self.wrappers:
+                self.keep_masked(wrapper)
+
+    def end(self):
+        """Training ends: the wrappers multiply by their masks again outside it."""
+        for wrapper in self.wrappers:
+            wrapper.kept_masked = False
+
+    def keep_masked(self, wrapper):
+        """Zeroes the optimizer state of `wrapper`'s pruned weights and has its training steps
+        read the variables; a wrapper whose granularity accumulates gradient terms (Taylor) keeps
+        the product its backward pass hooks into. Needs its variables: else at its first mask."""
+        if not wrapper.built or wrapper.gradient_accumulators:
+            return
+        for weight, mask in zip(wrapper.pruned_weights, wrapper.masks):
+            optimizer_state.zero_pruned_slots(self.optimizer, weight, mask)
+        wrapper.kept_masked = True
 
     def step(self):
         """Advances one training step (the first batch is step 1) and prunes if it is due."""
@@ -86,6 +118,11 @@ class PruningController:
         """Writes `weight * mask` into the variables, so saved weights hold the zeros."""
         sync_from_trainer(self.model)
         self.sync_steps()
+        self.check_kept_masked()
+        self.bake_masks()
+
+    def bake_masks(self):
+        """Zeroes every pruned weight in its variable."""
         for wrapper in self.built_wrappers():
             for weight, mask in zip(wrapper.pruned_weights, wrapper.masks):
                 # On the backend's device, +0.0 where pruned (as `apply_mask`): a round trip
@@ -115,6 +152,25 @@ class PruningController:
         for name, wrappers in due.items():
             self.masker(name).update(
                 wrappers, [w.pruning_schedule.decision(step)[1] for w in wrappers])
+            if self.optimizer is not None:
+                for wrapper in wrappers:
+                    self.keep_masked(wrapper)
+
+    def check_kept_masked(self):
+        """Raises if a weight kept at 0 for training moved (something other than the optimizer
+        given wrote it): training steps since the last mask update counted it."""
+        for wrapper in self.built_wrappers():
+            if not wrapper.kept_masked:
+                continue
+            for weight, mask in zip(wrapper.pruned_weights, wrapper.masks):
+                moved = ops.any(ops.logical_and(mask <= 0, weight.value != 0))
+                if bool(ops.convert_to_numpy(moved)):
+                    raise RuntimeError(
+                        f"Pruned weights of '{weight.path}' are no longer 0 although training "
+                        f"kept them there: an optimizer other than the model's "
+                        f"({type(self.optimizer).__name__}) or a callback wrote them. Pass "
+                        f"`UpdatePruningStep(keep_weights_masked=False)` to multiply by the "
+                        f"masks at every step instead.")
 
     @staticmethod
     def _is_due(wrapper, step):

@@ -29,8 +29,10 @@ class PruneLowMagnitude(keras.layers.Wrapper):
 
     The forward pass uses `weight * mask` (on TensorFlow and JAX the variable itself is only
     rewritten at pruning steps and epoch ends), so pruned weights get no gradient and the wrapper
-    works unchanged under mixed precision and `tf.distribute` strategies; on PyTorch the variable
-    is masked in place before the forward pass instead (`edgeprune.autodiff.masked_weight`).
+    works unchanged under mixed precision and `tf.distribute` strategies. In `fit` with an
+    optimizer that keeps zero weights at zero (Adam, SGD, ...), training steps read the variable,
+    which then holds the zeros, and mask only its gradient; on PyTorch the variable is masked in
+    place before the forward pass instead (`edgeprune.autodiff.masked_weight`).
     Masks are computed outside the training graph by `PruningController` (driven by the
     `UpdatePruningStep` callback).
 
@@ -92,6 +94,9 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                               if gradient_axes else None)
         self.supports_masking = layer.supports_masking
         self.step_owner = None  # weakref to the PruningController that counts steps
+        # Set by that controller while it keeps pruned weights at 0 in the variables (see
+        # `edgeprune.sparsity.optimizer_state`): training steps then mask only the gradient.
+        self.kept_masked = False
         if internals.declared_input_shape(layer) is not None:
             # `Dense(4, input_shape=(3,))` wrapped first in a Sequential still builds it.
             internals.declare_input_shape(self, internals.declared_input_shape(layer))
@@ -194,7 +199,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                      in self.gradient_accumulators if i == index],
                     lambda x, g, axis: granularity.gradient_terms(x, g, axis, options))
             else:
-                value = masked_weight(weight, mask)
+                value = masked_weight(weight, mask, bool(training and self.kept_masked))
             if value is not None:  # None: the variable holds the masked value itself
                 mapping.append((weight, value))
         positional = args if inputs is None else (inputs, *args)
