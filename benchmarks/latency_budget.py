@@ -2,8 +2,10 @@
 channel plans against uniform and MACs-budgeted plans at the same MEASURED latency.
 
 MobileNetV2-224 (random weights), float32 and int8: the latency model is measured (wall time
-printed), then plans for 1/2, 1/3 and 1/5 of the dense model's measured latency are shrunk,
-converted and measured. Without trained weights there is no accuracy: the sensitivity table is
+printed), then plans for 1/2, 1/3 and 1/5 of the dense model's measured latency are made with
+`ep.plan_for_latency` (each plan shrunk, converted and measured; one that misses its target by
+more than `--plan_tolerance` is planned again, corrected by the measured ratio), and measured
+again in the final interleaved run. Without trained weights there is no accuracy: the sensitivity table is
 a proxy, each group's drop growing with the square of the fraction removed times the parameters
 it removes (convex, so plans spread over the groups).
 
@@ -267,7 +269,7 @@ def percent(value):
 
 
 def mobilenet(precision, runs, cache_dir, statistic, calibration, python, twins_at, rounds,
-              tolerance):
+              tolerance, plan_rounds, plan_tolerance):
     int8 = precision == "int8"
     keras.utils.set_random_seed(0)
     dense = keras.applications.MobileNetV2(weights=None, input_shape=(SIZE, SIZE, 3))
@@ -288,14 +290,24 @@ def mobilenet(precision, runs, cache_dir, statistic, calibration, python, twins_
     table = proxy_table(dense)
     build = Builder(dense, latency, lambda small: to_tflite(small, int8))
     families = twin_families(table, latency)
+
+    def measure(plan):
+        return ep.measure_tflite_ms(build(plan.sparsity), num_runs=runs, statistic=statistic,
+                                    **python)
+
     plans, twins, matching = {}, {}, {}
     for label, fraction in FRACTIONS.items():
+        goal = fraction * latency.dense_measured_ms
         try:
-            plans[label] = ep.allocate(table, fraction * latency.dense_measured_ms,
-                                       budget="latency", latency_model=latency)
+            plans[label] = ep.plan_for_latency(table, goal, latency, measure,
+                                               tolerance=plan_tolerance, max_rounds=plan_rounds)
         except ValueError as error:
             print(f"{label}: {error}")
             continue
+        print(f"{label}: planned in {len(plans[label].latency_rounds)} round(s): " + ", ".join(
+            f"goal {r['goal_ms']:.2f} ms, predicted {r['predicted_ms']:.2f}, measured "
+            f"{r['measured_ms']:.2f} ({r['measured_ms'] / goal - 1:+.0%} of the target)"
+            for r in plans[label].latency_rounds))
         if label in twins_at:  # each MobileNetV2 conversion takes ~10 s on a quiet machine
             print(f"{label}: twins matched on measured latency (±{tolerance:.0%})")
             matching[label] = match_measured(plans[label], families, latency, build, runs,
@@ -324,7 +336,8 @@ def mobilenet(precision, runs, cache_dir, statistic, calibration, python, twins_
     def row(label, name, sparsity, ratio=None, equal=None):
         ms = measured[f"{label} {name}"][key] / 1e3
         macs, params = kept(sparsity)
-        rows.append({"target": label, "plan": name, "target_ms":
+        planning = plans[label].latency_rounds if name == "latency-budgeted" else None
+        rows.append({"target": label, "plan": name, "planning_rounds": planning, "target_ms":
                      FRACTIONS[label] * latency.dense_measured_ms,
                      "predicted_ms": latency.predict_ms(sparsity), "measured_ms": ms,
                      "median_ms": measured[f"{label} {name}"]["p50_us"] / 1e3,
@@ -542,6 +555,11 @@ def main():
                         help="most twin candidates timed against each latency plan")
     parser.add_argument("--tolerance", type=float, default=0.02,
                         help="a twin within this of the latency plan's measured latency matches")
+    parser.add_argument("--plan_rounds", type=int, default=3,
+                        help="mobilenet: latency plans measured and corrected at most this "
+                             "often (ep.plan_for_latency; 1: the latency model's plan alone)")
+    parser.add_argument("--plan_tolerance", type=float, default=0.05,
+                        help="mobilenet: a plan within this of its target stops correcting")
     parser.add_argument("--python", help="the Python that times the models (device_bench's "
                                          "local target option), e.g. a `nice -n -20` wrapper")
     parser.add_argument("--output", help="also write the figures as JSON here")
@@ -551,7 +569,8 @@ def main():
     python = {"python": args.python} if args.python else {}
     if args.part == "mobilenet":
         result = [mobilenet(p, args.runs, args.cache_dir, args.statistic, args.calibration,
-                            python, args.twins_at.split(","), args.rounds, args.tolerance)
+                            python, args.twins_at.split(","), args.rounds, args.tolerance,
+                            args.plan_rounds, args.plan_tolerance)
                   for p in args.precisions.split(",")]
     elif args.part == "digits":
         result = digits(args, python)

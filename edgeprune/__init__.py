@@ -52,13 +52,14 @@ _EXPORTS = {
     "device_bench.errors": ("ModelFileError",),
     # --- choosing sparsity ---
     "edgeprune.choose.allocation": ("Allocation", "allocate", "apply_channel_allocation",
-                                    "global_magnitude_allocation", "uniform_allocation",
                                     "with_target"),
+    "edgeprune.choose.heuristics": ("global_magnitude_allocation", "uniform_allocation"),
     "edgeprune.choose.iterative": ("ImpResult", "ImpRound", "RewindCheckpoint",
                                    "iterative_magnitude_pruning", "layer_weights",
                                    "rewind_weights"),
     "edgeprune.choose.sensitivity": ("SensitivityTable", "sensitivity_scan"),
     "edgeprune.choose.latency": ("LatencyModel", "measure_latency_model", "measure_tflite_ms"),
+    "edgeprune.choose.latency_plan": ("plan_for_latency", "shrunk_latency"),
 }
 
 __all__ = lazy_api(globals(), _EXPORTS, all_at_once=True)

@@ -2,8 +2,10 @@
 
 `allocate` reads a `SensitivityTable` and spends the budget where the metric suffers least: each
 unit's drop-versus-removed-cost curve is replaced by its lower convex hull, and hull segments
-are taken cheapest first (the Lagrangian solution of "least total drop for this much removed"),
-the last one partially, so the budget is met exactly. Every result is an `Allocation`: per-layer
+are taken cheapest first (the Lagrangian solution of "least total drop for this much removed",
+`edgeprune.choose.hull`), the last one partially, so the budget is met exactly. The usual
+heuristics (`uniform_allocation`, `global_magnitude_allocation`) are in
+`edgeprune.choose.heuristics`. Every result is an `Allocation`: per-layer
 sparsities usable as `prune_low_magnitude(model, pruning_schedule=allocation.schedules(...))`
 and as a plain dict (`to_dict`) for recipes.
 """
@@ -11,12 +13,11 @@ and as a plain dict (`to_dict`) for recipes.
 import dataclasses
 
 import numpy as np
-from keras import ops
 
-from edgeprune.sparsity import masks as mask_lib
-from edgeprune.sparsity import layer_registry
+from edgeprune.choose.hull import hull_segments_by_slope, spend
 from edgeprune.choose.sensitivity import working_copy
-from edgeprune.choose.units import channel_units, prunable_layers
+from edgeprune.choose.units import channel_units
+from edgeprune.sparsity import masks as mask_lib
 from edgeprune.structured.masked_norm import prunable_copy
 
 BUDGETS = ("sparsity", "params", "macs", "bytes", "latency")
@@ -36,6 +37,8 @@ class Allocation:
         round_to: for budget "latency", `{group: SIMD step}` the kept counts are multiples of
             (`apply_channel_allocation` uses it).
         predicted_latency_ms: for budget "latency", what the latency model predicts.
+        measured_latency_ms, latency_rounds: for a plan checked on the device
+            (`plan_for_latency`), its measured latency and every plan measured on the way.
 
     >>> allocation = Allocation({"conv": 0.0, "dense": 0.9}, {"conv": 100, "dense": 900})
     >>> round(allocation.overall_sparsity(), 3)
@@ -51,6 +54,8 @@ class Allocation:
     predicted_drop: float = None
     round_to: dict = None
     predicted_latency_ms: float = None
+    measured_latency_ms: float = None
+    latency_rounds: list = None
 
     def __post_init__(self):
         # Plain Python numbers (the scan and the greedy search give NumPy scalars): they print
@@ -59,7 +64,7 @@ class Allocation:
         self.sizes = {str(name): int(value) for name, value in self.sizes.items()}
         if self.round_to is not None:
             self.round_to = {str(name): int(step) for name, step in self.round_to.items()}
-        for field in ("target", "predicted_drop", "predicted_latency_ms"):
+        for field in ("target", "predicted_drop", "predicted_latency_ms", "measured_latency_ms"):
             if getattr(self, field) is not None:
                 setattr(self, field, float(getattr(self, field)))
 
@@ -184,11 +189,11 @@ def allocate(table, target, budget="sparsity", skip=(), max_sparsity=None, bytes
     if not 0.0 < cap < 1.0:
         raise ValueError(f"max_sparsity must lie in (0, 1), got {max_sparsity}.")
     needed = _cost_to_remove(table, budget, target, bytes_per_weight)
-    segments = _hull_segments_by_slope(table, _element_costs(table, budget, bytes_per_weight),
+    segments = hull_segments_by_slope(table, _element_costs(table, budget, bytes_per_weight),
                                        skip, cap)
     removed_by = _measure(table, budget, bytes_per_weight)
     most = sum(segment.length for segment in segments)
-    if removed_by(_spend(segments, most)[0]) < needed * (1 - 1e-9):
+    if removed_by(spend(segments, most)[0]) < needed * (1 - 1e-9):
         raise ValueError(f"target {target} ({budget}) needs more than every unit at "
                          f"max_sparsity={cap} removes: lower the target, allow a higher "
                          "max_sparsity, or scan higher sparsities.")
@@ -197,11 +202,11 @@ def allocate(table, target, budget="sparsity", skip=(), max_sparsity=None, bytes
     low, high = 0.0, most
     for _ in range(60):
         middle = (low + high) / 2
-        if removed_by(_spend(segments, middle)[0]) < needed:
+        if removed_by(spend(segments, middle)[0]) < needed:
             low = middle
         else:
             high = middle
-    sparsity, predicted = _spend(segments, high)
+    sparsity, predicted = spend(segments, high)
     sparsity = {unit: sparsity.get(unit, 0.0) for unit in table.units}
     latency = {}
     if latency_model is not None:
@@ -210,95 +215,6 @@ def allocate(table, target, budget="sparsity", skip=(), max_sparsity=None, bytes
                    "predicted_latency_ms": latency_model.predict_ms(sparsity)}
     return Allocation(sparsity=sparsity, sizes=dict(table.sizes), structure=table.structure,
                       budget=budget, target=target, predicted_drop=predicted, **latency)
-
-
-def uniform_allocation(model, sparsity, skip_first_last=False, skip=()):
-    """The same sparsity in every prunable layer; skipped layers' share moves to the others.
-
-    With `skip_first_last=True` the first and last prunable layers stay dense and the others
-    are pruned harder, so the overall sparsity is still `sparsity`.
-
-    >>> allocation = ep.uniform_allocation(model, 0.8, skip_first_last=True)  # doctest: +SKIP
-    """
-    sizes = _layer_sizes(model)
-    names = list(sizes)
-    skipped = set(skip) | ({names[0], names[-1]} if skip_first_last else set())
-    unknown = sorted(skipped - set(names))
-    if unknown:
-        raise ValueError(f"skip names layers with no prunable weights: {unknown}.")
-    pruned = sum(n for name, n in sizes.items() if name not in skipped)
-    level = sparsity * sum(sizes.values()) / pruned if pruned else 1.0
-    if not 0.0 <= level < 1.0:
-        raise ValueError(f"sparsity {sparsity} cannot be met with {sorted(skipped)} unpruned: "
-                         "the other layers would need to lose every weight; lower sparsity.")
-    return Allocation({name: 0.0 if name in skipped else level for name in names}, sizes,
-                      method="uniform", target=sparsity)
-
-
-def global_magnitude_allocation(model, sparsity, skip=()):
-    """Per-layer sparsities of one magnitude ranking over all prunable layers' weights.
-
-    This is where one-shot `pruning_scope="global"` would cut the model now, frozen into a
-    per-layer plan.
-
-    >>> allocation = ep.global_magnitude_allocation(model, 0.9)  # doctest: +SKIP
-    """
-    layers = [layer for layer in prunable_layers(model) if layer.name not in set(skip)]
-    if not layers:
-        raise ValueError("skip leaves no prunable layer to rank.")
-    weights = [(layer.name, ops.convert_to_numpy(w)) for layer in layers
-               for w in layer_registry.prunable_weights(layer, prune_depthwise=True)]
-    results = mask_lib.global_magnitude_masks([value for _, value in weights], sparsity)
-    zeros = {layer.name: 0 for layer in layers}
-    for (name, _), (mask, _) in zip(weights, results):
-        zeros[name] += int(mask.size - mask.sum())
-    sizes = _layer_sizes(model)
-    return Allocation({name: zeros.get(name, 0) / n for name, n in sizes.items()}, sizes,
-                      method="global_magnitude", target=sparsity)
-
-
-@dataclasses.dataclass
-class _Segment:
-    """A straight piece of one unit's drop curve, in first-order budget units."""
-
-    slope: float
-    unit: str
-    start: float  # sparsity at the start
-    end: float
-    scale: float  # budget units removed per unit of sparsity
-
-    @property
-    def length(self):
-        return (self.end - self.start) * self.scale
-
-
-def _hull_segments_by_slope(table, cost_per_element, skip, cap):
-    segments = []
-    for unit in table.units:
-        if unit in skip:
-            continue
-        scale = cost_per_element[unit] * table.sizes[unit]
-        if scale <= 0:
-            continue  # pruning this unit does not move the budget
-        levels = [s for s in table.sparsities if s <= cap]
-        drops = [0.0] + list(table.drop(unit)[:len(levels)])
-        for (s0, d0), (s1, d1) in _hull_segments([0.0] + levels, drops):
-            segments.append(_Segment((d1 - d0) / ((s1 - s0) * scale), unit, s0, s1, scale))
-    # A unit's hull slopes increase, so a stable sort keeps each unit's segments in order.
-    return sorted(segments, key=lambda segment: segment.slope)
-
-
-def _spend(segments, amount):
-    """Takes segments cheapest first until `amount` is removed; the last one partially."""
-    sparsity, predicted = {}, 0.0
-    for segment in segments:
-        if amount <= 0:
-            break
-        step = min(segment.length, amount)
-        sparsity[segment.unit] = segment.start + step / segment.scale
-        predicted += step * segment.slope
-        amount -= step
-    return sparsity, predicted
 
 
 def _measure(table, budget, bytes_per_weight):
@@ -312,12 +228,6 @@ def _measure(table, budget, bytes_per_weight):
     factor = bytes_per_weight if budget == "bytes" else 1
     dense = table.remaining({}, key)
     return lambda sparsity: factor * (dense - table.remaining(sparsity, key))
-
-
-def _layer_sizes(model):
-    return {layer.name: sum(int(np.prod(w.shape)) for w in
-                            layer_registry.prunable_weights(layer, prune_depthwise=True))
-            for layer in prunable_layers(model)}
 
 
 def _element_costs(table, budget, bytes_per_weight):
@@ -392,17 +302,3 @@ def _fill_up(table, sparsity, target_ms, latency_model, cap):
         if best is None:
             return sparsity
         _, sparsity, current = best
-
-
-def _hull_segments(xs, ys):
-    """Segments of the lower convex hull of the points (xs ascending, starting at (0, 0))."""
-    hull = []
-    for point in zip(xs, ys):
-        while len(hull) >= 2 and _cross(hull[-2], hull[-1], point) <= 0:
-            hull.pop()
-        hull.append(point)
-    return list(zip(hull[:-1], hull[1:]))
-
-
-def _cross(o, a, b):
-    return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])

@@ -142,8 +142,12 @@ def apply_override(document, override, source):
 
 
 def with_defaults(schema, value):
-    """A deep copy of `value` with the schema's defaults filled into every object present."""
+    """A deep copy of `value` with the schema's defaults filled into every object present (an
+    object among `anyOf` choices too: a latency budget's settings)."""
     value = copy.deepcopy(value)
+    if isinstance(value, dict) and "properties" not in schema:
+        objects = [choice for choice in schema.get("anyOf", []) if "properties" in choice]
+        schema = objects[0] if len(objects) == 1 else schema
     if isinstance(value, dict) and "properties" in schema:
         for key, sub in schema["properties"].items():
             if key not in value and "default" in sub:

@@ -135,7 +135,7 @@ def latency_budget_plot(run):
     axis.bar([p - 0.2 for p in positions], [r[1] for r in rows], 0.4, label="predicted",
              color="#4c72b0")
     axis.bar([p + 0.2 for p in positions], [r[2] or 0 for r in rows], 0.4,
-             label="measured (benchmark stage)", color="#dd8452")
+             label="measured", color="#dd8452")
     axis.axhline(run.latency_budget["budget_ms"], color="gray", linestyle="--", label="budget")
     axis.set_xticks(list(positions), [r[0] for r in rows])
     axis.set_ylabel("latency (ms)")

@@ -151,7 +151,8 @@ def latency_table(rows, targets):
 def latency_budget_rows(run):
     """`[(label, predicted ms, measured ms or None)]` of a latency-budgeted run: the dense
     baseline and the final model, measured by the benchmark stage on the budget's target (None
-    when it did not run there); [] for other runs."""
+    when it did not run there), and the plan as the allocate stage timed it; [] for other
+    runs."""
     budget = run.latency_budget
     if not budget:
         return []
@@ -165,6 +166,9 @@ def latency_budget_rows(run):
                                    ("final model", "model.tflite", budget["predicted_ms"])):
         value = measured.get(file)
         rows.append((label, predicted, None if value is None else value / 1e3))
+    if budget.get("planned_measured_ms") is not None:
+        rows.append(("plan, timed when planning", budget["predicted_ms"],
+                     budget["planned_measured_ms"]))
     return rows
 
 
@@ -177,7 +181,7 @@ def latency_budget_table(run):
         return None
     budget = run.latency_budget
     header = ["model", "budget (ms)", "predicted (ms)", "measured (ms)", "measured / predicted"]
-    body = [[label, f"{budget['budget_ms']:.3f}" if label == "final model" else DASH,
+    body = [[label, f"{budget['budget_ms']:.3f}" if label != "dense baseline" else DASH,
              f"{predicted:.3f}", DASH if measured is None else f"{measured:.3f}",
              DASH if measured is None else f"{measured / predicted:.2f}"]
             for label, predicted, measured in rows]

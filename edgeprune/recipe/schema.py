@@ -35,13 +35,17 @@ _PAIR = {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems"
          "maxItems": 2}
 _NAMES = {"type": "array", "items": {"type": "string"}}
 
-# `ep.measure_latency_model` on a device_bench target, then `ep.allocate(budget="latency")`.
+# `ep.measure_latency_model` on a device_bench target, then `ep.plan_for_latency`.
 _LATENCY_BUDGET = _section({
     "latency_ms": {"type": "number", "exclusiveMinimum": 0},
     "latency_fraction": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},  # of dense
     "target": {"type": "string", "default": "local"},  # its pattern: see `recipe_schema`
     "num_threads": {"type": "integer", "minimum": 1, "default": 1},
     "target_options": {"type": "object", "default": {}},
+    # `ep.plan_for_latency`: plans measured on the target and corrected until within tolerance
+    "tolerance": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1,
+                  "default": 0.05},
+    "max_rounds": {"type": "integer", "minimum": 1, "maximum": 10, "default": 3},
 })
 
 _SCHEDULE = _section({

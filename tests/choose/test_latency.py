@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import edgeprune as ep
+from edgeprune.choose.latency import Axis, LatencyModel, LayerLatency
 from tests.device_bench.conftest import sshd  # noqa: F401  (the real SSH server fixture)
 
 
@@ -96,16 +97,20 @@ def test_second_run_measures_nothing(measured):
     assert added.predict_ms({}) == pytest.approx(added.dense_measured_ms)
 
 
-def test_latency_budget_is_met_with_kept_counts_on_each_groups_step(measured):
-    model, latency, _, _ = measured
+def closeness_table(model):
     x = np.random.default_rng(0).uniform(-1, 1, (16, 16, 16, 3)).astype("float32")
     reference = keras.ops.convert_to_numpy(model(x))
 
     def closeness(m):
         return -float(np.mean((keras.ops.convert_to_numpy(m(x)) - reference) ** 2))
 
-    table = ep.sensitivity_scan(model, closeness, sparsities=(0.25, 0.5, 0.75),
-                                structure="channels", progress=False)
+    return ep.sensitivity_scan(model, closeness, sparsities=(0.25, 0.5, 0.75),
+                               structure="channels", progress=False)
+
+
+def test_latency_budget_is_met_with_kept_counts_on_each_groups_step(measured):
+    model, latency, _, _ = measured
+    table = closeness_table(model)
     target = 0.7 * latency.predict_ms({})
     allocation = ep.allocate(table, target, budget="latency", latency_model=latency)
     assert allocation.predicted_latency_ms <= target
@@ -117,6 +122,56 @@ def test_latency_budget_is_met_with_kept_counts_on_each_groups_step(measured):
     assert all(count % latency.round_to[g] == 0 or count == latency.sizes[g]
                for g, count in kept.items())
     assert ep.measure_tflite_ms(ep.export_tflite(small), num_runs=20) > 0
+
+
+def linear_latency_model():
+    """The tiny model's groups costing time in proportion to their channels, on steps of 4: a
+    latency model without timing noise, for the planning loop's arithmetic."""
+    stem, point = {"stem": 32}, {"point": 48}
+    layers = [LayerLatency("stem", "convkxk", 300.0, output=Axis(32, stem, 4, [(8, 75.0),
+                                                                              (32, 300.0)])),
+              LayerLatency("point", "conv1x1", 480.0,
+                           input=Axis(32, stem, 4, [(8, 120.0), (32, 480.0)]),
+                           output=Axis(48, point, 4, [(12, 120.0), (48, 480.0)]))]
+    return LatencyModel("local", "float32", 1, "median", {**stem, **point},
+                        {"stem": 4, "point": 4}, layers, remainder_us=50.0)
+
+
+def test_a_plan_the_device_runs_slower_is_planned_again_for_less(measured):
+    model = measured[0]
+    table, latency = closeness_table(model), linear_latency_model()
+    # A target the latency model's plan meets exactly, on a device 10% slower than it predicts.
+    target = ep.allocate(table, 0.9 * latency.predict_ms({}), budget="latency",
+                         latency_model=latency).predicted_latency_ms
+
+    def slower_device(plan):
+        return 1.1 * latency.predict_ms(plan.sparsity)
+
+    plan = ep.plan_for_latency(table, target, latency, slower_device, tolerance=0.05)
+    first, *later = plan.latency_rounds
+    assert first["goal_ms"] == target and first["measured_ms"] == pytest.approx(1.1 * target)
+    assert later, "the first plan missed by 10%: it must be planned again"
+    assert later[0]["goal_ms"] == pytest.approx(target / 1.1)
+    assert later[0]["measured_ms"] <= target * (1 + 1e-9)  # planned at most target / 1.1
+    misses = [abs(r["measured_ms"] / target - 1) for r in plan.latency_rounds]
+    assert abs(plan.measured_latency_ms / target - 1) == min(misses)
+    assert plan.target == target
+    assert ep.Allocation.from_dict(plan.to_dict()) == plan
+
+
+def test_plans_are_measured_shrunk_and_converted_on_litert(measured):
+    model, latency, _, _ = measured
+    target = 0.7 * latency.predict_ms({})
+    plan = ep.plan_for_latency(closeness_table(model), target, latency,
+                               ep.shrunk_latency(model, ep.export_tflite, num_runs=10),
+                               max_rounds=2)
+    assert 1 <= len(plan.latency_rounds) <= 2
+    assert plan.measured_latency_ms in [r["measured_ms"] for r in plan.latency_rounds]
+    assert 0 < plan.measured_latency_ms < 10 * latency.dense_measured_ms
+    with pytest.raises(ValueError, match="tolerance must lie in"):
+        ep.plan_for_latency(closeness_table(model), target, latency, float, tolerance=0)
+    with pytest.raises(ValueError, match="max_rounds must be at least 1"):
+        ep.plan_for_latency(closeness_table(model), target, latency, float, max_rounds=0)
 
 
 def test_bad_arguments_are_named(measured):

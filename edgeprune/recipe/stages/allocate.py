@@ -53,20 +53,33 @@ def run_allocate(ctx):
         atomic_write(ctx.path("sensitivity.json"), json.dumps(table.to_dict(), indent=2))
         outputs["sensitivity"] = "sensitivity.json"
         if latency_budget:
-            latency = measured_latency(ctx, model, spec["budget"])
+            budget = spec["budget"]
+            convert = deployed_conversion(ctx)
+            latency = measured_latency(ctx, model, budget, convert)
             atomic_write(ctx.path("latency_model.json"), json.dumps(latency.to_dict(), indent=1))
             outputs["latency_model"] = "latency_model.json"
-            budget = spec["budget"]
             budget_ms = budget.get("latency_ms") or budget["latency_fraction"] * \
                 latency.dense_measured_ms
-            allocation = ep.allocate(table, budget_ms, budget="latency",
-                                     skip=skip, max_sparsity=spec.get("max_sparsity"),
-                                     latency_model=latency)
-            ctx.log(f"latency plan: {allocation.predicted_latency_ms:.3f} ms predicted on "
-                    f"{latency.target} (dense {latency.dense_measured_ms:.3f} ms measured)")
+            measure = ep.shrunk_latency(model, convert, target=budget["target"],
+                                        num_threads=budget["num_threads"],
+                                        criterion=pruning["criterion"],
+                                        **budget["target_options"])
+
+            def measure_and_log(plan):
+                ms = measure(plan)
+                ctx.log(f"latency plan: {plan.predicted_latency_ms:.3f} ms predicted, {ms:.3f} "
+                        f"ms measured on {latency.target} (budget {budget_ms:.3f} ms)")
+                return ms
+
+            allocation = ep.plan_for_latency(
+                table, budget_ms, latency, measure_and_log, tolerance=budget["tolerance"],
+                max_rounds=budget["max_rounds"], skip=skip,
+                max_sparsity=spec.get("max_sparsity"))
             record = {"target": latency.target, "precision": latency.precision,
                       "num_threads": latency.num_threads, "budget_ms": budget_ms,
                       "predicted_ms": allocation.predicted_latency_ms,
+                      "planned_measured_ms": allocation.measured_latency_ms,
+                      "rounds": allocation.latency_rounds,
                       "dense_measured_ms": latency.dense_measured_ms}
         else:
             allocation = ep.allocate(table, spec["target"], budget=spec["budget"], skip=skip,
@@ -75,22 +88,27 @@ def run_allocate(ctx):
     return {"outputs": outputs, **({"latency_budget": record} if record else {})}
 
 
-def measured_latency(ctx, model, budget):
-    """`ep.measure_latency_model` of the baseline on the budget's device, at the precision the
-    recipe converts to (int8 for `quantize.mode: int8`, else float32), calibrated with the
-    baseline converted that way; measurements are cached per device, as the library caches."""
+def deployed_conversion(ctx):
+    """`convert(model) -> .tflite bytes` at the precision the recipe deploys: int8 for
+    `quantize.mode: int8` (with its calibration samples and I/O), else float32."""
     quantize = ctx.recipe["quantize"]
-    int8 = quantize["mode"] == "int8"
-    dense = ep.export_tflite(
-        model, quantize="int8" if int8 else None, int8_io=int8 and quantize["int8_io"],
-        representative_data=(ctx.data.calibration_samples(quantize["calibration_samples"])
-                             if int8 else None))
-    target = budget.get("target", "local")
-    ctx.log(f"latency model: measuring the baseline's layers on {target}")
+    if quantize["mode"] != "int8":
+        return ep.export_tflite
+    samples = ctx.data.calibration_samples(quantize["calibration_samples"])
+    return lambda model: ep.export_tflite(model, quantize="int8", int8_io=quantize["int8_io"],
+                                          representative_data=samples)
+
+
+def measured_latency(ctx, model, budget, convert):
+    """`ep.measure_latency_model` of the baseline on the budget's device, at the precision the
+    recipe converts to, calibrated with the baseline converted that way; measurements are cached
+    per device, as the library caches."""
+    ctx.log(f"latency model: measuring the baseline's layers on {budget['target']}")
     return ep.measure_latency_model(
-        model, target=target, precision="int8" if int8 else "float32",
-        num_threads=budget.get("num_threads", 1), dense_tflite=dense,
-        progress=sys.stderr.isatty(), **budget.get("target_options", {}))
+        model, target=budget["target"],
+        precision="int8" if ctx.recipe["quantize"]["mode"] == "int8" else "float32",
+        num_threads=budget["num_threads"], dense_tflite=convert(model),
+        progress=sys.stderr.isatty(), **budget["target_options"])
 
 
 register_stage(Stage("allocate", run_allocate, lambda r: "allocation" in r.get("pruning", {})))
