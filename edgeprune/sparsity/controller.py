@@ -122,8 +122,10 @@ class PruningController:
         self.bake_masks()
 
     def bake_masks(self):
-        """Zeroes every pruned weight in its variable."""
+        """Zeroes every pruned weight in its variable (those kept at 0 already hold +0.0)."""
         for wrapper in self.built_wrappers():
+            if wrapper.kept_masked:
+                continue
             for weight, mask in zip(wrapper.pruned_weights, wrapper.masks):
                 # On the backend's device, +0.0 where pruned (as `apply_mask`): a round trip
                 # through NumPy costs twice as much on a kernel of millions of weights.
