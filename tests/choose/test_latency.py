@@ -159,6 +159,16 @@ def test_a_plan_the_device_runs_slower_is_planned_again_for_less(measured):
     assert ep.Allocation.from_dict(plan.to_dict()) == plan
 
 
+def test_a_miss_that_cannot_be_corrected_warns_why(measured):
+    table, latency = closeness_table(measured[0]), linear_latency_model()
+    target = ep.allocate(table, 0.9 * latency.predict_ms({}), budget="latency",
+                         latency_model=latency).predicted_latency_ms
+    with pytest.warns(UserWarning, match=r"\+900% off .* cannot be planned .*max_sparsity"):
+        plan = ep.plan_for_latency(table, target, latency,
+                                   lambda p: 10 * latency.predict_ms(p.sparsity))
+    assert len(plan.latency_rounds) == 1
+
+
 def test_plans_are_measured_shrunk_and_converted_on_litert(measured):
     model, latency, _, _ = measured
     target = 0.7 * latency.predict_ms({})
@@ -168,6 +178,9 @@ def test_plans_are_measured_shrunk_and_converted_on_litert(measured):
     assert 1 <= len(plan.latency_rounds) <= 2
     assert plan.measured_latency_ms in [r["measured_ms"] for r in plan.latency_rounds]
     assert 0 < plan.measured_latency_ms < 10 * latency.dense_measured_ms
+    # Timed beside the dense model, as a fraction of the dense latency given.
+    beside_dense = ep.shrunk_latency(model, ep.export_tflite, num_runs=10, dense_ms=100.0)
+    assert 10 < beside_dense(plan) < 200  # the plan keeps most of the work: tens of percent
     with pytest.raises(ValueError, match="tolerance must lie in"):
         ep.plan_for_latency(closeness_table(model), target, latency, float, tolerance=0)
     with pytest.raises(ValueError, match="max_rounds must be at least 1"):

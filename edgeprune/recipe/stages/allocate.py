@@ -60,9 +60,12 @@ def run_allocate(ctx):
             outputs["latency_model"] = "latency_model.json"
             budget_ms = budget.get("latency_ms") or budget["latency_fraction"] * \
                 latency.dense_measured_ms
+            # A fraction of dense: each plan timed beside the dense model, as its fraction.
+            relative = {"dense_ms": latency.dense_measured_ms} if "latency_ms" not in budget \
+                else {}
             measure = ep.shrunk_latency(model, convert, target=budget["target"],
                                         num_threads=budget["num_threads"],
-                                        criterion=pruning["criterion"],
+                                        criterion=pruning["criterion"], **relative,
                                         **budget["target_options"])
 
             def measure_and_log(plan):
