@@ -12,7 +12,6 @@ About 20 s on 2 CPU cores:
     KERAS_BACKEND=jax python examples/custom_loop_jax.py [--steps 300]
 """
 
-import argparse
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
@@ -20,21 +19,9 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import edgeprune as ep  # noqa: E402  (after the backend is chosen)
 import jax  # noqa: E402
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
+from models import custom_loop_report, custom_loop_start  # noqa: E402
 
-if keras.backend.backend() != "jax":
-    raise SystemExit(f"This example needs KERAS_BACKEND=jax, not {keras.backend.backend()!r}.")
-
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--steps", type=int, default=300, help="training steps (batches of 32)")
-steps = parser.parse_args().steps
-
-(x, y), (test_x, test_y) = ep.load_digits()
-model = keras.Sequential([keras.Input((8, 8, 1)),
-                          keras.layers.Conv2D(16, 3, activation="relu"),
-                          keras.layers.Flatten(), keras.layers.Dense(10)])
-pruned = ep.prune_low_magnitude(model, pruning_schedule=ep.PolynomialDecay(
-    0.0, 0.8, begin_step=0, end_step=steps * 2 // 3, frequency=10))
+steps, (x, y), test, pruned = custom_loop_start("jax", __doc__.splitlines()[0])
 optimizer = keras.optimizers.Adam(1e-3)
 optimizer.build(pruned.trainable_variables)
 loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -87,8 +74,4 @@ for step in range(steps):
 state_into_variables(state)
 controller.end_epoch()  # zeros written into the variables: what strip_pruning and saving read
 
-final = ep.strip_pruning(pruned)
-accuracy = np.mean(np.argmax(final.predict(test_x, verbose=0), -1) == test_y)
-print(f"accuracy {accuracy:.4f}")
-for row in ep.sparsity_report(final):
-    print(f"{row['layer']} {row['weight']} sparsity {row['sparsity']:.1%}")
+custom_loop_report(pruned, test)

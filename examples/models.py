@@ -9,8 +9,10 @@ factories).
 (None, 10)
 """
 
+import argparse
 import time
 
+import edgeprune as ep
 import keras
 import numpy as np
 
@@ -113,6 +115,33 @@ class progress(keras.callbacks.Callback):  # noqa: N801  (used like a function)
 def accuracy(model, x, y):
     """Top-1 accuracy of a Keras model on arrays."""
     return float(np.mean(np.argmax(model.predict(x, verbose=0), axis=1) == y))
+
+
+def custom_loop_start(backend, description):
+    """What the custom-loop examples start from: Keras on `backend` (checked), `--steps` parsed,
+    the digits split, and a small CNN wrapped to reach 80% sparsity over the first two thirds of
+    the steps, masks recomputed every 10. Returns `(steps, (x, y), (test_x, test_y), pruned)`."""
+    if keras.backend.backend() != backend:
+        raise SystemExit(f"This example needs KERAS_BACKEND={backend}, not "
+                         f"{keras.backend.backend()!r}.")
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--steps", type=int, default=300, help="training steps (batches of 32)")
+    steps = parser.parse_args().steps
+    train, test = ep.load_digits()
+    model = keras.Sequential([keras.Input((8, 8, 1)),
+                              keras.layers.Conv2D(16, 3, activation="relu"),
+                              keras.layers.Flatten(), keras.layers.Dense(10)])
+    pruned = ep.prune_low_magnitude(model, pruning_schedule=ep.PolynomialDecay(
+        0.0, 0.8, begin_step=0, end_step=steps * 2 // 3, frequency=10))
+    return steps, train, test, pruned
+
+
+def custom_loop_report(pruned, test):
+    """Strips `pruned` and prints its test accuracy and the sparsity of each pruned weight."""
+    final = ep.strip_pruning(pruned)
+    print(f"accuracy {accuracy(final, *test):.4f}")
+    for row in ep.sparsity_report(final):
+        print(f"{row['layer']} {row['weight']} sparsity {row['sparsity']:.1%}")
 
 
 def trained_mobilenet_v2(alpha, epochs=8, size=32):

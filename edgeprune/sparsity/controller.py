@@ -69,7 +69,9 @@ class PruningController:
             wrapper.step_owner = owner
         self.sync_steps()
         if self.optimizer is not None:
-            self.bake_masks()  # a restored or re-weighted model holds its pruned weights again
+            # A restored or re-weighted model may hold its pruned weights again: bake all anew.
+            self.end()
+            self.bake_masks()
             for wrapper in self.wrappers:
                 self.keep_masked(wrapper)
 
