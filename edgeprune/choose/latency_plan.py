@@ -65,14 +65,13 @@ def plan_for_latency(table, target_ms, latency_model, measure, tolerance=0.05, m
             break
         goal = target_ms * plan.predicted_latency_ms / measured
     best = min(range(len(plans)), key=lambda i: abs(rounds[i]["measured_ms"] / target_ms - 1))
-    chosen = plans[best]
-    miss = rounds[best]["measured_ms"] / target_ms - 1
-    if abs(miss) > tolerance:
-        warnings.warn(f"plan_for_latency: the closest plan measured {rounds[best]['measured_ms']:.4g}"
-                      f" ms, {miss:+.0%} off the {target_ms:.4g} ms target; stopped because "
-                      f"{stopped}.", stacklevel=2)
+    chosen, measured = plans[best], rounds[best]["measured_ms"]
+    if abs(measured / target_ms - 1) > tolerance:
+        warnings.warn(f"plan_for_latency: the closest plan measured {measured:.4g} ms, "
+                      f"{measured / target_ms - 1:+.0%} off the {target_ms:.4g} ms target; "
+                      f"stopped because {stopped}.", stacklevel=2)
     chosen.target = float(target_ms)
-    chosen.measured_latency_ms = rounds[best]["measured_ms"]
+    chosen.measured_latency_ms = measured
     chosen.latency_rounds = rounds
     return chosen
 

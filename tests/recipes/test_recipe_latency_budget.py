@@ -28,7 +28,7 @@ def test_latency_budget_run_plans_shrinks_and_reports(tmp_path, monkeypatch):
     # the target, the one measured closest kept.
     first = budget["rounds"][0]
     assert first["goal_ms"] == budget["budget_ms"] and first["predicted_ms"] <= first["goal_ms"]
-    assert 1 <= len(budget["rounds"]) <= 3
+    assert len(budget["rounds"]) in (1, 2, 3)
     assert budget["planned_measured_ms"] == min(
         (r["measured_ms"] for r in budget["rounds"]),
         key=lambda ms: abs(ms / budget["budget_ms"] - 1))
