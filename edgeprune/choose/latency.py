@@ -240,13 +240,24 @@ def measure_tflite_ms(tflite, target="local", num_threads=1, num_runs=50, statis
 
     >>> ep.measure_tflite_ms(ep.export_tflite(small), num_threads=1)   # doctest: +SKIP
     """
+    result = _benchmark([tflite], target, num_threads, num_runs, target_options)
+    return getattr(result.models[0].latency, STATISTICS[statistic]) / 1e3
+
+
+def ratio_to_first(tflites, target="local", num_threads=1, num_runs=50, **target_options):
+    """The last of `tflites` (bytes or paths) over the first: the median ratio of their runs,
+    timed interleaved on `target`, so the device's drift cancels."""
+    return _benchmark(tflites, target, num_threads, num_runs, target_options).comparisons[-1] \
+        .ratio.median
+
+
+def _benchmark(tflites, target, num_threads, num_runs, target_options):
     import device_bench
 
     with tempfile.TemporaryDirectory(prefix="edgeprune-latency-") as folder:
-        path = as_path(tflite, folder, "model.tflite")
-        result = device_bench.benchmark(path, target=target, num_threads=num_threads,
-                                        num_runs=num_runs, min_secs=0, **target_options)
-    return getattr(result.models[0].latency, STATISTICS[statistic]) / 1e3
+        paths = [as_path(tflite, folder, f"model_{i}.tflite") for i, tflite in enumerate(tflites)]
+        return device_bench.benchmark(paths, target=target, num_threads=num_threads,
+                                      num_runs=num_runs, min_secs=0, **target_options)
 
 
 def round_to_of(axis, round_to):

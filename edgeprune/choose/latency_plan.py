@@ -13,12 +13,10 @@ what the model got wrong near there. A few rounds at a conversion each.
 >>> plan.predicted_latency_ms, plan.measured_latency_ms, len(plan.latency_rounds)  # doctest: +SKIP
 """
 
-import tempfile
 import warnings
 
 from edgeprune.choose.allocation import allocate, apply_channel_allocation
-from edgeprune.choose.latency import measure_tflite_ms
-from edgeprune.choose.latency_probes import as_path
+from edgeprune.choose.latency import measure_tflite_ms, ratio_to_first
 
 
 def plan_for_latency(table, target_ms, latency_model, measure, tolerance=0.05, max_rounds=4,
@@ -103,14 +101,3 @@ def shrunk_latency(model, convert, target="local", num_threads=1, num_runs=50,
                                          num_runs, **target_options)
 
     return measure
-
-
-def ratio_to_first(tflites, target, num_threads, num_runs, **target_options):
-    """The last of `tflites` (bytes) over the first, median of their interleaved runs' ratios."""
-    import device_bench
-
-    with tempfile.TemporaryDirectory(prefix="edgeprune-latency-") as folder:
-        paths = [as_path(tflite, folder, f"model_{i}.tflite") for i, tflite in enumerate(tflites)]
-        result = device_bench.benchmark(paths, target=target, num_threads=num_threads,
-                                        num_runs=num_runs, min_secs=0, **target_options)
-    return result.comparisons[-1].ratio.median
