@@ -19,7 +19,7 @@ from keras import ops
 from edgeprune.autodiff import masks_gradients
 from edgeprune.sparsity import optimizer_state
 from edgeprune.sparsity.granularity import get_granularity
-from edgeprune.sparsity.wrapper import pruning_wrappers
+from edgeprune.sparsity.wrapper import apply_mask_in_place, pruned_nonzero, pruning_wrappers
 
 
 def sync_from_trainer(model):
@@ -71,23 +71,25 @@ class PruningController:
         if self.optimizer is not None:
             # A restored or re-weighted model may hold its pruned weights again: bake all anew.
             self.end()
-            self.bake_masks()
             for wrapper in self.wrappers:
-                self.keep_masked(wrapper)
+                self.keep_masked(wrapper, bake=True)
+            self.bake_masks()
 
     def end(self):
         """Training ends: the wrappers multiply by their masks again outside it."""
         for wrapper in self.wrappers:
             wrapper.kept_masked = False
 
-    def keep_masked(self, wrapper):
-        """Zeroes the optimizer state of `wrapper`'s pruned weights and has its training steps
-        read the variables; a wrapper whose granularity accumulates gradient terms (Taylor) keeps
-        the product its backward pass hooks into. Needs its variables: else at its first mask."""
+    def keep_masked(self, wrapper, bake=False):
+        """Zeroes the optimizer state of `wrapper`'s pruned weights (`bake`: the weights too) and
+        has its training steps read the variables; a wrapper whose granularity accumulates
+        gradient terms (Taylor) keeps the product its backward pass hooks into. Needs its
+        variables: else at its first mask."""
         if not wrapper.built or wrapper.gradient_accumulators:
             return
         for weight, mask in zip(wrapper.pruned_weights, wrapper.masks):
-            optimizer_state.zero_pruned_slots(self.optimizer, weight, mask)
+            slots = optimizer_state.weight_slots(self.optimizer, weight)
+            apply_mask_in_place([weight, *slots] if bake else slots, mask)
         wrapper.kept_masked = True
 
     def step(self):
@@ -113,8 +115,9 @@ class PruningController:
 
     def sync_steps(self):
         """Writes the current step into every wrapper's `pruning_step` variable."""
+        step = ops.convert_to_tensor(self.current_step, "int32")  # one host-to-device copy
         for wrapper in self.built_wrappers():
-            wrapper.pruning_step.assign(self.current_step)
+            wrapper.pruning_step.assign(step)
 
     def end_epoch(self):
         """Writes `weight * mask` into the variables, so saved weights hold the zeros."""
@@ -129,9 +132,7 @@ class PruningController:
             if wrapper.kept_masked:
                 continue
             for weight, mask in zip(wrapper.pruned_weights, wrapper.masks):
-                # On the backend's device, +0.0 where pruned (as `apply_mask`): a round trip
-                # through NumPy costs twice as much on a kernel of millions of weights.
-                weight.assign(ops.where(mask > 0, weight.value, ops.zeros((), weight.dtype)))
+                apply_mask_in_place([weight], mask)
 
     def update_masks(self, force=False):
         """Recomputes the masks of every wrapper whose schedule prunes at the current step.
@@ -163,18 +164,20 @@ class PruningController:
     def check_kept_masked(self):
         """Raises if a weight kept at 0 for training moved (something other than the optimizer
         given wrote it): training steps since the last mask update counted it."""
-        for wrapper in self.built_wrappers():
-            if not wrapper.kept_masked:
-                continue
-            for weight, mask in zip(wrapper.pruned_weights, wrapper.masks):
-                moved = ops.any(ops.logical_and(mask <= 0, weight.value != 0))
-                if bool(ops.convert_to_numpy(moved)):
-                    raise RuntimeError(
-                        f"Pruned weights of '{weight.path}' are no longer 0 although training "
-                        f"kept them there: an optimizer other than the model's "
-                        f"({type(self.optimizer).__name__}) or a callback wrote them. Pass "
-                        f"`UpdatePruningStep(keep_weights_masked=False)` to multiply by the "
-                        f"masks at every step instead.")
+        kept = [(weight, mask) for wrapper in self.built_wrappers() if wrapper.kept_masked
+                for weight, mask in zip(wrapper.pruned_weights, wrapper.masks)]
+        if not kept:
+            return
+        # One read back to the host for all of them.
+        moved = ops.convert_to_numpy(ops.stack([pruned_nonzero(*pair) for pair in kept]))
+        for (weight, _), weight_moved in zip(kept, moved):
+            if weight_moved:
+                raise RuntimeError(
+                    f"Pruned weights of '{weight.path}' are no longer 0 although training "
+                    f"kept them there: an optimizer other than the model's "
+                    f"({type(self.optimizer).__name__}) or a callback wrote them. Pass "
+                    f"`UpdatePruningStep(keep_weights_masked=False)` to multiply by the "
+                    f"masks at every step instead.")
 
     @staticmethod
     def _is_due(wrapper, step):

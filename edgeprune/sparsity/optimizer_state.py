@@ -20,7 +20,6 @@ product.
 """
 
 import keras
-from keras import ops
 
 from edgeprune.model import keras_internals as internals
 
@@ -62,10 +61,9 @@ def _listed_class(optimizer):
     return next((cls for cls in type(optimizer).__mro__ if cls in ZERO_KEEPING_OPTIMIZERS), None)
 
 
-def zero_pruned_slots(optimizer, variable, mask):
-    """Zeroes `variable`'s slots in `optimizer` (a zero-keeping one) where the variable `mask`
-    is 0. Before the optimizer is built there are none: they start at 0."""
+def weight_slots(optimizer, variable):
+    """The state `optimizer` (a zero-keeping one) keeps for `variable`, which must be 0 where the
+    variable is pruned for it to stay 0. Before the optimizer is built there is none."""
     optimizer = inner_optimizer(optimizer)
-    for slot in internals.optimizer_slots(optimizer, variable,
-                                          ZERO_KEEPING_OPTIMIZERS[_listed_class(optimizer)]):
-        slot.assign(ops.where(mask > 0, slot.value, ops.zeros((), slot.dtype)))
+    return internals.optimizer_slots(optimizer, variable,
+                                     ZERO_KEEPING_OPTIMIZERS[_listed_class(optimizer)])

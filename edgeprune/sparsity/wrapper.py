@@ -176,6 +176,17 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                              f"weights are {sorted(by_name)}.")
         return [by_name[n] for n in self.weight_names]
 
+    @property
+    def variables(self):
+        """The state a training step carries: `weights` less the thresholds and the step counter,
+        which only the controller reads and writes, between steps. JAX's `fit` passes every
+        variable into and out of each jitted step as its own array, and on the small digits CNN
+        those 8 scalars cost more per step than the masking did. `weights` keeps them, so
+        `get_weights()`, `set_weights()` and saved files hold what tfmot's wrapper holds."""
+        bookkeeping = {id(v) for v in (*getattr(self, "thresholds", ()),
+                                       getattr(self, "pruning_step", None)) if v is not None}
+        return [v for v in super().variables if id(v) not in bookkeeping]
+
     def count_params(self):
         """The wrapped layer's parameters: masks, thresholds, the step and gradient accumulators
         exist only while pruning (`strip_pruning` drops them), so a summary's per-layer count is
@@ -257,6 +268,21 @@ def apply_mask(weight, mask):
     """`weight` with zeros where `mask` is 0: +0.0, never the -0.0 a product gives for negative
     weights, whose bit pattern would break the zero runs that make .tflite files compress."""
     return np.where(mask > 0, weight, np.zeros((), weight.dtype))
+
+
+def apply_mask_in_place(variables, mask):
+    """Zeroes each of `variables` where `mask` (their common shape) is 0, on the backend's device
+    (+0.0, as `apply_mask`): a round trip through NumPy costs twice as much on a kernel of
+    millions of weights. The mask is compared once, and a Python 0.0 keeps each variable's dtype
+    without a tensor of its own: JAX dispatches every eager operation by itself."""
+    kept = ops.cast(mask, "bool")
+    for variable in variables:
+        variable.assign(ops.where(kept, variable.value, 0.0))
+
+
+def pruned_nonzero(weight, mask):
+    """Whether `weight` holds anything but 0 where `mask` is 0, as a boolean tensor."""
+    return ops.any(ops.where(ops.cast(mask, "bool"), 0.0, weight.value))
 
 
 def _plain(options):

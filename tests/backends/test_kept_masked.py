@@ -3,7 +3,9 @@ weights are kept at 0 in the variables and training steps mask gradients instead
 (`edgeprune.sparsity.optimizer_state`). What that must keep: pruned weights exactly 0 after every
 step, for every listed optimizer with every slot it has; the same training as multiplying by the
 masks; the product for any other optimizer and outside `fit`; and a clear error when something
-else writes a pruned weight. PyTorch masks its variables in place and never takes this path."""
+else writes a pruned weight. PyTorch masks its variables in place and never takes this path.
+On every backend, the state a training step carries holds the masks but not the thresholds and
+step counters, which stay among the weights that are saved."""
 
 import keras
 import numpy as np
@@ -159,3 +161,25 @@ def test_a_pruned_weight_written_during_training_is_an_error_naming_the_way_out(
                      callbacks=[WriteKernel()])
     for kernel, mask in kernels_and_masks(model):
         assert not kernel[mask == 0].any()
+
+
+def test_the_step_state_holds_masks_and_the_weights_hold_thresholds_and_steps(tmp_path):
+    model, _ = train(keras.optimizers.Adam(0.01))
+    wrappers = ep.sparsity.wrapper.pruning_wrappers(model)
+    bookkeeping = {id(v): v for w in wrappers for v in (*w.thresholds, w.pruning_step)}
+    masks = {id(m) for w in wrappers for m in w.masks}
+    # Conv2D and Dense hold no other non-trainable state: a JAX step carries these masks only.
+    assert {id(v) for v in model.non_trainable_variables} == masks
+    assert not bookkeeping.keys() & {id(v) for v in model.variables}
+    assert bookkeeping.keys() <= {id(v) for v in model.weights}
+    assert len(model.get_weights()) == len(model.weights)
+
+    steps = 3 * int(np.ceil(len(data()[0]) / 16))
+    assert [int(ops.convert_to_numpy(w.pruning_step)) for w in wrappers] == [steps] * 2
+    thresholds = [float(ops.convert_to_numpy(t)) for w in wrappers for t in w.thresholds]
+    assert min(thresholds) > 0
+    path = tmp_path / "pruned.keras"
+    model.save(path)
+    restored = ep.sparsity.wrapper.pruning_wrappers(keras.models.load_model(path))
+    assert [int(ops.convert_to_numpy(w.pruning_step)) for w in restored] == [steps] * 2
+    assert [float(ops.convert_to_numpy(t)) for w in restored for t in w.thresholds] == thresholds
