@@ -170,6 +170,7 @@ def test_the_step_state_holds_masks_and_the_weights_hold_thresholds_and_steps(tm
     masks = {id(m) for w in wrappers for m in w.masks}
     # Conv2D and Dense hold no other non-trainable state: a JAX step carries these masks only.
     assert {id(v) for v in model.non_trainable_variables} == masks
+    assert len(keras.tree.flatten(model.get_state_tree()["non_trainable_variables"])) == len(masks)
     assert not bookkeeping.keys() & {id(v) for v in model.variables}
     assert bookkeeping.keys() <= {id(v) for v in model.weights}
     assert len(model.get_weights()) == len(model.weights)
