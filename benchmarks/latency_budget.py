@@ -10,8 +10,9 @@ final interleaved run. Without trained weights there is no accuracy: the sensiti
 a proxy, each group's drop growing with the square of the fraction removed times the parameters
 it removes (convex, so plans spread over the groups).
 
-Digits CNN, float32: trained, scanned (validation loss), planned to 1/2 of its latency by the
-three methods, shrunk and fine-tuned alike; test accuracy over several seeds, paired.
+Digits CNN, float32: trained, scanned (validation loss), planned to 1/2 of its latency (or
+`--digits_target`) by the three methods, shrunk and fine-tuned alike; test accuracy over several
+seeds, paired.
 
 Twins: the uniform plan (one sparsity everywhere) and the MACs-budgeted plan (least drop for a
 MACs budget), each with one parameter, start where the latency model predicts them as fast as
@@ -25,13 +26,14 @@ for digits, its accuracy) at the latency plan's latency. A final interleaved run
     python benchmarks/latency_budget.py mobilenet [--precisions float32,int8] [--runs 100]
                                                   [--statistic min] [--calibration scale]
                                                   [--twins_at 1/2,1/3,1/5]
-    python benchmarks/latency_budget.py digits [--seeds 5]
-    python benchmarks/latency_budget.py plans [--seeds 2]   # digits: every plan near 1/2, tuned
+    python benchmarks/latency_budget.py digits [--seeds 5] [--digits_target 1/2]
+    python benchmarks/latency_budget.py plans [--seeds 2]   # digits: every plan near it, tuned
     python benchmarks/latency_budget.py steps    # one layer at many widths: the SIMD tiles
 """
 
 import argparse
 import dataclasses
+import fractions
 import itertools
 import json
 import os
@@ -388,7 +390,8 @@ def digits(args, python):
     def val_loss(model):
         return float(loss(y_all[-300:], model(x_all[-300:], training=False)))
 
-    print(f"\n### Digits CNN, float32, 1 thread: 1/2 of the dense latency, {args.epochs} dense "
+    print(f"\n### Digits CNN, float32, 1 thread: {args.digits_target} of the dense latency, "
+          f"{args.epochs} dense "
           f"epochs, {args.tune_epochs} fine-tuning epochs, twins matched on measured latency "
           f"(±{args.tolerance:.0%})\n")
     results = [digits_seed(seed, args, python, train, test, val_loss)
@@ -408,7 +411,8 @@ def digits_seed(seed, args, python, train, test, val_loss):
                                        calibration=args.calibration, progress=False, **python)
     table = ep.sensitivity_scan(dense, val_loss, higher_is_better=False, sparsities=LEVELS,
                                 structure="channels", progress=False)
-    plan = ep.allocate(table, latency.dense_measured_ms / 2, budget="latency",
+    plan = ep.allocate(table, latency.dense_measured_ms * float(args.digits_target),
+                       budget="latency",
                        latency_model=latency, max_sparsity=args.max_sparsity)
     build = Builder(dense, latency, ep.export_tflite)
     print(f"seed {seed}: steps {latency.steps}, round_to {latency.round_to}")
@@ -454,8 +458,8 @@ def digits_seed(seed, args, python, train, test, val_loss):
 
 
 def all_plans(args, python):
-    """Digits: every plan on the SIMD steps predicted within 15% above 1/2 of the dense latency,
-    fine-tuned alike: how much the choice of plan matters after fine-tuning."""
+    """Digits: every plan on the SIMD steps predicted within 15% above the target (a fraction of
+    the dense latency), fine-tuned alike: how much the choice of plan matters after fine-tuning."""
     (x_all, y_all), test = ep.load_digits()
     train = x_all[:-300], y_all[:-300]
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -471,7 +475,7 @@ def all_plans(args, python):
         table = ep.sensitivity_scan(
             dense, lambda m: float(loss(y_all[-300:], m(x_all[-300:], training=False))),
             higher_is_better=False, sparsities=LEVELS, structure="channels", progress=False)
-        target = latency.dense_measured_ms / 2
+        target = latency.dense_measured_ms * float(args.digits_target)
         chosen = latency.kept_channels(ep.allocate(table, target, budget="latency",
                                                    latency_model=latency).sparsity)
         build = Builder(dense, latency, ep.export_tflite)
@@ -555,6 +559,9 @@ def main():
     parser.add_argument("--calibration", default="scale", choices=["scale", "remainder"])
     parser.add_argument("--max_sparsity", type=float, default=LEVELS[-1],
                         help="digits: no group loses more of its channels, in any plan")
+    parser.add_argument("--digits_target", default=fractions.Fraction(1, 2),
+                        type=fractions.Fraction,
+                        help="digits, plans: the latency target, a fraction of dense (1/4)")
     parser.add_argument("--twins_at", default="1/3",
                         help="mobilenet: targets (of 1/2,1/3,1/5) whose uniform and "
                              "MACs-budgeted twins are matched and measured too")

@@ -193,10 +193,15 @@ def allocate(table, target, budget="sparsity", skip=(), max_sparsity=None, bytes
                                        skip, cap)
     removed_by = _measure(table, budget, bytes_per_weight)
     most = sum(segment.length for segment in segments)
-    if removed_by(spend(segments, most)[0]) < needed * (1 - 1e-9):
+    most_removed = removed_by(spend(segments, most)[0])
+    if most_removed < needed * (1 - 1e-9):
+        # A sparsity target is what to remove; every other budget's is what remains.
+        reachable = (f"at most {most_removed / sum(table.sizes.values()):.4g}"
+                     if budget == "sparsity" else f"at least {target + needed - most_removed:.4g}")
         raise ValueError(f"target {target} ({budget}) needs more than every unit at "
-                         f"max_sparsity={cap} removes: lower the target, allow a higher "
-                         "max_sparsity, or scan higher sparsities.")
+                         f"max_sparsity={cap} removes: the reachable target is {reachable}; "
+                         "choose one there, allow a higher max_sparsity, or scan higher "
+                         "sparsities.")
     # Segments are ordered by first-order cost; where costs couple (a kernel between two pruned
     # channel groups), the exact removal is found by bisection on how far down the list to go.
     low, high = 0.0, most

@@ -93,8 +93,12 @@ def test_skip_and_cap_and_impossible_targets():
     assert skipped.sparsity == pytest.approx({"flat": 0.0, "steep": 0.9})
     capped = ep.allocate(table, 0.5, max_sparsity=0.5)
     assert capped.sparsity == pytest.approx({"flat": 0.5, "steep": 0.5})
-    with pytest.raises(ValueError, match="max_sparsity"):
+    with pytest.raises(ValueError, match="reachable target is at most 0.5;.*max_sparsity"):
         ep.allocate(table, 0.6, max_sparsity=0.5)
+    # Other budgets' targets are what remains: the error names the smallest reachable.
+    dense_params = table.remaining({}, "params")
+    with pytest.raises(ValueError, match=f"reachable target is at least {dense_params / 2:.4g};"):
+        ep.allocate(table, 0.3 * dense_params, budget="params", max_sparsity=0.5)
     with pytest.raises(ValueError, match="budget"):
         ep.allocate(table, 0.5, budget="latency")
     with pytest.raises(ValueError, match="target"):
