@@ -49,7 +49,7 @@ import numpy as np  # noqa: E402
 
 import edgeprune as ep  # noqa: E402
 from device_bench.fileio import atomic_write  # noqa: E402
-from edgeprune.choose.latency import STATISTICS, ratio_to_first  # noqa: E402
+from edgeprune.choose.latency_plan import STATISTICS, ratio_to_first  # noqa: E402
 from edgeprune.choose.latency_probes import Probe  # noqa: E402
 from edgeprune.choose.units import channel_terms  # noqa: E402
 from edgeprune.model.cost import layer_macs  # noqa: E402

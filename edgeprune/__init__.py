@@ -58,8 +58,8 @@ _EXPORTS = {
                                    "iterative_magnitude_pruning", "layer_weights",
                                    "rewind_weights"),
     "edgeprune.choose.sensitivity": ("SensitivityTable", "sensitivity_scan"),
-    "edgeprune.choose.latency": ("LatencyModel", "measure_latency_model", "measure_tflite_ms"),
-    "edgeprune.choose.latency_plan": ("plan_for_latency", "shrunk_latency"),
+    "edgeprune.choose.latency": ("LatencyModel", "measure_latency_model"),
+    "edgeprune.choose.latency_plan": ("plan_for_latency", "shrunk_latency", "measure_tflite_ms"),
 }
 
 __all__ = lazy_api(globals(), _EXPORTS, all_at_once=True)

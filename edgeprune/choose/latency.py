@@ -28,11 +28,10 @@ run on the same device measures nothing; identical layers are measured once.
 """
 
 import dataclasses
-import tempfile
 
 import numpy as np
 
-from edgeprune.choose.latency_probes import STATISTICS, Probe, ProbeBench, as_path, resized
+from edgeprune.choose.latency_probes import STATISTICS, Probe, ProbeBench, resized
 from edgeprune.choose.latency_steps import axis_class, axis_steps, within_half
 from edgeprune.model.keras_internals import inbound_nodes
 from edgeprune.sparsity.wrapper import leaf_layers
@@ -231,33 +230,6 @@ def measure_latency_model(model, target="local", precision="float32", num_thread
                         dense_measured_ms=dense_ms,
                         steps={f"{kind}/{axis}": step for (kind, axis), step in steps.items()},
                         measured_probes=bench.measured, cached_probes=bench.cached)
-
-
-def measure_tflite_ms(tflite, target="local", num_threads=1, num_runs=50, statistic="median",
-                      **target_options):
-    """Latency (ms, median or min of `num_runs`) of one `.tflite` (bytes or a path) on `target`:
-    what a latency model's prediction is checked against.
-
-    >>> ep.measure_tflite_ms(ep.export_tflite(small), num_threads=1)   # doctest: +SKIP
-    """
-    result = _benchmark([tflite], target, num_threads, num_runs, target_options)
-    return getattr(result.models[0].latency, STATISTICS[statistic]) / 1e3
-
-
-def ratio_to_first(tflites, target="local", num_threads=1, num_runs=50, **target_options):
-    """The last of `tflites` (bytes or paths) over the first: the median ratio of their runs,
-    timed interleaved on `target`, so the device's drift cancels."""
-    return _benchmark(tflites, target, num_threads, num_runs, target_options).comparisons[-1] \
-        .ratio.median
-
-
-def _benchmark(tflites, target, num_threads, num_runs, target_options):
-    import device_bench
-
-    with tempfile.TemporaryDirectory(prefix="edgeprune-latency-") as folder:
-        paths = [as_path(tflite, folder, f"model_{i}.tflite") for i, tflite in enumerate(tflites)]
-        return device_bench.benchmark(paths, target=target, num_threads=num_threads,
-                                      num_runs=num_runs, min_secs=0, **target_options)
 
 
 def round_to_of(axis, round_to):

@@ -1,4 +1,5 @@
-"""A latency plan checked on the device: plan, measure the shrunk model, correct, plan again.
+"""A latency plan checked on the device: plan, measure the shrunk model, correct, plan again;
+and timing whole `.tflite` models on a target (`measure_tflite_ms`, `ratio_to_first`).
 
 A latency model adds up layers timed alone, so its prediction for a whole shrunk network is off
 by what the layers do together (measured here on MobileNetV2: int8 plans for 1/3 and 1/5 of the
@@ -13,10 +14,11 @@ what the model got wrong near there. A few rounds at a conversion each.
 >>> plan.predicted_latency_ms, plan.measured_latency_ms, len(plan.latency_rounds)  # doctest: +SKIP
 """
 
+import tempfile
 import warnings
 
 from edgeprune.choose.allocation import allocate, apply_channel_allocation
-from edgeprune.choose.latency import measure_tflite_ms, ratio_to_first
+from edgeprune.choose.latency_probes import STATISTICS, as_path
 
 
 def plan_for_latency(table, target_ms, latency_model, measure, tolerance=0.05, max_rounds=4,
@@ -101,3 +103,30 @@ def shrunk_latency(model, convert, target="local", num_threads=1, num_runs=50,
                                          num_runs, **target_options)
 
     return measure
+
+
+def measure_tflite_ms(tflite, target="local", num_threads=1, num_runs=50, statistic="median",
+                      **target_options):
+    """Latency (ms, median or min of `num_runs`) of one `.tflite` (bytes or a path) on `target`:
+    what a latency model's prediction is checked against.
+
+    >>> ep.measure_tflite_ms(ep.export_tflite(small), num_threads=1)   # doctest: +SKIP
+    """
+    result = _benchmark([tflite], target, num_threads, num_runs, target_options)
+    return getattr(result.models[0].latency, STATISTICS[statistic]) / 1e3
+
+
+def ratio_to_first(tflites, target="local", num_threads=1, num_runs=50, **target_options):
+    """The last of `tflites` (bytes or paths) over the first: the median ratio of their runs,
+    timed interleaved on `target`, so the device's drift cancels."""
+    return _benchmark(tflites, target, num_threads, num_runs, target_options).comparisons[-1] \
+        .ratio.median
+
+
+def _benchmark(tflites, target, num_threads, num_runs, target_options):
+    import device_bench
+
+    with tempfile.TemporaryDirectory(prefix="edgeprune-latency-") as folder:
+        paths = [as_path(tflite, folder, f"model_{i}.tflite") for i, tflite in enumerate(tflites)]
+        return device_bench.benchmark(paths, target=target, num_threads=num_threads,
+                                      num_runs=num_runs, min_secs=0, **target_options)
