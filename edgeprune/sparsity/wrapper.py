@@ -179,10 +179,11 @@ class PruneLowMagnitude(keras.layers.Wrapper):
     @property
     def variables(self):
         """The state a training step carries: `weights` less the thresholds and the step counter,
-        which only the controller reads and writes, between steps. JAX's `fit` passes every
-        variable into and out of each jitted step as its own array, and on the small digits CNN
-        those 8 scalars cost more per step than the masking did. `weights` keeps them, so
-        `get_weights()`, `set_weights()` and saved files hold what tfmot's wrapper holds."""
+        which only the controller reads and writes, between steps. JAX's `fit` passes (and
+        Keras tracks) every variable into and out of each jitted step as its own array: leaving
+        out the small digits CNN's 8 took its pruning overhead from 1.18x to 1.02-1.09x of the
+        dense step. `weights` keeps them, so `get_weights()`, `set_weights()` and saved files
+        hold what tfmot's wrapper holds."""
         bookkeeping = {id(v) for v in (*getattr(self, "thresholds", ()),
                                        getattr(self, "pruning_step", None)) if v is not None}
         return [v for v in super().variables if id(v) not in bookkeeping]
