@@ -561,7 +561,7 @@ def main():
                         help="digits: no group loses more of its channels, in any plan")
     parser.add_argument("--digits_target", default=fractions.Fraction(1, 2),
                         type=fractions.Fraction,
-                        help="digits, plans: the latency target, a fraction of dense (1/4)")
+                        help="digits, plans: the latency target, a fraction of dense (1/3)")
     parser.add_argument("--twins_at", default="1/3",
                         help="mobilenet: targets (of 1/2,1/3,1/5) whose uniform and "
                              "MACs-budgeted twins are matched and measured too")
